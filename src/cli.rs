@@ -1,0 +1,67 @@
+//! The command line (clap derive). Every flag has a `SKILLMON_*` env var;
+//! precedence is flag > env > config file > default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "skillmon",
+    version,
+    about = "Watch how AI-assistant skills are used, live",
+    long_about = "Watch how AI-assistant skills are used, live.\n\n\
+        `skillmon serve` reads a session-buddy skills database (read-only) and broadcasts \
+        metrics over WebSocket; `skillmon watch` is the live terminal dashboard; \
+        `skillmon demo` runs both on generated data."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a session-buddy skills database over WebSocket (read-only).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The session-buddy skills database (opened read-only, never written).
+    #[arg(long, env = "SKILLMON_DB", default_value = ".session-buddy/skills.db")]
+    pub db: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "SKILLMON_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "SKILLMON_PORT", default_value_t = 8765)]
+    pub port: u16,
+    /// Time between updates, e.g. 500ms, 1s, 2.5s.
+    #[arg(long, env = "SKILLMON_INTERVAL", default_value = "1s", value_parser = crate::duration::parse_interval)]
+    pub interval: Duration,
+    /// Skills (and anomalies) per update.
+    #[arg(long, env = "SKILLMON_TOP", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub top: u16,
+    /// Close a client that cannot take a frame within this time [default: max(2 × interval, 5s)].
+    #[arg(long, env = "SKILLMON_WRITE_TIMEOUT", value_parser = crate::duration::parse_interval)]
+    pub write_timeout: Option<Duration>,
+    /// Most simultaneous WebSocket clients; more get HTTP 503.
+    #[arg(long, env = "SKILLMON_MAX_CONNECTIONS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+impl ServeArgs {
+    pub fn to_config(&self) -> crate::server::ServeConfig {
+        crate::server::ServeConfig {
+            db: self.db.clone(),
+            interval: self.interval,
+            top: usize::from(self.top),
+            write_timeout: self
+                .write_timeout
+                .unwrap_or_else(|| crate::server::default_write_timeout(self.interval)),
+            max_connections: self.max_connections as usize,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! skillmon: watch how AI-assistant skills are used, live.
+//!
+//! One binary, two roles sharing one WebSocket protocol (`shared/PROTOCOL.md`):
+//! [`server`] reads a session-buddy skills database read-only and fans
+//! `metrics_update` frames out to every subscriber; the `watch` dashboard
+//! consumes them. [`protocol`] holds the wire types both sides share,
+//! [`store`] the read-only database access.
+
+pub mod cli;
+pub mod duration;
+pub mod protocol;
+pub mod server;
+pub mod store;
+
+/// `skillmon/<version>`, announced in `connected` and `/healthz`.
+pub const SERVER_NAME: &str = concat!("skillmon/", env!("CARGO_PKG_VERSION"));

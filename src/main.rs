@@ -1,0 +1,37 @@
+//! The `skillmon` binary: parse the command line and dispatch.
+
+use clap::Parser;
+use skillmon::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skillmon: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_stderr_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKILLMON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn serve(args: skillmon::cli::ServeArgs) -> anyhow::Result<()> {
+    init_stderr_logs();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let listener = skillmon::server::bind(&args.host, args.port).await?;
+        skillmon::server::run_until_signal(listener, args.to_config()).await
+    })
+}

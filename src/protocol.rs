@@ -1,0 +1,820 @@
+//! The wire protocol both roles share (see `shared/PROTOCOL.md`).
+//!
+//! Owns the typed messages in both directions, their JSON encoding and the
+//! tolerant parsing rules: unknown fields are ignored everywhere, unknown
+//! server frame types parse to [`ServerMessage::Unknown`], and client frames
+//! are classified into the exact `error` codes the server answers with.
+//! It does no I/O.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// Protocol revision announced in the `connected` frame (ext).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest skill name a client may subscribe to.
+pub const MAX_SKILL_NAME_LEN: usize = 256;
+/// Most skills one `subscribe` may list.
+pub const MAX_SKILLS_PER_SUBSCRIPTION: usize = 64;
+
+/// One row of `top_skills`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkillStat {
+    pub skill_name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub total_invocations: u64,
+    /// Percentage 0..100, not a fraction.
+    #[serde(deserialize_with = "null_as_default")]
+    pub completion_rate: f64,
+    /// `null` until one invocation completed.
+    #[serde(default)]
+    pub avg_duration_seconds: Option<f64>,
+    /// (ext) invocations in the last hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocations_1h: Option<u64>,
+    /// (ext) invocations in the last 24 hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocations_24h: Option<u64>,
+    /// (ext) when the skill was last invoked, as the writer stored it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_invoked_at: Option<String>,
+}
+
+/// One row of `anomalies`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anomaly {
+    pub skill_name: String,
+    /// As stored, e.g. `2026-11-22 02:33:54`; any RFC 3339-ish form.
+    pub detected_at: String,
+    pub anomaly_type: String,
+    /// Always present on the wire (compat), may be `null`.
+    #[serde(default)]
+    pub deviation_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_value: Option<f64>,
+    /// (ext) `"table"` or `"live"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// The `data` object of a `metrics_update`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsData {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub top_skills: Vec<SkillStat>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub anomalies: Vec<Anomaly>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connected {
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub authenticated: bool,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsUpdate {
+    /// (ext) strictly increasing per connection; a jump means updates were skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    #[serde(default)]
+    pub data: MetricsData,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionConfirmed {
+    /// Echo of the request's `skill` as given (string, null or "").
+    #[serde(default)]
+    pub skill: Value,
+    /// (ext) the skills now subscribed to; empty means all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skills: Option<Vec<String>>,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pong {
+    /// (ext) echo of the ping's `id`; absent from session-buddy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+}
+
+/// Machine-readable reason of an `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidJson,
+    NotAnObject,
+    UnknownType,
+    BadRequest,
+    RateLimited,
+    UnknownSkill,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    pub code: ErrorCode,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// Every frame a server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Connected(Connected),
+    MetricsUpdate(MetricsUpdate),
+    SubscriptionConfirmed(SubscriptionConfirmed),
+    Pong(Pong),
+    Error(ErrorFrame),
+    /// A type this build does not know; clients ignore it.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ServerMessage {
+    /// Parse one text frame from a server. Errors only on non-JSON or a
+    /// frame without a string `type`; unknown types are `Unknown`.
+    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Encode as one JSON text frame.
+    pub fn encode(&self) -> String {
+        // Serializing these plain structs cannot fail (no maps with non-string keys).
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What a client asks to receive.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Subscription {
+    /// Every skill (the top N) and all anomalies.
+    #[default]
+    All,
+    /// Only these skills (sorted, deduplicated, never empty).
+    Skills(Vec<String>),
+}
+
+impl Subscription {
+    /// Build from names; an empty list (or only empty names) means all.
+    pub fn from_names<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut v: Vec<String> = names
+            .into_iter()
+            .map(Into::into)
+            .filter(|s| !s.is_empty())
+            .collect();
+        v.sort();
+        v.dedup();
+        if v.is_empty() {
+            Subscription::All
+        } else {
+            Subscription::Skills(v)
+        }
+    }
+
+    pub fn includes(&self, skill: &str) -> bool {
+        match self {
+            Subscription::All => true,
+            Subscription::Skills(v) => v.binary_search_by(|s| s.as_str().cmp(skill)).is_ok(),
+        }
+    }
+
+    pub fn skills(&self) -> &[String] {
+        match self {
+            Subscription::All => &[],
+            Subscription::Skills(v) => v,
+        }
+    }
+}
+
+/// A classified client frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    /// `subscribe`; `echo` is the value to put in `subscription_confirmed.skill`.
+    Subscribe {
+        subscription: Subscription,
+        echo: Value,
+    },
+    Unsubscribe,
+    Ping {
+        id: Option<Value>,
+    },
+    /// `{"token": "..."}`: the auth frame (compat).
+    Auth {
+        token: String,
+    },
+}
+
+/// Why a client frame was refused; maps to an `error` frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ClientError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_frame(&self) -> ServerMessage {
+        ServerMessage::Error(ErrorFrame {
+            code: self.code,
+            message: self.message.clone(),
+        })
+    }
+}
+
+impl ClientMessage {
+    /// Classify one text frame from a client, with the error code to answer
+    /// when it is not acceptable.
+    pub fn parse(text: &str) -> Result<Self, ClientError> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ClientError::new(ErrorCode::InvalidJson, e.to_string()))?;
+        let Value::Object(obj) = value else {
+            return Err(ClientError::new(
+                ErrorCode::NotAnObject,
+                "a message must be a JSON object with a string field \"type\"",
+            ));
+        };
+        let ty = match obj.get("type") {
+            Some(Value::String(t)) => t.as_str(),
+            None => {
+                if let Some(tok) = obj.get("token") {
+                    return match tok {
+                        Value::String(t) => Ok(ClientMessage::Auth { token: t.clone() }),
+                        _ => Err(ClientError::new(
+                            ErrorCode::BadRequest,
+                            "\"token\" must be a string",
+                        )),
+                    };
+                }
+                return Err(ClientError::new(
+                    ErrorCode::BadRequest,
+                    "missing field \"type\" (one of subscribe, unsubscribe, ping)",
+                ));
+            }
+            Some(_) => {
+                return Err(ClientError::new(
+                    ErrorCode::BadRequest,
+                    "field \"type\" must be a string",
+                ));
+            }
+        };
+        match ty {
+            "subscribe" => parse_subscribe(&obj),
+            "unsubscribe" => Ok(ClientMessage::Unsubscribe),
+            "ping" => Ok(ClientMessage::Ping {
+                id: obj.get("id").cloned(),
+            }),
+            other => Err(ClientError::new(
+                ErrorCode::UnknownType,
+                format!(
+                    "unknown message type {:?}; expected subscribe, unsubscribe or ping",
+                    truncate(other, 64)
+                ),
+            )),
+        }
+    }
+
+    /// Encode as one JSON text frame (used by clients).
+    pub fn encode(&self) -> String {
+        let v = match self {
+            ClientMessage::Subscribe {
+                subscription,
+                echo: _,
+            } => match subscription {
+                Subscription::All => serde_json::json!({"type": "subscribe", "skill": null}),
+                Subscription::Skills(s) if s.len() == 1 => {
+                    serde_json::json!({"type": "subscribe", "skill": s[0]})
+                }
+                Subscription::Skills(s) => serde_json::json!({"type": "subscribe", "skills": s}),
+            },
+            ClientMessage::Unsubscribe => serde_json::json!({"type": "unsubscribe"}),
+            ClientMessage::Ping { id: None } => serde_json::json!({"type": "ping"}),
+            ClientMessage::Ping { id: Some(id) } => serde_json::json!({"type": "ping", "id": id}),
+            ClientMessage::Auth { token } => serde_json::json!({ "token": token }),
+        };
+        v.to_string()
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+fn check_name(name: &str) -> Result<(), ClientError> {
+    if name.len() > MAX_SKILL_NAME_LEN {
+        return Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!("skill name longer than {MAX_SKILL_NAME_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_subscribe(obj: &serde_json::Map<String, Value>) -> Result<ClientMessage, ClientError> {
+    let mut names: Vec<String> = Vec::new();
+    // `skill` (compat) wins over the `skill_name` alias (ext).
+    let (single_key, single) = match (obj.get("skill"), obj.get("skill_name")) {
+        (Some(v), _) => ("skill", Some(v)),
+        (None, Some(v)) => ("skill_name", Some(v)),
+        (None, None) => ("skill", None),
+    };
+    match single {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => {
+            check_name(s)?;
+            names.push(s.clone());
+        }
+        Some(_) => {
+            return Err(ClientError::new(
+                ErrorCode::BadRequest,
+                format!("\"{single_key}\" must be a string or null"),
+            ));
+        }
+    }
+    match obj.get("skills") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            if items.len() > MAX_SKILLS_PER_SUBSCRIPTION {
+                return Err(ClientError::new(
+                    ErrorCode::BadRequest,
+                    format!("\"skills\" lists more than {MAX_SKILLS_PER_SUBSCRIPTION} names"),
+                ));
+            }
+            for item in items {
+                let Value::String(s) = item else {
+                    return Err(ClientError::new(
+                        ErrorCode::BadRequest,
+                        "\"skills\" must be an array of strings",
+                    ));
+                };
+                check_name(s)?;
+                names.push(s.clone());
+            }
+        }
+        Some(_) => {
+            return Err(ClientError::new(
+                ErrorCode::BadRequest,
+                "\"skills\" must be an array of strings",
+            ));
+        }
+    }
+    Ok(ClientMessage::Subscribe {
+        subscription: Subscription::from_names(names),
+        echo: single.cloned().unwrap_or(Value::Null),
+    })
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The fixed start of every encoded `metrics_update`; `seq` is spliced in
+/// right after it.
+const UPDATE_PREFIX: &str = r#"{"type":"metrics_update","#;
+
+/// A `metrics_update` serialized once and shared by every session of a
+/// subscription group; each session splices in its own `seq` with a copy,
+/// never re-serializing the body.
+#[derive(Debug, Clone)]
+pub struct EncodedUpdate {
+    /// `{"type":"metrics_update","timestamp":...,"data":{...}}`
+    json: std::sync::Arc<str>,
+}
+
+impl EncodedUpdate {
+    pub fn new(timestamp: &str, data: &MetricsData) -> Self {
+        let msg = ServerMessage::MetricsUpdate(MetricsUpdate {
+            seq: None,
+            timestamp: Some(timestamp.to_owned()),
+            data: data.clone(),
+        });
+        Self::from_message_json(msg.encode())
+    }
+
+    /// Encode borrowing the data (no clone of the rows).
+    pub fn from_parts(timestamp: &str, data: &MetricsData) -> Self {
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            r#type: &'static str,
+            timestamp: &'a str,
+            data: &'a MetricsData,
+        }
+        let json = serde_json::to_string(&Borrowed {
+            r#type: "metrics_update",
+            timestamp,
+            data,
+        })
+        .unwrap_or_default();
+        Self::from_message_json(json)
+    }
+
+    fn from_message_json(json: String) -> Self {
+        debug_assert!(json.starts_with(UPDATE_PREFIX));
+        Self { json: json.into() }
+    }
+
+    /// The frame without `seq` (what session-buddy would send).
+    pub fn without_seq(&self) -> &str {
+        &self.json
+    }
+
+    pub fn len(&self) -> usize {
+        self.json.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.json.is_empty()
+    }
+
+    /// The frame with `"seq":N` as its second field.
+    pub fn with_seq(&self, seq: u64) -> String {
+        let rest = self
+            .json
+            .strip_prefix(UPDATE_PREFIX)
+            .unwrap_or(&self.json[..]);
+        let mut out = String::with_capacity(self.json.len() + 28);
+        out.push_str(UPDATE_PREFIX);
+        out.push_str("\"seq\":");
+        out.push_str(&seq.to_string());
+        out.push(',');
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Parse any RFC 3339 / ISO 8601 timestamp the protocol or the DB may carry:
+/// `Z` or `+00:00`, `T` or a space, with or without fraction; a form without
+/// offset is taken as UTC (SQLite's `datetime('now')` writes those).
+pub fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{DateTime, NaiveDateTime, Utc};
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let with_t = s.replacen(' ', "T", 1);
+    if let Ok(t) = DateTime::parse_from_rfc3339(&with_t) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(&with_t, fmt) {
+            return Some(t.and_utc());
+        }
+    }
+    None
+}
+
+/// Now, in session-buddy's timestamp form (`...+00:00`, microseconds).
+pub fn now_timestamp() -> String {
+    format_timestamp(chrono::Utc::now())
+}
+
+pub fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // Python's json.dumps output: ", " and ": " separators, \u escapes.
+    const PY_UPDATE: &str = r#"{"type": "metrics_update", "timestamp": "2026-11-22T02:39:05.295129+00:00", "data": {"top_skills": [{"skill_name": "pytest-run", "total_invocations": 30, "completion_rate": 93.33333333333333, "avg_duration_seconds": 6.34}, {"skill_name": "caf\u00e9-\ud83d\ude80", "total_invocations": 2, "completion_rate": 0.0, "avg_duration_seconds": null}], "anomalies": [{"skill_name": "mypy", "detected_at": "2026-11-22 02:33:54", "anomaly_type": "drop", "deviation_score": -2.7}]}}"#;
+
+    #[test]
+    fn parses_python_formatted_update() {
+        let ServerMessage::MetricsUpdate(u) = ServerMessage::parse(PY_UPDATE).unwrap() else {
+            panic!("not an update")
+        };
+        assert_eq!(u.seq, None);
+        assert_eq!(u.data.top_skills.len(), 2);
+        assert_eq!(u.data.top_skills[0].completion_rate, 93.33333333333333);
+        assert_eq!(u.data.top_skills[1].skill_name, "café-🚀");
+        assert_eq!(u.data.top_skills[1].avg_duration_seconds, None);
+        assert_eq!(u.data.anomalies[0].deviation_score, Some(-2.7));
+        assert_eq!(u.data.anomalies[0].source, None);
+        assert!(parse_timestamp(u.timestamp.as_deref().unwrap()).is_some());
+    }
+
+    #[test]
+    fn parses_every_sample_frame() {
+        let samples = [
+            r#"{"type": "connected", "message": "Connected to Session Buddy real-time metrics", "authenticated": false, "timestamp": "2026-11-22T02:39:04.515314+00:00"}"#,
+            r#"{"type": "subscription_confirmed", "skill": "pytest-run", "timestamp": "2026-11-22T02:39:04Z"}"#,
+            r#"{"type": "subscription_confirmed", "skill": null, "timestamp": "2026-11-22T02:39:04Z"}"#,
+            r#"{"type": "pong"}"#,
+            r#"{"type": "pong", "id": 7}"#,
+            r#"{"type": "error", "code": "invalid_json", "message": "expected value at line 1 column 1"}"#,
+        ];
+        let parsed: Vec<_> = samples
+            .iter()
+            .map(|s| ServerMessage::parse(s).unwrap())
+            .collect();
+        assert!(matches!(&parsed[0], ServerMessage::Connected(c) if !c.authenticated));
+        assert!(
+            matches!(&parsed[1], ServerMessage::SubscriptionConfirmed(c) if c.skill == json!("pytest-run"))
+        );
+        assert!(matches!(&parsed[2], ServerMessage::SubscriptionConfirmed(c) if c.skill.is_null()));
+        assert_eq!(parsed[3], ServerMessage::Pong(Pong { id: None }));
+        assert_eq!(parsed[4], ServerMessage::Pong(Pong { id: Some(json!(7)) }));
+        assert!(matches!(&parsed[5], ServerMessage::Error(e) if e.code == ErrorCode::InvalidJson));
+    }
+
+    #[test]
+    fn unknown_type_and_fields_are_tolerated() {
+        assert_eq!(
+            ServerMessage::parse(r#"{"type":"future_thing","x":1}"#).unwrap(),
+            ServerMessage::Unknown
+        );
+        let m = ServerMessage::parse(
+            r#"{"type":"connected","message":"hi","authenticated":true,"timestamp":null,"extra":[1]}"#,
+        )
+        .unwrap();
+        assert!(matches!(m, ServerMessage::Connected(c) if c.authenticated));
+        let m =
+            ServerMessage::parse(r#"{"type":"error","code":"brand_new","message":"x"}"#).unwrap();
+        assert!(matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::Other));
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let msgs = vec![
+            ServerMessage::Connected(Connected {
+                message: "Connected to skillmon".into(),
+                authenticated: false,
+                timestamp: Some(now_timestamp()),
+                server: Some("skillmon/0.1.0".into()),
+                protocol: Some(1),
+                interval_ms: Some(1000),
+                session_id: Some("s1".into()),
+            }),
+            ServerMessage::MetricsUpdate(MetricsUpdate {
+                seq: Some(3),
+                timestamp: Some(now_timestamp()),
+                data: MetricsData {
+                    top_skills: vec![SkillStat {
+                        skill_name: "ruff-check".into(),
+                        total_invocations: 4,
+                        completion_rate: 75.0,
+                        avg_duration_seconds: None,
+                        invocations_1h: Some(1),
+                        invocations_24h: Some(4),
+                        last_invoked_at: Some("2026-11-22T01:00:00Z".into()),
+                    }],
+                    anomalies: vec![Anomaly {
+                        skill_name: "mypy".into(),
+                        detected_at: "2026-11-22 02:33:54".into(),
+                        anomaly_type: "spike".into(),
+                        deviation_score: None,
+                        baseline_value: Some(0.5),
+                        observed_value: Some(0.9),
+                        source: Some("table".into()),
+                    }],
+                },
+            }),
+            ServerMessage::SubscriptionConfirmed(SubscriptionConfirmed {
+                skill: json!(""),
+                skills: Some(vec![]),
+                timestamp: Some(now_timestamp()),
+            }),
+            ServerMessage::Pong(Pong {
+                id: Some(json!("abc")),
+            }),
+            ServerMessage::Error(ErrorFrame {
+                code: ErrorCode::RateLimited,
+                message: "slow down".into(),
+            }),
+        ];
+        for m in msgs {
+            let text = m.encode();
+            assert_eq!(ServerMessage::parse(&text).unwrap(), m, "{text}");
+        }
+    }
+
+    #[test]
+    fn compat_fields_are_always_present() {
+        // deviation_score and avg_duration_seconds are nullable, never omitted.
+        let data = MetricsData {
+            top_skills: vec![SkillStat {
+                skill_name: "a".into(),
+                total_invocations: 1,
+                completion_rate: 0.0,
+                avg_duration_seconds: None,
+                invocations_1h: None,
+                invocations_24h: None,
+                last_invoked_at: None,
+            }],
+            anomalies: vec![Anomaly {
+                skill_name: "a".into(),
+                detected_at: "x".into(),
+                anomaly_type: "drop".into(),
+                deviation_score: None,
+                baseline_value: None,
+                observed_value: None,
+                source: None,
+            }],
+        };
+        let v: Value =
+            serde_json::from_str(EncodedUpdate::from_parts("t", &data).without_seq()).unwrap();
+        assert_eq!(
+            v["data"]["top_skills"][0]["avg_duration_seconds"],
+            Value::Null
+        );
+        assert!(
+            v["data"]["top_skills"][0]
+                .as_object()
+                .unwrap()
+                .contains_key("avg_duration_seconds")
+        );
+        assert!(
+            v["data"]["anomalies"][0]
+                .as_object()
+                .unwrap()
+                .contains_key("deviation_score")
+        );
+        assert!(
+            !v["data"]["anomalies"][0]
+                .as_object()
+                .unwrap()
+                .contains_key("source")
+        );
+    }
+
+    #[test]
+    fn seq_splice_is_valid_json_equal_to_the_body() {
+        let data = MetricsData::default();
+        let enc = EncodedUpdate::from_parts("2026-11-22T02:39:05.295129+00:00", &data);
+        assert_eq!(
+            enc.without_seq(),
+            EncodedUpdate::new("2026-11-22T02:39:05.295129+00:00", &data).without_seq()
+        );
+        let with: Value = serde_json::from_str(&enc.with_seq(42)).unwrap();
+        let without: Value = serde_json::from_str(enc.without_seq()).unwrap();
+        assert_eq!(with["seq"], json!(42));
+        let mut stripped = with.clone();
+        stripped.as_object_mut().unwrap().remove("seq");
+        assert_eq!(stripped, without);
+        assert_eq!(with["type"], json!("metrics_update"));
+    }
+
+    #[test]
+    fn client_subscribe_forms() {
+        let sub = |s: &str| ClientMessage::parse(s).unwrap();
+        assert_eq!(
+            sub(r#"{"type": "subscribe", "skill": "pytest-run"}"#),
+            ClientMessage::Subscribe {
+                subscription: Subscription::Skills(vec!["pytest-run".into()]),
+                echo: json!("pytest-run")
+            }
+        );
+        for (text, echo) in [
+            (r#"{"type":"subscribe","skill":null}"#, json!(null)),
+            (r#"{"type":"subscribe"}"#, json!(null)),
+            (r#"{"type":"subscribe","skill":""}"#, json!("")),
+        ] {
+            assert_eq!(
+                sub(text),
+                ClientMessage::Subscribe {
+                    subscription: Subscription::All,
+                    echo
+                }
+            );
+        }
+        assert_eq!(
+            sub(r#"{"type":"subscribe","skill_name":"mypy"}"#),
+            ClientMessage::Subscribe {
+                subscription: Subscription::Skills(vec!["mypy".into()]),
+                echo: json!("mypy")
+            }
+        );
+        assert_eq!(
+            sub(r#"{"type":"subscribe","skills":["b","a","b"]}"#),
+            ClientMessage::Subscribe {
+                subscription: Subscription::Skills(vec!["a".into(), "b".into()]),
+                echo: json!(null)
+            }
+        );
+        assert_eq!(sub(r#"{"type":"unsubscribe"}"#), ClientMessage::Unsubscribe);
+        assert_eq!(
+            sub(r#"{"type":"ping","id":7}"#),
+            ClientMessage::Ping { id: Some(json!(7)) }
+        );
+        assert_eq!(
+            sub(r#"{"token":"abc"}"#),
+            ClientMessage::Auth {
+                token: "abc".into()
+            }
+        );
+    }
+
+    #[test]
+    fn client_errors_have_the_right_codes() {
+        let code = |s: &str| ClientMessage::parse(s).unwrap_err().code;
+        assert_eq!(code("not json"), ErrorCode::InvalidJson);
+        assert_eq!(code(""), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::NotAnObject);
+        assert_eq!(code("\"subscribe\""), ErrorCode::NotAnObject);
+        assert_eq!(code(r#"{"type":"Subscribe"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"explode"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":5}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"skill":"x"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"type":"subscribe","skill":5}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","skills":"a"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","skills":[1]}"#),
+            ErrorCode::BadRequest
+        );
+        let long = format!(r#"{{"type":"subscribe","skill":"{}"}}"#, "x".repeat(300));
+        assert_eq!(code(&long), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn client_messages_round_trip() {
+        for m in [
+            ClientMessage::Subscribe {
+                subscription: Subscription::Skills(vec!["a".into()]),
+                echo: json!("a"),
+            },
+            ClientMessage::Subscribe {
+                subscription: Subscription::Skills(vec!["a".into(), "b".into()]),
+                echo: json!(null),
+            },
+            ClientMessage::Subscribe {
+                subscription: Subscription::All,
+                echo: json!(null),
+            },
+            ClientMessage::Unsubscribe,
+            ClientMessage::Ping { id: Some(json!(1)) },
+            ClientMessage::Ping { id: None },
+            ClientMessage::Auth { token: "t".into() },
+        ] {
+            assert_eq!(ClientMessage::parse(&m.encode()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn timestamps_in_every_form() {
+        let want = parse_timestamp("2026-11-22T02:39:05+00:00").unwrap();
+        for s in [
+            "2026-11-22T02:39:05Z",
+            "2026-11-22T02:39:05+00:00",
+            "2026-11-22 02:39:05",
+            "2026-11-22T02:39:05",
+            "2026-11-22 02:39:05+00:00",
+            "2026-11-22T03:39:05+01:00",
+        ] {
+            assert_eq!(parse_timestamp(s), Some(want), "{s}");
+        }
+        let frac = parse_timestamp("2026-11-22T02:39:05.295129+00:00").unwrap();
+        assert_eq!(frac.timestamp_subsec_micros(), 295129);
+        assert_eq!(
+            parse_timestamp("2026-11-22 02:39:05.5Z")
+                .unwrap()
+                .timestamp_subsec_millis(),
+            500
+        );
+        assert_eq!(parse_timestamp("garbage"), None);
+        let now = now_timestamp();
+        assert!(now.ends_with("+00:00"), "{now}");
+        assert!(parse_timestamp(&now).is_some());
+    }
+}

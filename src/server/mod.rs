@@ -1,0 +1,356 @@
+//! `skillmon serve`: a session-buddy-compatible metrics server.
+//!
+//! ```text
+//! Store (blocking thread) ──Snapshot──▶ Hub ──Frame per group──▶ Session ──▶ socket
+//! ```
+//! This module owns the listener, the tick loop and shutdown; [`hub`] owns
+//! fan-out, [`session`] one client, [`http`] the plain-HTTP routes on the same
+//! port, [`stats`] the counters behind `/metrics` and `/healthz`.
+
+pub mod http;
+pub mod hub;
+pub mod session;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::store::Store;
+use hub::Hub;
+use stats::Stats;
+
+/// Largest message a client may send.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// tungstenite's read buffer per connection (its 128 KiB default would cost
+/// ~135 KB per idle connection).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes a session may have queued in tungstenite beyond one frame.
+pub const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// How long a client has to send its request head.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sessions get this long to send their 1001 close on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(900);
+
+/// Everything `serve` needs to run.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub db: PathBuf,
+    pub interval: Duration,
+    pub top: usize,
+    pub write_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl ServeConfig {
+    /// The defaults of `skillmon serve` for `db`.
+    pub fn new(db: impl Into<PathBuf>) -> Self {
+        let interval = Duration::from_secs(1);
+        Self {
+            db: db.into(),
+            interval,
+            top: 10,
+            write_timeout: default_write_timeout(interval),
+            max_connections: 20_000,
+        }
+    }
+}
+
+/// max(2 × interval, 5 s).
+pub fn default_write_timeout(interval: Duration) -> Duration {
+    (interval * 2).max(Duration::from_secs(5))
+}
+
+/// State every connection shares.
+pub struct Shared {
+    pub config: ServeConfig,
+    pub hub: Hub,
+    pub stats: Stats,
+    pub shutdown: CancellationToken,
+    next_session: AtomicU64,
+}
+
+/// A running server, for tests and the demo: its address, its counters and
+/// the token that stops it.
+pub struct Handle {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Handle {
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Stop: every client is closed with 1001; resolves when all are done.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shared.shutdown.cancel();
+        self.task.await.context("server task panicked")?
+    }
+}
+
+/// Bind `host:port` and return a clear error naming the flag on failure.
+pub async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port)).await.with_context(|| {
+        format!("cannot listen on {host}:{port}; choose another address with --host/--port (SKILLMON_HOST/SKILLMON_PORT)")
+    })
+}
+
+/// Start serving on an already bound listener, in the background.
+pub async fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result<Handle> {
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        hub: Hub::new(config.top),
+        stats: Stats::new(),
+        shutdown: CancellationToken::new(),
+        next_session: AtomicU64::new(1),
+        config,
+    });
+    let store = Arc::new(Mutex::new(Store::new(shared.config.db.clone())));
+    // The first picture is read before the first client is accepted.
+    refresh_and_publish(&store, &shared).await;
+    let task = tokio::spawn(accept_loop(listener, shared.clone(), store));
+    Ok(Handle { addr, shared, task })
+}
+
+/// Serve until SIGINT/SIGTERM, then close every client with 1001.
+pub async fn run_until_signal(listener: TcpListener, config: ServeConfig) -> anyhow::Result<()> {
+    let handle = start(listener, config).await?;
+    tracing::info!(
+        "skillmon serve: listening on {} (health: http://{}/healthz, metrics: http://{}/metrics)",
+        handle.url(),
+        handle.addr,
+        handle.addr
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down: closing every client with 1001");
+    handle.stop().await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
+    let store = store.clone();
+    let started = Instant::now();
+    let res = tokio::task::spawn_blocking(move || {
+        let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+        let r = s.refresh();
+        let state = s.state().clone();
+        let desc = state.describe(s.path());
+        (r, state, desc)
+    })
+    .await;
+    let Ok((refresh, state, desc)) = res else {
+        tracing::error!("database refresh panicked; keeping the last snapshot");
+        return;
+    };
+    let stats = &shared.stats;
+    if refresh.queried {
+        stats.db_queries.fetch_add(1, Relaxed);
+        stats
+            .refresh_micros
+            .store(started.elapsed().as_micros() as u64, Relaxed);
+    }
+    stats.set_db(state, desc);
+    let t = Instant::now();
+    let groups = shared.hub.publish(refresh.snapshot);
+    stats
+        .publish_micros
+        .store(t.elapsed().as_micros() as u64, Relaxed);
+    stats.groups.store(groups as u64, Relaxed);
+    stats.ticks.fetch_add(1, Relaxed);
+}
+
+async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>) {
+    let period = shared.config.interval;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = ticker.tick() => refresh_and_publish(&store, &shared).await,
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    store: Arc<Mutex<Store>>,
+) -> anyhow::Result<()> {
+    let tracker = TaskTracker::new();
+    tracker.spawn(tick_loop(shared.clone(), store));
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tracker.spawn(connection(stream, peer, shared.clone()));
+                }
+                Err(e) => {
+                    // e.g. EMFILE: back off briefly instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+    Ok(())
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
+
+/// One TCP connection: route the request head, then either answer plain
+/// HTTP or run a WebSocket session.
+async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut head = Vec::with_capacity(1024);
+    let read = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, http::read_head(&mut rd, &mut head)) => r,
+    };
+    let head_end = match read {
+        Ok(Ok(Some(n))) => n,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            let resp = http::Response::text(
+                431,
+                "Request Header Fields Too Large",
+                format!("request head over {} bytes\n", http::MAX_HEAD_BYTES),
+            );
+            http::respond(&mut wr, &resp, false).await;
+            return;
+        }
+        Ok(Err(_)) => return,
+        Err(_) => {
+            let resp =
+                http::Response::text(408, "Request Timeout", "no request head within 10 s\n");
+            http::respond(&mut wr, &resp, false).await;
+            return;
+        }
+    };
+    let route = http::route(&head[..head_end]);
+    let head_only = http::is_head(&head);
+    let stats = &shared.stats;
+    match route {
+        http::Route::Upgrade => {}
+        other => {
+            stats.http_requests.fetch_add(1, Relaxed);
+            let resp = match other {
+                http::Route::Health => {
+                    let (ok, body) = stats.health_json();
+                    let mut r = if ok {
+                        http::Response::text(200, "OK", body)
+                    } else {
+                        http::Response::text(503, "Service Unavailable", body)
+                    };
+                    r.content_type = "application/json";
+                    r
+                }
+                http::Route::Metrics => {
+                    let mut r = http::Response::text(200, "OK", stats.prometheus());
+                    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+                    r
+                }
+                http::Route::Reject(r) => r,
+                _ => http::upgrade_required(),
+            };
+            http::respond(&mut wr, &resp, head_only).await;
+            return;
+        }
+    }
+    let open = stats.connections.fetch_add(1, Relaxed);
+    let _guard = Decrement(&stats.connections);
+    if open as usize >= shared.config.max_connections {
+        let resp = http::Response::text(
+            503,
+            "Service Unavailable",
+            format!(
+                "connection limit ({}) reached; retry later\n",
+                shared.config.max_connections
+            ),
+        )
+        .with_header("Retry-After", "5");
+        http::respond(&mut wr, &resp, false).await;
+        return;
+    }
+    head.shrink_to_fit();
+    // Replay the bytes already read, then the socket, to tungstenite.
+    let io = tokio::io::join(AsyncReadExt::chain(std::io::Cursor::new(head), rd), wr);
+    let ws = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        r = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            tokio_tungstenite::accept_async_with_config(io, Some(ws_config())),
+        ) => r,
+    };
+    let ws = match ws {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!("handshake with {peer} failed: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    stats.connections_total.fetch_add(1, Relaxed);
+    let id = shared.next_session.fetch_add(1, Relaxed);
+    tracing::debug!("client {peer} connected (session {id})");
+    session::run(ws, shared.clone(), format!("{}-{id}", std::process::id())).await;
+    tracing::debug!("client {peer} gone (session {id})");
+}
+
+/// Decrements a gauge when dropped.
+struct Decrement<'a>(&'a AtomicU64);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}

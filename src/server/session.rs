@@ -1,0 +1,270 @@
+//! One client connection after the WebSocket handshake.
+//!
+//! Owns that client's subscription, its `seq` counter and its rate limit.
+//! It waits on three things at once: the server shutting down, its group's
+//! newest frame, and the client's next message; it never touches another
+//! session, and the hub never waits for it. Every write is bounded by the
+//! write timeout: a client that cannot take a frame in time is closed with
+//! 1013, so a stuck peer costs at most one frame of memory.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use super::Shared;
+use super::hub::Frame;
+use crate::protocol::{
+    ClientError, ClientMessage, Connected, ErrorCode, PROTOCOL_VERSION, Pong, ServerMessage,
+    Subscription, SubscriptionConfirmed, now_timestamp,
+};
+
+/// Burst of client messages allowed before `rate_limited`.
+const RATE_BURST: f64 = 40.0;
+/// Sustained client messages per second.
+const RATE_PER_SEC: f64 = 20.0;
+/// How long a close frame may take to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why a session ended early.
+enum End {
+    /// The peer is gone or the socket failed; nothing more to send.
+    Gone,
+    /// The peer did not take a frame within the write timeout.
+    Slow,
+}
+
+struct Session<S> {
+    ws: WebSocketStream<S>,
+    shared: Arc<Shared>,
+    seq: u64,
+    last_tick: Option<u64>,
+    tokens: f64,
+    refilled: Instant,
+    last_rate_error: Option<Instant>,
+}
+
+/// Serve one upgraded connection until it closes or the server stops.
+pub async fn run<S>(ws: WebSocketStream<S>, shared: Arc<Shared>, session_id: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut s = Session {
+        ws,
+        shared,
+        seq: 0,
+        last_tick: None,
+        tokens: RATE_BURST,
+        refilled: Instant::now(),
+        last_rate_error: None,
+    };
+    match s.serve(session_id).await {
+        Ok(()) | Err(End::Gone) => {}
+        Err(End::Slow) => {
+            s.shared.stats.slow_closes.fetch_add(1, Relaxed);
+            tracing::info!("closing a client that did not read within the write timeout");
+            s.close(
+                CloseCode::Again,
+                "too slow: frames not read within the write timeout",
+            )
+            .await;
+        }
+    }
+}
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn serve(&mut self, session_id: String) -> Result<(), End> {
+        let hello = ServerMessage::Connected(Connected {
+            message: "Connected to skillmon real-time skill metrics".into(),
+            authenticated: false,
+            timestamp: Some(now_timestamp()),
+            server: Some(crate::SERVER_NAME.into()),
+            protocol: Some(PROTOCOL_VERSION),
+            interval_ms: Some(self.shared.config.interval.as_millis() as u64),
+            session_id: Some(session_id),
+        });
+        self.send_text(hello.encode().into()).await?;
+        let mut rx = self.shared.hub.subscribe(&Subscription::All);
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.close(CloseCode::Away, "server shutting down").await;
+                    return Ok(());
+                }
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        // The hub is gone: the server is stopping.
+                        self.close(CloseCode::Away, "server shutting down").await;
+                        return Ok(());
+                    }
+                    let frame = rx.borrow_and_update().clone();
+                    self.send_update(&frame).await?;
+                }
+                msg = self.ws.next() => {
+                    let Some(msg) = msg else { return Ok(()) };
+                    match msg {
+                        Ok(Message::Text(text)) => {
+                            if let Some(sub) = self.on_text(&text).await? {
+                                rx = self.shared.hub.subscribe(&sub);
+                            }
+                        }
+                        Ok(Message::Binary(_)) => {
+                            self.send_error(ClientError {
+                                code: ErrorCode::BadRequest,
+                                message: "binary frames are not supported; send JSON text frames".into(),
+                            }).await?;
+                        }
+                        Ok(Message::Close(_)) => {
+                            // tungstenite queued the close reply; keep polling so it is sent.
+                        }
+                        Ok(_) => {} // ping/pong frames are answered by tungstenite
+                        Err(WsError::Capacity(e)) => {
+                            self.close(CloseCode::Size, &format!("message too big: {e}")).await;
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            tracing::debug!("client read error: {e}");
+                            return Err(End::Gone);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handle one text message; returns a new subscription to switch to.
+    async fn on_text(&mut self, text: &str) -> Result<Option<Subscription>, End> {
+        if !self.take_token() {
+            let now = Instant::now();
+            if self
+                .last_rate_error
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                self.last_rate_error = Some(now);
+                self.send_error(ClientError {
+                    code: ErrorCode::RateLimited,
+                    message: format!(
+                        "more than {RATE_PER_SEC} messages per second; messages are being dropped"
+                    ),
+                })
+                .await?;
+            }
+            return Ok(None);
+        }
+        match ClientMessage::parse(text) {
+            Ok(ClientMessage::Subscribe { subscription, echo }) => {
+                let confirm = ServerMessage::SubscriptionConfirmed(SubscriptionConfirmed {
+                    skill: echo,
+                    skills: Some(subscription.skills().to_vec()),
+                    timestamp: Some(now_timestamp()),
+                });
+                self.send_text(confirm.encode().into()).await?;
+                Ok(Some(subscription))
+            }
+            Ok(ClientMessage::Unsubscribe) => Ok(Some(Subscription::All)),
+            Ok(ClientMessage::Ping { id }) => {
+                let pong = ServerMessage::Pong(Pong {
+                    id: id.filter(|v| !v.is_null()),
+                });
+                self.send_text(pong.encode().into()).await?;
+                Ok(None)
+            }
+            Ok(ClientMessage::Auth { .. }) => {
+                // Authentication is off: accept and ignore, as session-buddy does.
+                tracing::debug!("token frame ignored: authentication is not enabled");
+                Ok(None)
+            }
+            Err(e) => {
+                self.send_error(e).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn take_token(&mut self) -> bool {
+        let now = Instant::now();
+        let dt = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + dt * RATE_PER_SEC).min(RATE_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    async fn send_error(&mut self, e: ClientError) -> Result<(), End> {
+        self.shared.stats.error_frames.fetch_add(1, Relaxed);
+        self.send_text(e.to_frame().encode().into()).await
+    }
+
+    async fn send_update(&mut self, frame: &Frame) -> Result<(), End> {
+        // seq advances by one per update plus one per update skipped, so a
+        // client can tell "nothing missed" from "the server dropped N for me".
+        let skipped = match self.last_tick {
+            Some(t) if frame.tick > t + 1 => frame.tick - t - 1,
+            _ => 0,
+        };
+        if skipped > 0 {
+            self.shared
+                .stats
+                .updates_skipped
+                .fetch_add(skipped, Relaxed);
+        }
+        self.seq += 1 + skipped;
+        self.last_tick = Some(frame.tick);
+        let text = frame.update.with_seq(self.seq);
+        self.send_text(text.into()).await
+    }
+
+    async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
+        let len = text.len() as u64;
+        match tokio::time::timeout(
+            self.shared.config.write_timeout,
+            self.ws.send(Message::Text(text)),
+        )
+        .await
+        {
+            Ok(Ok(())) => {
+                self.shared.stats.frames_sent.fetch_add(1, Relaxed);
+                self.shared.stats.bytes_sent.fetch_add(len, Relaxed);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Slow),
+        }
+    }
+
+    async fn close(&mut self, code: CloseCode, reason: &str) {
+        let frame = CloseFrame {
+            code,
+            reason: truncate_reason(reason).into(),
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(Some(frame))).await;
+    }
+}
+
+/// Close reasons must fit a control frame (123 bytes).
+fn truncate_reason(reason: &str) -> String {
+    let mut out = String::new();
+    for c in reason.chars() {
+        if out.len() + c.len_utf8() > 120 {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}

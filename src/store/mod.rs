@@ -1,0 +1,423 @@
+//! Read-only access to a session-buddy skills database.
+//!
+//! Owns the SQLite connection, change detection and the queries that turn
+//! the database into a [`Snapshot`]. It never writes the user's database:
+//! the connection is opened with `mode=ro` and only runs `SELECT`s and the
+//! read-only `PRAGMA data_version`. A tick where nothing changed costs one
+//! `stat` and that pragma, no queries.
+//!
+//! Calls block (SQLite is synchronous); the server runs them on a blocking
+//! thread, never on the async runtime.
+//!
+//! States the database can be in ([`DbState`]) are reported once per change
+//! in the log; the server keeps serving: the last good snapshot while the
+//! database is locked or unreadable, an empty one while it is missing or has
+//! no tables, and it recovers by itself when the database comes back.
+
+pub mod fixture;
+mod snapshot;
+
+pub use snapshot::{Snapshot, TimedAnomaly};
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::protocol::{Anomaly, SkillStat};
+
+/// Most recent-anomaly rows held in memory (the query is bounded by this).
+const MAX_ANOMALY_ROWS: usize = 10_000;
+/// Most skills held in memory.
+const MAX_SKILL_ROWS: usize = 100_000;
+/// How long a read waits on a writer's lock before the tick reports `Locked`.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// What the database looks like from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbState {
+    /// Not read yet.
+    Starting,
+    /// Read successfully.
+    Ok,
+    /// No file at the path (not created yet, or deleted).
+    Missing,
+    /// A file, but without session-buddy's tables (empty, or another database).
+    NoTables,
+    /// A writer holds a lock longer than the busy timeout.
+    Locked,
+    /// Anything else, e.g. not a SQLite file, or a schema mid-migration.
+    Error(String),
+}
+
+impl DbState {
+    /// Short machine-friendly name (health endpoint, metrics label).
+    pub fn name(&self) -> &'static str {
+        match self {
+            DbState::Starting => "starting",
+            DbState::Ok => "ok",
+            DbState::Missing => "missing",
+            DbState::NoTables => "no_tables",
+            DbState::Locked => "locked",
+            DbState::Error(_) => "error",
+        }
+    }
+
+    /// One human line for the log and the health endpoint.
+    pub fn describe(&self, path: &Path) -> String {
+        let p = path.display();
+        match self {
+            DbState::Starting => format!("database {p}: not read yet"),
+            DbState::Ok => format!("database {p}: reading"),
+            DbState::Missing => format!(
+                "database {p}: no such file; serving empty updates until it appears (check --db / SKILLMON_DB)"
+            ),
+            DbState::NoTables => format!(
+                "database {p}: no session-buddy tables (skill_metrics); serving empty updates until they appear"
+            ),
+            DbState::Locked => {
+                format!("database {p}: locked by a writer; serving the last good snapshot")
+            }
+            DbState::Error(e) => {
+                format!("database {p}: {e}; serving the last good snapshot")
+            }
+        }
+    }
+}
+
+/// Identity of the file behind the path, to notice it being replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    #[cfg(unix)]
+    dev: u64,
+    #[cfg(unix)]
+    ino: u64,
+    #[cfg(not(unix))]
+    created: Option<std::time::SystemTime>,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            FileId {
+                created: meta.created().ok(),
+            }
+        }
+    }
+}
+
+/// The outcome of one [`Store::refresh`].
+#[derive(Debug, Clone)]
+pub struct Refresh {
+    pub snapshot: Arc<Snapshot>,
+    /// Whether this refresh ran queries (false when nothing changed).
+    pub queried: bool,
+}
+
+/// The read-only view of one skills database.
+pub struct Store {
+    path: PathBuf,
+    conn: Option<Connection>,
+    file_id: Option<FileId>,
+    data_version: Option<i64>,
+    state: DbState,
+    snapshot: Arc<Snapshot>,
+    queries_run: u64,
+}
+
+impl Store {
+    /// A store for `path`; nothing is opened until the first refresh.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            conn: None,
+            file_id: None,
+            data_version: None,
+            state: DbState::Starting,
+            snapshot: Arc::new(Snapshot::empty()),
+            queries_run: 0,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn state(&self) -> &DbState {
+        &self.state
+    }
+
+    /// How many refreshes ran queries so far.
+    pub fn queries_run(&self) -> u64 {
+        self.queries_run
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    /// Bring the snapshot up to date, cheaply when nothing changed.
+    pub fn refresh(&mut self) -> Refresh {
+        let (state, queried) = self.try_refresh();
+        self.set_state(state);
+        Refresh {
+            snapshot: self.snapshot.clone(),
+            queried,
+        }
+    }
+
+    fn set_state(&mut self, state: DbState) {
+        if state != self.state {
+            let line = state.describe(&self.path);
+            match state {
+                DbState::Ok => tracing::info!("{line}"),
+                _ => tracing::warn!("{line}"),
+            }
+            self.state = state;
+        }
+    }
+
+    fn close(&mut self) {
+        self.conn = None;
+        self.file_id = None;
+        self.data_version = None;
+    }
+
+    fn go_empty(&mut self) {
+        if !self.snapshot.is_empty() {
+            self.snapshot = Arc::new(Snapshot::empty());
+        }
+    }
+
+    fn try_refresh(&mut self) -> (DbState, bool) {
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => {
+                self.close();
+                self.go_empty();
+                return (DbState::Error("not a regular file".into()), false);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.close();
+                self.go_empty();
+                return (DbState::Missing, false);
+            }
+            Err(e) => {
+                self.close();
+                return (DbState::Error(format!("cannot stat: {e}")), false);
+            }
+        };
+        let id = FileId::of(&meta);
+        if self.conn.is_some() && self.file_id != Some(id) {
+            tracing::info!(
+                "database {}: file was replaced; reopening",
+                self.path.display()
+            );
+            self.close();
+        }
+        if self.conn.is_none() {
+            match open_read_only(&self.path) {
+                Ok(c) => {
+                    self.conn = Some(c);
+                    self.file_id = Some(id);
+                }
+                Err(e) => return (classify(&e), false),
+            }
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return (DbState::Error("no connection".into()), false);
+        };
+        let version: i64 = match conn.query_row("PRAGMA data_version", [], |r| r.get(0)) {
+            Ok(v) => v,
+            Err(e) => {
+                let st = classify(&e);
+                if !matches!(st, DbState::Locked) {
+                    self.close();
+                }
+                return (st, false);
+            }
+        };
+        if self.data_version == Some(version) && self.state == DbState::Ok {
+            return (DbState::Ok, false);
+        }
+        self.queries_run += 1;
+        match load(conn) {
+            Ok(Some(snap)) => {
+                self.snapshot = Arc::new(snap);
+                self.data_version = Some(version);
+                (DbState::Ok, true)
+            }
+            Ok(None) => {
+                self.data_version = Some(version);
+                self.go_empty();
+                (DbState::NoTables, true)
+            }
+            Err(e) => {
+                let st = classify(&e);
+                if matches!(st, DbState::NoTables) {
+                    self.go_empty();
+                }
+                // Re-read next tick whatever data_version says.
+                self.data_version = None;
+                (st, true)
+            }
+        }
+    }
+}
+
+/// Open `path` read-only: SQLite's `mode=ro` URI plus the READ_ONLY flag, so
+/// no statement on this connection can ever write the file.
+pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let uri = format!("file:{}?mode=ro", uri_escape(&path.to_string_lossy()));
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Escape the characters SQLite's URI parser treats specially in a path.
+fn uri_escape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn classify(e: &rusqlite::Error) -> DbState {
+    use rusqlite::ErrorCode as C;
+    match e {
+        rusqlite::Error::SqliteFailure(f, msg) => match f.code {
+            C::DatabaseBusy | C::DatabaseLocked => DbState::Locked,
+            C::NotADatabase => DbState::Error("not a SQLite database".into()),
+            C::CannotOpen => DbState::Error(format!(
+                "cannot open ({})",
+                msg.as_deref()
+                    .unwrap_or("permission denied or a missing -wal/-shm file")
+            )),
+            _ => {
+                let m = msg.clone().unwrap_or_else(|| f.to_string());
+                if m.contains("no such table: skill_metrics") {
+                    DbState::NoTables
+                } else {
+                    DbState::Error(m)
+                }
+            }
+        },
+        other => DbState::Error(other.to_string()),
+    }
+}
+
+fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type IN ('table','view') AND name = ?1",
+        [name],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+}
+
+/// Read everything a snapshot needs in one read transaction, so the skills
+/// and the anomalies come from the same moment. `None` when the database
+/// has no session-buddy tables.
+fn load(conn: &Connection) -> rusqlite::Result<Option<Snapshot>> {
+    // A deferred transaction that only reads takes a shared lock, never a
+    // write lock, and writes nothing.
+    conn.execute_batch("BEGIN DEFERRED")?;
+    let result = load_in_tx(conn);
+    // Ending a read transaction cannot lose anything; ignore a failure to end
+    // one that never started.
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+fn load_in_tx(conn: &Connection) -> rusqlite::Result<Option<Snapshot>> {
+    if !table_exists(conn, "skill_metrics")? {
+        return Ok(None);
+    }
+    let mut skills = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT skill_name,
+                    CAST(total_invocations AS INTEGER),
+                    CAST(completion_rate AS REAL),
+                    CAST(avg_duration_seconds AS REAL)
+               FROM skill_metrics
+              WHERE total_invocations > 0 AND skill_name IS NOT NULL
+              ORDER BY total_invocations DESC, skill_name ASC
+              LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([MAX_SKILL_ROWS as i64], |r| {
+            Ok(SkillStat {
+                skill_name: r.get(0)?,
+                total_invocations: r.get::<_, i64>(1)?.max(0) as u64,
+                completion_rate: r.get::<_, Option<f64>>(2)?.unwrap_or(0.0),
+                avg_duration_seconds: r.get(3)?,
+                invocations_1h: None,
+                invocations_24h: None,
+                last_invoked_at: None,
+            })
+        })?;
+        for row in rows {
+            skills.push(row?);
+        }
+    }
+    let mut anomalies = Vec::new();
+    if table_exists(conn, "skill_anomalies")? {
+        // Compare real instants (SQLite parses `T` or space, `Z` or an
+        // offset, with or without fraction), not text as session-buddy does.
+        let mut stmt = conn.prepare_cached(
+            "SELECT skill_name, detected_at, anomaly_type,
+                    CAST(deviation_score AS REAL), CAST(baseline_value AS REAL),
+                    CAST(observed_value AS REAL),
+                    unixepoch(detected_at, 'subsec') AS t
+               FROM skill_anomalies
+              WHERE (resolved_at IS NULL OR resolved_at = '')
+                AND skill_name IS NOT NULL AND anomaly_type IS NOT NULL
+                AND unixepoch(detected_at, 'subsec') >= unixepoch('now', 'subsec') - ?1
+              ORDER BY t DESC, id DESC
+              LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![snapshot::ANOMALY_WINDOW_SECS, MAX_ANOMALY_ROWS as i64],
+            |r| {
+                Ok(TimedAnomaly {
+                    at: r.get(6)?,
+                    anomaly: Anomaly {
+                        skill_name: r.get(0)?,
+                        detected_at: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        anomaly_type: r.get(2)?,
+                        deviation_score: r.get(3)?,
+                        baseline_value: r.get(4)?,
+                        observed_value: r.get(5)?,
+                        source: Some("table".into()),
+                    },
+                })
+            },
+        )?;
+        for row in rows {
+            anomalies.push(row?);
+        }
+    }
+    Ok(Some(Snapshot::new(skills, anomalies)))
+}
