@@ -50,6 +50,20 @@ pub struct ServeArgs {
     /// Most simultaneous WebSocket clients; more get HTTP 503.
     #[arg(long, env = "SKILLMON_MAX_CONNECTIONS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Anomalies to serve: rows of skill_anomalies (table), computed live from
+    /// skill_invocation (live), both, or none.
+    #[arg(long, env = "SKILLMON_ANOMALIES", value_enum, default_value_t = crate::store::AnomalySource::Both)]
+    pub anomalies: crate::store::AnomalySource,
+    /// |z-score| at which a live anomaly is reported.
+    #[arg(long, env = "SKILLMON_ANOMALY_THRESHOLD", default_value_t = crate::store::anomaly::DEFAULT_THRESHOLD, value_parser = parse_threshold)]
+    pub anomaly_threshold: f64,
+}
+
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number (e.g. 2.0)")),
+    }
 }
 
 impl ServeArgs {
@@ -62,6 +76,10 @@ impl ServeArgs {
                 .write_timeout
                 .unwrap_or_else(|| crate::server::default_write_timeout(self.interval)),
             max_connections: self.max_connections as usize,
+            store: crate::store::StoreOptions {
+                anomalies: self.anomalies,
+                threshold: self.anomaly_threshold,
+            },
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct ServeConfig {
     pub top: usize,
     pub write_timeout: Duration,
     pub max_connections: usize,
+    /// Which anomalies to serve and the live rule's threshold.
+    pub store: crate::store::StoreOptions,
 }
 
 impl ServeConfig {
@@ -61,6 +63,7 @@ impl ServeConfig {
             top: 10,
             write_timeout: default_write_timeout(interval),
             max_connections: 20_000,
+            store: crate::store::StoreOptions::default(),
         }
     }
 }
@@ -116,7 +119,10 @@ pub async fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result
         next_session: AtomicU64::new(1),
         config,
     });
-    let store = Arc::new(Mutex::new(Store::new(shared.config.db.clone())));
+    let store = Arc::new(Mutex::new(Store::with_options(
+        shared.config.db.clone(),
+        shared.config.store,
+    )));
     // The first picture is read before the first client is accepted.
     refresh_and_publish(&store, &shared).await;
     let task = tokio::spawn(accept_loop(listener, shared.clone(), store));

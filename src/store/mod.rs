@@ -14,18 +14,63 @@
 //! database is locked or unreadable, an empty one while it is missing or has
 //! no tables, and it recovers by itself when the database comes back.
 
+mod activity;
+pub mod anomaly;
 pub mod fixture;
 mod snapshot;
 
-pub use snapshot::{Snapshot, TimedAnomaly};
+pub use snapshot::{Snapshot, TimedAnomaly, merge_anomalies};
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::protocol::{Anomaly, SkillStat};
+use crate::protocol::{Anomaly, SkillStat, format_timestamp};
+use activity::Activity;
+use anomaly::Kind;
+
+/// Which anomalies are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AnomalySource {
+    /// None.
+    Off,
+    /// Rows of `skill_anomalies` (unresolved, last hour).
+    Table,
+    /// Computed live from `skill_invocation`.
+    Live,
+    /// Both, merged and de-duplicated.
+    #[default]
+    Both,
+}
+
+impl AnomalySource {
+    fn table(self) -> bool {
+        matches!(self, Self::Table | Self::Both)
+    }
+    fn live(self) -> bool {
+        matches!(self, Self::Live | Self::Both)
+    }
+}
+
+/// How the store computes what it serves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoreOptions {
+    pub anomalies: AnomalySource,
+    /// |z| at which a live anomaly is reported.
+    pub threshold: f64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            anomalies: AnomalySource::Both,
+            threshold: anomaly::DEFAULT_THRESHOLD,
+        }
+    }
+}
 
 /// Most recent-anomaly rows held in memory (the query is bounded by this).
 const MAX_ANOMALY_ROWS: usize = 10_000;
@@ -124,28 +169,54 @@ pub struct Refresh {
     pub queried: bool,
 }
 
+/// What the last read of the tables said, before time windows are applied.
+#[derive(Debug, Default)]
+struct Base {
+    skills: Vec<SkillStat>,
+    table_anomalies: Vec<TimedAnomaly>,
+    /// Whether `skill_invocation` exists (windows and live rules need it).
+    has_invocations: bool,
+}
+
 /// The read-only view of one skills database.
 pub struct Store {
     path: PathBuf,
+    options: StoreOptions,
     conn: Option<Connection>,
     file_id: Option<FileId>,
     data_version: Option<i64>,
     state: DbState,
     snapshot: Arc<Snapshot>,
     queries_run: u64,
+    base: Base,
+    activity: Activity,
+    /// When each live finding was first seen: its `detected_at`.
+    first_seen: HashMap<(String, Kind), f64>,
+    /// When windows next change without new data (a sample ages out).
+    next_expiry: Option<f64>,
 }
 
 impl Store {
-    /// A store for `path`; nothing is opened until the first refresh.
+    /// A store for `path` with default options; nothing is opened until the
+    /// first refresh.
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_options(path, StoreOptions::default())
+    }
+
+    pub fn with_options(path: impl Into<PathBuf>, options: StoreOptions) -> Self {
         Self {
             path: path.into(),
+            options,
             conn: None,
             file_id: None,
             data_version: None,
             state: DbState::Starting,
             snapshot: Arc::new(Snapshot::empty()),
             queries_run: 0,
+            base: Base::default(),
+            activity: Activity::default(),
+            first_seen: HashMap::new(),
+            next_expiry: None,
         }
     }
 
@@ -162,18 +233,85 @@ impl Store {
         self.queries_run
     }
 
+    /// Invocations of the last day held in memory for windows and live rules.
+    pub fn window_samples(&self) -> usize {
+        self.activity.len()
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.clone()
     }
 
     /// Bring the snapshot up to date, cheaply when nothing changed.
     pub fn refresh(&mut self) -> Refresh {
-        let (state, queried) = self.try_refresh();
+        self.refresh_at(unix_now())
+    }
+
+    /// [`Store::refresh`] with an explicit clock (Unix seconds), for tests
+    /// and benchmarks.
+    pub fn refresh_at(&mut self, now: f64) -> Refresh {
+        let (state, queried) = self.try_refresh(now);
         self.set_state(state);
+        let windows_moved = self.next_expiry.is_some_and(|t| now >= t);
+        if self.state == DbState::Ok && (queried || windows_moved) {
+            self.rebuild(now);
+        }
         Refresh {
             snapshot: self.snapshot.clone(),
             queried,
         }
+    }
+
+    /// Turn the last read plus the in-memory day of invocations into a
+    /// snapshot at `now`: windows, live findings, merged anomalies.
+    fn rebuild(&mut self, now: f64) {
+        self.activity.evict(now);
+        let mut skills = self.base.skills.clone();
+        if self.base.has_invocations {
+            for s in &mut skills {
+                let w = anomaly::windows(self.activity.samples(&s.skill_name), now);
+                s.invocations_1h = Some(w.last_hour);
+                s.invocations_24h = Some(w.last_day);
+            }
+        }
+        let mut anomalies = Vec::new();
+        if self.options.anomalies.table() {
+            anomalies.extend(self.base.table_anomalies.iter().cloned());
+        }
+        let mut seen = HashMap::new();
+        if self.options.anomalies.live() {
+            for (skill, samples) in self.activity.skills() {
+                for f in anomaly::detect(samples, now, self.options.threshold) {
+                    let key = (skill.clone(), f.kind);
+                    let at = self.first_seen.get(&key).copied().unwrap_or(now);
+                    seen.insert(key, at);
+                    anomalies.push(TimedAnomaly {
+                        at,
+                        expires: f64::INFINITY,
+                        anomaly: Anomaly {
+                            skill_name: skill.clone(),
+                            detected_at: chrono::DateTime::from_timestamp_millis(
+                                (at * 1000.0) as i64,
+                            )
+                            .map(format_timestamp)
+                            .unwrap_or_default(),
+                            anomaly_type: f.kind.as_str().into(),
+                            deviation_score: Some(round3(f.z)),
+                            baseline_value: Some(round3(f.baseline)),
+                            observed_value: Some(round3(f.observed)),
+                            source: Some("live".into()),
+                        },
+                    });
+                }
+            }
+        }
+        self.first_seen = seen;
+        self.next_expiry = self
+            .activity
+            .skills()
+            .filter_map(|(_, v)| anomaly::next_expiry(v, now))
+            .min_by(f64::total_cmp);
+        self.snapshot = Arc::new(Snapshot::new(skills, merge_anomalies(anomalies)));
     }
 
     fn set_state(&mut self, state: DbState) {
@@ -191,15 +329,20 @@ impl Store {
         self.conn = None;
         self.file_id = None;
         self.data_version = None;
+        self.activity.reset();
     }
 
     fn go_empty(&mut self) {
+        self.base = Base::default();
+        self.activity.reset();
+        self.first_seen.clear();
+        self.next_expiry = None;
         if !self.snapshot.is_empty() {
             self.snapshot = Arc::new(Snapshot::empty());
         }
     }
 
-    fn try_refresh(&mut self) -> (DbState, bool) {
+    fn try_refresh(&mut self, now: f64) -> (DbState, bool) {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) if m.is_file() => m,
             Ok(_) => {
@@ -251,9 +394,10 @@ impl Store {
             return (DbState::Ok, false);
         }
         self.queries_run += 1;
-        match load(conn) {
-            Ok(Some(snap)) => {
-                self.snapshot = Arc::new(snap);
+        let want_table = self.options.anomalies.table();
+        match load(conn, &mut self.activity, now, want_table) {
+            Ok(Some(base)) => {
+                self.base = base;
                 self.data_version = Some(version);
                 (DbState::Ok, true)
             }
@@ -337,53 +481,45 @@ fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     .map(|o| o.is_some())
 }
 
-/// Read everything a snapshot needs in one read transaction, so the skills
-/// and the anomalies come from the same moment. `None` when the database
-/// has no session-buddy tables.
-fn load(conn: &Connection) -> rusqlite::Result<Option<Snapshot>> {
+/// Read everything a snapshot needs in one read transaction, so the skills,
+/// the anomalies and the new invocations come from the same moment. `None`
+/// when the database has no session-buddy tables.
+fn load(
+    conn: &Connection,
+    activity: &mut Activity,
+    now: f64,
+    table_anomalies: bool,
+) -> rusqlite::Result<Option<Base>> {
     // A deferred transaction that only reads takes a shared lock, never a
     // write lock, and writes nothing.
     conn.execute_batch("BEGIN DEFERRED")?;
-    let result = load_in_tx(conn);
+    let result = load_in_tx(conn, activity, now, table_anomalies);
     // Ending a read transaction cannot lose anything; ignore a failure to end
     // one that never started.
     let _ = conn.execute_batch("COMMIT");
     result
 }
 
-fn load_in_tx(conn: &Connection) -> rusqlite::Result<Option<Snapshot>> {
+fn load_in_tx(
+    conn: &Connection,
+    activity: &mut Activity,
+    now: f64,
+    table_anomalies: bool,
+) -> rusqlite::Result<Option<Base>> {
     if !table_exists(conn, "skill_metrics")? {
         return Ok(None);
     }
-    let mut skills = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT skill_name,
-                    CAST(total_invocations AS INTEGER),
-                    CAST(completion_rate AS REAL),
-                    CAST(avg_duration_seconds AS REAL)
-               FROM skill_metrics
-              WHERE total_invocations > 0 AND skill_name IS NOT NULL
-              ORDER BY total_invocations DESC, skill_name ASC
-              LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([MAX_SKILL_ROWS as i64], |r| {
-            Ok(SkillStat {
-                skill_name: r.get(0)?,
-                total_invocations: r.get::<_, i64>(1)?.max(0) as u64,
-                completion_rate: r.get::<_, Option<f64>>(2)?.unwrap_or(0.0),
-                avg_duration_seconds: r.get(3)?,
-                invocations_1h: None,
-                invocations_24h: None,
-                last_invoked_at: None,
-            })
-        })?;
-        for row in rows {
-            skills.push(row?);
+    let skills = match load_skills(conn, true) {
+        // An older schema without last_invoked: serve without it.
+        Err(rusqlite::Error::SqliteFailure(_, Some(m)))
+            if m.contains("no such column: last_invoked") =>
+        {
+            load_skills(conn, false)?
         }
-    }
+        other => other?,
+    };
     let mut anomalies = Vec::new();
-    if table_exists(conn, "skill_anomalies")? {
+    if table_anomalies && table_exists(conn, "skill_anomalies")? {
         // Compare real instants (SQLite parses `T` or space, `Z` or an
         // offset, with or without fraction), not text as session-buddy does.
         let mut stmt = conn.prepare_cached(
@@ -394,16 +530,16 @@ fn load_in_tx(conn: &Connection) -> rusqlite::Result<Option<Snapshot>> {
                FROM skill_anomalies
               WHERE (resolved_at IS NULL OR resolved_at = '')
                 AND skill_name IS NOT NULL AND anomaly_type IS NOT NULL
-                AND unixepoch(detected_at, 'subsec') >= unixepoch('now', 'subsec') - ?1
+                AND unixepoch(detected_at, 'subsec') >= ?1
               ORDER BY t DESC, id DESC
               LIMIT ?2",
         )?;
         let rows = stmt.query_map(
-            rusqlite::params![snapshot::ANOMALY_WINDOW_SECS, MAX_ANOMALY_ROWS as i64],
+            rusqlite::params![now - snapshot::ANOMALY_WINDOW_SECS, MAX_ANOMALY_ROWS as i64],
             |r| {
-                Ok(TimedAnomaly {
-                    at: r.get(6)?,
-                    anomaly: Anomaly {
+                Ok(TimedAnomaly::from_table(
+                    r.get(6)?,
+                    Anomaly {
                         skill_name: r.get(0)?,
                         detected_at: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
                         anomaly_type: r.get(2)?,
@@ -412,12 +548,58 @@ fn load_in_tx(conn: &Connection) -> rusqlite::Result<Option<Snapshot>> {
                         observed_value: r.get(5)?,
                         source: Some("table".into()),
                     },
-                })
+                ))
             },
         )?;
         for row in rows {
             anomalies.push(row?);
         }
     }
-    Ok(Some(Snapshot::new(skills, anomalies)))
+    let has_invocations = table_exists(conn, "skill_invocation")?;
+    if has_invocations {
+        activity.load(conn, now)?;
+    } else {
+        activity.reset();
+    }
+    Ok(Some(Base {
+        skills,
+        table_anomalies: anomalies,
+        has_invocations,
+    }))
+}
+
+fn load_skills(conn: &Connection, with_last: bool) -> rusqlite::Result<Vec<SkillStat>> {
+    let last = if with_last { "last_invoked" } else { "NULL" };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT skill_name,
+                CAST(total_invocations AS INTEGER),
+                CAST(completion_rate AS REAL),
+                CAST(avg_duration_seconds AS REAL),
+                {last}
+           FROM skill_metrics
+          WHERE total_invocations > 0 AND skill_name IS NOT NULL
+          ORDER BY total_invocations DESC, skill_name ASC
+          LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([MAX_SKILL_ROWS as i64], |r| {
+        Ok(SkillStat {
+            skill_name: r.get(0)?,
+            total_invocations: r.get::<_, i64>(1)?.max(0) as u64,
+            completion_rate: r.get::<_, Option<f64>>(2)?.unwrap_or(0.0),
+            avg_duration_seconds: r.get(3)?,
+            invocations_1h: None,
+            invocations_24h: None,
+            last_invoked_at: r.get::<_, Option<String>>(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Now as Unix seconds.
+pub fn unix_now() -> f64 {
+    chrono::Utc::now().timestamp_micros() as f64 / 1e6
 }

@@ -8,11 +8,43 @@ use crate::protocol::{Anomaly, MetricsData, SkillStat, Subscription};
 /// Anomalies older than this are not served.
 pub const ANOMALY_WINDOW_SECS: f64 = 3600.0;
 
-/// An anomaly with its detection time as Unix seconds, for windowing.
+/// An anomaly with its detection time as Unix seconds, for ordering and
+/// windowing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimedAnomaly {
     pub at: f64,
+    /// Served while `now <= expires` (a table row for an hour after
+    /// detection; a live finding until the data no longer shows it).
+    pub expires: f64,
     pub anomaly: Anomaly,
+}
+
+impl TimedAnomaly {
+    /// A row read from `skill_anomalies`, served for an hour.
+    pub fn from_table(at: f64, anomaly: Anomaly) -> Self {
+        Self {
+            at,
+            expires: at + ANOMALY_WINDOW_SECS,
+            anomaly,
+        }
+    }
+
+    fn strength(&self) -> f64 {
+        self.anomaly.deviation_score.map_or(0.0, f64::abs)
+    }
+}
+
+/// Merge anomalies from several sources: one per (skill, type), the
+/// strongest kept; ordered strongest first, then newest first.
+pub fn merge_anomalies(mut all: Vec<TimedAnomaly>) -> Vec<TimedAnomaly> {
+    all.sort_by(|a, b| {
+        b.strength()
+            .total_cmp(&a.strength())
+            .then(b.at.total_cmp(&a.at))
+    });
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|a| seen.insert((a.anomaly.skill_name.clone(), a.anomaly.anomaly_type.clone())));
+    all
 }
 
 /// Everything the database said at one moment.
@@ -42,8 +74,8 @@ impl Snapshot {
     /// `top_n` anomalies. A filtered subscription gets its skills' rows even
     /// outside the top N and its skills' anomalies.
     pub fn view(&self, sub: &Subscription, top_n: usize, now: DateTime<Utc>) -> MetricsData {
-        let cutoff = now.timestamp_millis() as f64 / 1000.0 - ANOMALY_WINDOW_SECS;
-        let recent = self.anomalies.iter().filter(|a| a.at >= cutoff);
+        let now = now.timestamp_millis() as f64 / 1000.0;
+        let recent = self.anomalies.iter().filter(|a| a.expires >= now);
         match sub {
             Subscription::All => MetricsData {
                 top_skills: self.skills.iter().take(top_n).cloned().collect(),
@@ -84,9 +116,9 @@ mod tests {
     }
 
     fn anomaly(name: &str, at: f64) -> TimedAnomaly {
-        TimedAnomaly {
+        TimedAnomaly::from_table(
             at,
-            anomaly: Anomaly {
+            Anomaly {
                 skill_name: name.into(),
                 detected_at: at.to_string(),
                 anomaly_type: "drop".into(),
@@ -95,7 +127,7 @@ mod tests {
                 observed_value: None,
                 source: Some("table".into()),
             },
-        }
+        )
     }
 
     #[test]
@@ -136,5 +168,29 @@ mod tests {
 
         let none = snap.view(&Subscription::from_names(["nope"]), 10, now);
         assert!(none.top_skills.is_empty() && none.anomalies.is_empty());
+    }
+
+    #[test]
+    fn merge_keeps_the_strongest_per_skill_and_type() {
+        let mut a = anomaly("x", 10.0);
+        a.anomaly.deviation_score = Some(-2.1);
+        let mut b = anomaly("x", 20.0);
+        b.anomaly.deviation_score = Some(-3.5);
+        b.anomaly.source = Some("live".into());
+        let mut c = anomaly("y", 30.0);
+        c.anomaly.deviation_score = None;
+        let mut d = anomaly("z", 40.0);
+        d.anomaly.deviation_score = Some(2.1);
+        let merged = merge_anomalies(vec![a, b.clone(), c, d]);
+        let names: Vec<_> = merged
+            .iter()
+            .map(|m| m.anomaly.skill_name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["x", "z", "y"],
+            "strongest first, equal strength newest first"
+        );
+        assert_eq!(merged[0], b);
     }
 }

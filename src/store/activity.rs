@@ -1,0 +1,110 @@
+//! The last 24 hours of `skill_invocation`, held in memory per skill so
+//! that the 1 h / 24 h windows and the live anomaly rules can be recomputed
+//! as time passes without querying the database.
+//!
+//! Loading is incremental: session-buddy only ever appends invocations, so
+//! after the first load only rows with a higher rowid are read (a rowid range
+//! scan, cheap whatever the table's size). If the highest rowid goes down
+//! (rows deleted, file rewritten) everything is read again.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+
+use super::anomaly::{DAY, Sample};
+
+/// Largest UTC offset a timestamp may carry (±14:00), for the text prefilter.
+const MAX_OFFSET_SECS: i64 = 14 * 3600;
+
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// Highest rowid read so far (0 = nothing read).
+    last_rowid: i64,
+    per_skill: HashMap<String, Vec<Sample>>,
+}
+
+impl Activity {
+    pub fn reset(&mut self) {
+        self.last_rowid = 0;
+        self.per_skill.clear();
+    }
+
+    pub fn skills(&self) -> impl Iterator<Item = (&String, &Vec<Sample>)> {
+        self.per_skill.iter()
+    }
+
+    pub fn samples(&self, skill: &str) -> &[Sample] {
+        self.per_skill.get(skill).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Samples held (invocations of the last day).
+    pub fn len(&self) -> usize {
+        self.per_skill.values().map(Vec::len).sum()
+    }
+
+    /// Read the invocations added since the last call (all of the last day
+    /// on the first call). Returns the number of rows read.
+    pub fn load(&mut self, conn: &Connection, now: f64) -> rusqlite::Result<usize> {
+        let max: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(rowid), 0) FROM skill_invocation",
+            [],
+            |r| r.get(0),
+        )?;
+        if max < self.last_rowid {
+            self.reset();
+        }
+        if max == self.last_rowid {
+            return Ok(0);
+        }
+        let cutoff = now - DAY;
+        let mut read = 0;
+        let mut push = |skill: String, t: Option<f64>, completed: bool, d: Option<f64>| {
+            read += 1;
+            if let Some(t) = t.filter(|t| *t >= cutoff) {
+                self.per_skill.entry(skill).or_default().push(Sample {
+                    t,
+                    completed,
+                    duration: d,
+                });
+            }
+        };
+        const COLS: &str = "skill_name, unixepoch(invoked_at, 'subsec'),
+                            CAST(completed AS INTEGER) != 0, CAST(duration_seconds AS REAL)";
+        if self.last_rowid == 0 {
+            // First load: the invoked_at index narrows to about the last day.
+            // The text bound is a date early enough for any ISO form and
+            // offset; the exact cut is made on the parsed instant.
+            let bound = chrono::DateTime::from_timestamp(cutoff as i64 - MAX_OFFSET_SECS, 0)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {COLS} FROM skill_invocation
+                  WHERE invoked_at >= ?1 AND rowid <= ?2 AND skill_name IS NOT NULL"
+            ))?;
+            let mut rows = stmt.query(rusqlite::params![bound, max])?;
+            while let Some(r) = rows.next()? {
+                push(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            }
+        } else {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLS} FROM skill_invocation
+                  WHERE rowid > ?1 AND rowid <= ?2 AND skill_name IS NOT NULL"
+            ))?;
+            let mut rows = stmt.query(rusqlite::params![self.last_rowid, max])?;
+            while let Some(r) = rows.next()? {
+                push(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            }
+        }
+        self.last_rowid = max;
+        Ok(read)
+    }
+
+    /// Forget samples older than a day.
+    pub fn evict(&mut self, now: f64) {
+        let cutoff = now - DAY;
+        self.per_skill.retain(|_, v| {
+            v.retain(|s| s.t >= cutoff);
+            !v.is_empty()
+        });
+    }
+}
