@@ -121,6 +121,12 @@ where
                             }
                         }
                         Ok(Message::Binary(_)) => {
+                            // Binary frames count against the rate limit like
+                            // text ones, or a flood of them would get one
+                            // error frame each.
+                            if self.over_rate_limit().await? {
+                                continue;
+                            }
                             self.send_error(ClientError {
                                 code: ErrorCode::BadRequest,
                                 message: "binary frames are not supported; send JSON text frames".into(),
@@ -146,21 +152,7 @@ where
 
     /// Handle one text message; returns a new subscription to switch to.
     async fn on_text(&mut self, text: &str) -> Result<Option<Subscription>, End> {
-        if !self.take_token() {
-            let now = Instant::now();
-            if self
-                .last_rate_error
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-            {
-                self.last_rate_error = Some(now);
-                self.send_error(ClientError {
-                    code: ErrorCode::RateLimited,
-                    message: format!(
-                        "more than {RATE_PER_SEC} messages per second; messages are being dropped"
-                    ),
-                })
-                .await?;
-            }
+        if self.over_rate_limit().await? {
             return Ok(None);
         }
         match ClientMessage::parse(text) {
@@ -191,6 +183,30 @@ where
                 Ok(None)
             }
         }
+    }
+
+    /// Take a token for one client message; when there is none, the message
+    /// is to be dropped (returns true) and the client hears `rate_limited`
+    /// at most once a second.
+    async fn over_rate_limit(&mut self) -> Result<bool, End> {
+        if self.take_token() {
+            return Ok(false);
+        }
+        let now = Instant::now();
+        if self
+            .last_rate_error
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.last_rate_error = Some(now);
+            self.send_error(ClientError {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "more than {RATE_PER_SEC} messages per second; messages are being dropped"
+                ),
+            })
+            .await?;
+        }
+        Ok(true)
     }
 
     fn take_token(&mut self) -> bool {
