@@ -495,8 +495,21 @@ pub async fn http_raw(addr: SocketAddr, request: &str) -> HttpResponse {
         s.write_all(request.as_bytes())
             .await
             .expect("write request");
+        // Read to EOF; a reset after the response (the server closing with
+        // request bytes unread) still leaves what arrived before it.
         let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.expect("read response");
+        let mut chunk = [0u8; 4096];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if !buf.is_empty() => {
+                    eprintln!("read after {} bytes: {e}", buf.len());
+                    break;
+                }
+                Err(e) => panic!("read response: {e}"),
+            }
+        }
         buf
     };
     let buf = tokio::time::timeout(DEADLINE, fut)
