@@ -1,0 +1,105 @@
+//! A client that never reads must not delay the others, and is closed once
+//! a frame cannot be written within the write timeout. Big frames (1000
+//! skills with long names, top 1000) and a short interval fill the socket
+//! buffers quickly.
+
+mod common;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SKILLS: usize = 1000;
+
+fn seed_many(conn: &rusqlite::Connection) {
+    conn.execute_batch("BEGIN").unwrap();
+    for i in 0..SKILLS {
+        let name = format!("{i:04}-{}", "a-rather-long-skill-name-".repeat(8));
+        for _ in 0..(1 + i % 3) {
+            invoke(conn, &name, true, Some(1.0));
+        }
+    }
+    conn.execute_batch("COMMIT").unwrap();
+}
+
+/// A raw TCP client with a tiny receive buffer that completes the WebSocket
+/// handshake and then never reads again.
+async fn stuck_client(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(DEADLINE, s.read(&mut byte))
+            .await
+            .expect("handshake response")
+            .unwrap();
+        assert_eq!(n, 1, "closed during the handshake");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
+    let (db, conn) = TestDb::new();
+    seed_many(&conn);
+    let mut cfg = config(&db.path, SHORT_INTERVAL, SKILLS);
+    cfg.write_timeout = Duration::from_millis(500);
+    let server = start(cfg).await;
+    let stats = &server.shared.stats;
+
+    let (mut good, _) = Client::connect(&server.url()).await;
+    let first = good.next_update().await;
+    assert_eq!(names(&first).len(), SKILLS);
+    let frame_bytes = first.to_string().len();
+    assert!(frame_bytes > 200_000, "{frame_bytes}");
+
+    // Two kinds of stuck peer: raw TCP after the handshake, and a
+    // tungstenite client that is simply never polled again.
+    let raw = stuck_client(server.addr).await;
+    let (unpolled, _) = tokio_tungstenite::connect_async(server.url())
+        .await
+        .unwrap();
+    assert_eq!(stats.connections.load(Relaxed), 3);
+
+    // The good client keeps getting updates while the stuck ones are
+    // being timed out; each of its updates is a point to look at the counters.
+    let mut while_stuck = 0;
+    while stats.slow_closes.load(Relaxed) < 2 {
+        let u = good.next_update().await;
+        assert_eq!(names(&u).len(), SKILLS);
+        while_stuck += 1;
+    }
+    assert!(
+        while_stuck >= 5,
+        "the good client got only {while_stuck} updates while the others were stuck"
+    );
+    while stats.connections.load(Relaxed) > 1 {
+        good.next_update().await;
+    }
+    // And it keeps going afterwards.
+    for _ in 0..3 {
+        good.next_update().await;
+    }
+    let pong = good.ping(serde_json::json!("still-here")).await;
+    assert_eq!(pong["id"], "still-here");
+    eprintln!(
+        "frame {frame_bytes} B; good client: {while_stuck} updates while stuck, {} seen, last seq {:?}; skipped total {}",
+        good.updates_seen,
+        good.last_seq,
+        stats.updates_skipped.load(Relaxed)
+    );
+    drop((raw, unpolled));
+    server.stop().await.unwrap();
+}
