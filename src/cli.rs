@@ -25,6 +25,45 @@ pub struct Cli {
 pub enum Command {
     /// Serve a session-buddy skills database over WebSocket (read-only).
     Serve(ServeArgs),
+    /// Generated live data, a server and the dashboard in one command.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// Run only the demo server (for other clients), no dashboard.
+    #[arg(long)]
+    pub serve_only: bool,
+    /// Address the demo server listens on.
+    #[arg(long, env = "SKILLMON_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port of the demo server [default: 8765 with --serve-only, else a free one].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Keep the demo database at this new path instead of a temporary one.
+    #[arg(long, value_name = "PATH")]
+    pub keep_db: Option<PathBuf>,
+    /// Print one JSON line per update instead of the dashboard.
+    #[arg(long)]
+    pub json: bool,
+    /// Time between updates.
+    #[arg(long, default_value = "1s", value_parser = crate::duration::parse_interval)]
+    pub interval: Duration,
+    /// Write a benchmark database at PATH and exit (see --invocations, --skills, --days).
+    #[arg(long, value_name = "PATH")]
+    pub generate: Option<PathBuf>,
+    /// With --generate: invocations to write.
+    #[arg(long, default_value_t = 1_000_000, requires = "generate")]
+    pub invocations: u64,
+    /// With --generate: distinct skills.
+    #[arg(long, default_value_t = 500, requires = "generate", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..=100_000), |v| v as usize))]
+    pub skills: usize,
+    /// With --generate: days of history the invocations spread over.
+    #[arg(long, default_value_t = 30.0, requires = "generate")]
+    pub days: f64,
+    /// Seed of the generated activity (reproducible runs).
+    #[arg(long, hide = true)]
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Args)]

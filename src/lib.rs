@@ -7,6 +7,7 @@
 //! [`store`] the read-only database access.
 
 pub mod cli;
+pub mod demo;
 pub mod duration;
 pub mod protocol;
 pub mod server;

@@ -1,18 +1,21 @@
 //! The `skillmon` binary: parse the command line and dispatch.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use skillmon::cli::{Cli, Command};
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Demo(args) => demo(args),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("skillmon: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
@@ -24,14 +27,25 @@ fn init_stderr_logs() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .try_init();
 }
 
-fn serve(args: skillmon::cli::ServeArgs) -> anyhow::Result<()> {
+fn serve(args: skillmon::cli::ServeArgs) -> anyhow::Result<ExitCode> {
     init_stderr_logs();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let listener = skillmon::server::bind(&args.host, args.port).await?;
         skillmon::server::run_until_signal(listener, args.to_config()).await
-    })
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo(args: skillmon::cli::DemoArgs) -> anyhow::Result<ExitCode> {
+    init_stderr_logs();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(skillmon::demo::run(args))
 }

@@ -72,25 +72,27 @@ impl Activity {
                             CAST(completed AS INTEGER) != 0, CAST(duration_seconds AS REAL)";
         if self.last_rowid == 0 {
             // First load: the invoked_at index narrows to about the last day.
-            // The text bound is a date early enough for any ISO form and
-            // offset; the exact cut is made on the parsed instant.
+            // The text bound is early enough for any ISO form and offset
+            // (space form; `T` sorts after space, so `T` rows of the bound's
+            // day pass too); the exact cut is made on the parsed instant.
             let bound = chrono::DateTime::from_timestamp(cutoff as i64 - MAX_OFFSET_SECS, 0)
-                .map(|t| t.format("%Y-%m-%d").to_string())
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_default();
             let mut stmt = conn.prepare(&format!(
                 "SELECT {COLS} FROM skill_invocation
-                  WHERE invoked_at >= ?1 AND rowid <= ?2 AND skill_name IS NOT NULL"
+                  WHERE invoked_at >= ?1 AND skill_name IS NOT NULL"
             ))?;
-            let mut rows = stmt.query(rusqlite::params![bound, max])?;
+            // Inside the read transaction no row beyond `max` can appear.
+            let mut rows = stmt.query(rusqlite::params![bound])?;
             while let Some(r) = rows.next()? {
                 push(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
             }
         } else {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLS} FROM skill_invocation
-                  WHERE rowid > ?1 AND rowid <= ?2 AND skill_name IS NOT NULL"
+                  WHERE rowid > ?1 AND skill_name IS NOT NULL"
             ))?;
-            let mut rows = stmt.query(rusqlite::params![self.last_rowid, max])?;
+            let mut rows = stmt.query(rusqlite::params![self.last_rowid])?;
             while let Some(r) = rows.next()? {
                 push(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
             }

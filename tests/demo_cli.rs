@@ -1,0 +1,122 @@
+//! The real `skillmon demo` binary: it builds its database, keeps writing
+//! into it, serves it, and removes its files on exit; `--keep-db` and
+//! `--generate` never overwrite a file.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use skillmon::protocol::ServerMessage;
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+fn skillmon() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skillmon"));
+    cmd.env("NO_COLOR", "1")
+        .env("SKILLMON_LOG", "info")
+        .env_remove("SKILLMON_HOST")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Total invocations in the next update that satisfies `pred`.
+async fn next_total(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> u64 {
+    loop {
+        let msg = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("a frame before the deadline")
+            .expect("connection open")
+            .expect("a frame");
+        if let Ok(ServerMessage::MetricsUpdate(u)) = ServerMessage::parse(msg.to_text().unwrap()) {
+            return u.data.top_skills.iter().map(|s| s.total_invocations).sum();
+        }
+    }
+}
+
+#[tokio::test]
+async fn demo_writes_serves_and_removes_its_files() {
+    let mut child = skillmon()
+        .args(["demo", "--serve-only", "--port", "0", "--interval", "100ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn skillmon demo");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut db, mut url) = (None::<PathBuf>, None::<String>);
+    while db.is_none() || url.is_none() {
+        let line = lines.recv_timeout(DEADLINE).expect("demo start-up lines");
+        if let Some(rest) = line.split("demo database ").nth(1) {
+            db = Some(PathBuf::from(rest.split(" with ").next().unwrap()));
+        }
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            url = Some(rest.split_whitespace().next().unwrap().to_owned());
+        }
+    }
+    let db = db.unwrap();
+    let dir = db.parent().unwrap().to_owned();
+    assert!(db.exists(), "{db:?}");
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.unwrap())
+        .await
+        .unwrap();
+    let first = next_total(&mut ws).await;
+    assert!(first > 1000, "24 h of history is back-filled: {first}");
+    // The writer keeps inserting: the totals grow (the timeline's quiet
+    // period starts only 190 s in).
+    let mut grew = false;
+    for _ in 0..100 {
+        if next_total(&mut ws).await > first {
+            grew = true;
+            break;
+        }
+    }
+    assert!(grew, "no new invocations were written");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx.recv_timeout(DEADLINE).expect("demo exits").unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !dir.exists(),
+        "the demo's temporary directory {dir:?} is removed"
+    );
+}
+
+#[test]
+fn keep_db_and_generate_never_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine.db");
+    std::fs::write(&mine, b"precious").unwrap();
+    for args in [
+        vec!["demo", "--serve-only", "--port", "0", "--keep-db"],
+        vec!["demo", "--generate"],
+    ] {
+        let out = skillmon().args(&args).arg(&mine).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("already exists"), "{args:?}: {err}");
+        assert_eq!(std::fs::read(&mine).unwrap(), b"precious");
+    }
+}

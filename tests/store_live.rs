@@ -1,0 +1,222 @@
+//! Live anomalies and real time windows, end to end through the store and
+//! the server, on real SQLite files.
+
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use futures_util::StreamExt;
+use skillmon::protocol::ServerMessage;
+use skillmon::server::{ServeConfig, start};
+use skillmon::store::fixture::{Invocation, create_db, insert_anomaly, insert_invocation};
+use skillmon::store::{AnomalySource, Store, StoreOptions};
+
+const HOUR: f64 = 3600.0;
+
+fn ts(unix: f64, form: usize) -> String {
+    let t = chrono::DateTime::from_timestamp_millis((unix * 1000.0) as i64).unwrap();
+    match form % 6 {
+        0 => t.to_rfc3339_opts(SecondsFormat::Micros, false), // +00:00 with fraction
+        1 => t.to_rfc3339_opts(SecondsFormat::Secs, true),    // Z
+        2 => t.format("%Y-%m-%d %H:%M:%S").to_string(),       // space, no offset
+        3 => t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),   // T, no offset
+        4 => t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string(), // space + offset
+        _ => (t + chrono::Duration::hours(2))
+            .format("%Y-%m-%dT%H:%M:%S+02:00")
+            .to_string(), // another offset
+    }
+}
+
+fn add(conn: &rusqlite::Connection, skill: &str, at: f64, form: usize, completed: bool, d: f64) {
+    insert_invocation(
+        conn,
+        &Invocation {
+            skill_name: skill,
+            invoked_at: &ts(at, form),
+            completed,
+            duration_seconds: completed.then_some(d),
+            session_id: "t",
+        },
+    )
+    .unwrap();
+}
+
+/// 20 baseline invocations of `skill` (90 % complete, ~1 s) 2..12 h ago and
+/// 3 failures in the last hour: a clear completion drop.
+fn seed_drop(conn: &rusqlite::Connection, skill: &str, now: f64) {
+    for i in 0..20 {
+        add(
+            conn,
+            skill,
+            now - 2.0 * HOUR - i as f64 * 1800.0,
+            i,
+            i % 10 != 0,
+            1.0,
+        );
+    }
+    for i in 0..3 {
+        add(conn, skill, now - 60.0 * (i + 1) as f64, i, false, 0.0);
+    }
+}
+
+#[test]
+fn windows_are_right_for_every_timestamp_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skills.db");
+    let conn = create_db(&path).unwrap();
+    let now = Utc::now().timestamp() as f64;
+    // Per form: one 10 min ago, one 5 h ago, one 30 h ago.
+    for form in 0..6 {
+        add(&conn, "a", now - 600.0, form, true, 1.0);
+        add(&conn, "a", now - 5.0 * HOUR, form, true, 1.0);
+        add(&conn, "a", now - 30.0 * HOUR, form, true, 1.0);
+    }
+    let mut store = Store::new(&path);
+    let snap = store.refresh_at(now).snapshot;
+    let a = &snap.skills[0];
+    assert_eq!(a.total_invocations, 18);
+    assert_eq!(a.invocations_1h, Some(6), "{a:?}");
+    assert_eq!(a.invocations_24h, Some(12), "{a:?}");
+    assert!(a.last_invoked_at.is_some());
+}
+
+#[test]
+fn windows_decay_as_time_passes_without_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skills.db");
+    let conn = create_db(&path).unwrap();
+    let now = Utc::now().timestamp() as f64;
+    add(&conn, "a", now - 600.0, 0, true, 1.0);
+    add(&conn, "a", now - 2.0 * HOUR, 1, true, 1.0);
+    let mut store = Store::new(&path);
+    let first = store.refresh_at(now);
+    assert!(first.queried);
+    assert_eq!(first.snapshot.skills[0].invocations_1h, Some(1));
+    // 51 minutes later the recent one has left the hour; nothing was written.
+    let later = store.refresh_at(now + 3060.0);
+    assert!(!later.queried, "time passing costs no queries");
+    assert_eq!(later.snapshot.skills[0].invocations_1h, Some(0));
+    assert_eq!(later.snapshot.skills[0].invocations_24h, Some(2));
+    // A day later both are gone from the windows, still in the totals.
+    let day = store.refresh_at(now + 24.0 * HOUR);
+    assert!(!day.queried);
+    assert_eq!(day.snapshot.skills[0].invocations_24h, Some(0));
+    assert_eq!(day.snapshot.skills[0].total_invocations, 2);
+}
+
+#[test]
+fn live_and_table_anomalies_merge_by_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skills.db");
+    let conn = create_db(&path).unwrap();
+    let now = Utc::now().timestamp() as f64;
+    seed_drop(&conn, "mypy", now);
+    add(&conn, "ruff", now - 100.0, 0, true, 1.0);
+    insert_anomaly(&conn, "ruff", &ts(now - 300.0, 2), "spike", Some(3.1)).unwrap();
+    let resolved = ts(now - 200.0, 0);
+    insert_anomaly(&conn, "ruff", &resolved, "drop", Some(9.0)).unwrap();
+    conn.execute(
+        "UPDATE skill_anomalies SET resolved_at = ?1 WHERE anomaly_type = 'drop'",
+        [&resolved],
+    )
+    .unwrap();
+
+    let kinds = |mode| {
+        let mut store = Store::with_options(
+            &path,
+            StoreOptions {
+                anomalies: mode,
+                threshold: 2.0,
+            },
+        );
+        let snap = store.refresh_at(now).snapshot;
+        snap.anomalies
+            .iter()
+            .map(|a| {
+                (
+                    a.anomaly.skill_name.clone(),
+                    a.anomaly.anomaly_type.clone(),
+                    a.anomaly.source.clone().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let live = (
+        "mypy".to_string(),
+        "performance_drop".to_string(),
+        "live".to_string(),
+    );
+    let table = ("ruff".to_string(), "spike".to_string(), "table".to_string());
+    assert_eq!(
+        kinds(AnomalySource::Both),
+        vec![table.clone(), live.clone()],
+        "strongest first"
+    );
+    assert_eq!(kinds(AnomalySource::Live), vec![live]);
+    assert_eq!(kinds(AnomalySource::Table), vec![table]);
+    assert!(kinds(AnomalySource::Off).is_empty());
+}
+
+#[test]
+fn live_anomaly_values_follow_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skills.db");
+    let conn = create_db(&path).unwrap();
+    let now = Utc::now().timestamp() as f64;
+    seed_drop(&conn, "mypy", now);
+    let mut store = Store::new(&path);
+    let snap = store.refresh_at(now).snapshot;
+    let a = &snap.anomalies[0].anomaly;
+    assert_eq!(
+        a.baseline_value,
+        Some(90.0),
+        "percent, like completion_rate"
+    );
+    assert_eq!(a.observed_value, Some(0.0));
+    let z = -0.9 / (0.09f64 * 20.0 / 19.0).sqrt();
+    assert!((a.deviation_score.unwrap() - z).abs() < 0.001, "{a:?}");
+    assert!(skillmon::protocol::parse_timestamp(&a.detected_at).is_some());
+    // detected_at is when it was first seen: stable across rebuilds.
+    add(&conn, "mypy", now - 5.0, 0, false, 0.0);
+    let again = store.refresh_at(now + 10.0).snapshot;
+    assert_eq!(again.anomalies[0].anomaly.detected_at, a.detected_at);
+}
+
+#[tokio::test]
+async fn serve_shows_live_anomalies_from_an_invocation_only_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skills.db");
+    {
+        let conn = create_db(&path).unwrap();
+        seed_drop(&conn, "mypy", Utc::now().timestamp() as f64);
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM skill_anomalies", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "nothing in the anomalies table");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = start(listener, ServeConfig::new(&path)).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
+        .await
+        .unwrap();
+    let update = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Ok(text) = msg.to_text()
+                && let Ok(ServerMessage::MetricsUpdate(u)) = ServerMessage::parse(text)
+            {
+                return u;
+            }
+        }
+        panic!("connection ended before an update");
+    })
+    .await
+    .expect("an update within 10 s");
+    let a = &update.data.anomalies;
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].skill_name, "mypy");
+    assert_eq!(a[0].anomaly_type, "performance_drop");
+    assert_eq!(a[0].source.as_deref(), Some("live"));
+    let mypy = &update.data.top_skills[0];
+    assert_eq!(mypy.invocations_1h, Some(3));
+    assert_eq!(mypy.invocations_24h, Some(23));
+    server.stop().await.unwrap();
+}
