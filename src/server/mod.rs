@@ -33,7 +33,7 @@ use stats::Stats;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// tungstenite's read buffer per connection (its 128 KiB default would cost
 /// ~135 KB per idle connection).
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+pub const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Bytes a session may have queued in tungstenite beyond one frame.
 pub const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// How long a client has to send its request head.
