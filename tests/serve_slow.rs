@@ -103,3 +103,53 @@ async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
     drop((raw, unpolled));
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_with_a_stuck_client_still_closes_the_others_with_1001() {
+    let (db, conn) = TestDb::new();
+    seed_many(&conn);
+    let mut cfg = config(&db.path, SHORT_INTERVAL, SKILLS);
+    // Longer than the shutdown grace: a stuck write must not outlive stop().
+    cfg.write_timeout = Duration::from_secs(30);
+    let server = start(cfg).await;
+    let shared = server.shared.clone();
+
+    let (mut good, _) = Client::connect(&server.url()).await;
+    good.next_update().await;
+    let raw = stuck_client(server.addr).await;
+    // Wait until the stuck client takes no more frames: frames sent to
+    // anyone but the good client stay flat over several of its updates
+    // (give or take the frame in flight to the good client).
+    let mut others = std::collections::VecDeque::new();
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "never stuck: {others:?}"
+        );
+        good.next_update().await;
+        let other = shared.stats.frames_sent.load(Relaxed) as i64 - good.frames_seen as i64;
+        others.push_back(other);
+        if others.len() > 8 {
+            others.pop_front();
+            if others.back().unwrap() - others.front().unwrap() <= 1 {
+                break;
+            }
+        }
+    }
+    let started = tokio::time::Instant::now();
+    let stopping = tokio::spawn(server.stop());
+    assert_eq!(good.close_code_within(Duration::from_secs(1)).await, 1001);
+    tokio::time::timeout(DEADLINE, stopping)
+        .await
+        .expect("stop() resolves")
+        .unwrap()
+        .unwrap();
+    eprintln!("stop took {:?}", started.elapsed());
+    assert_eq!(
+        shared.stats.connections.load(Relaxed),
+        0,
+        "every session ended by the time stop() resolved"
+    );
+    drop(raw);
+}

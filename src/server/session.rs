@@ -248,12 +248,23 @@ where
 
     async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
         let len = text.len() as u64;
-        match tokio::time::timeout(
+        let shutdown = self.shared.shutdown.clone();
+        let send = tokio::time::timeout(
             self.shared.config.write_timeout,
             self.ws.send(Message::Text(text)),
-        )
-        .await
-        {
+        );
+        tokio::pin!(send);
+        let sent = tokio::select! {
+            r = &mut send => r,
+            // Shutting down while a write is blocked: it gets only the close
+            // timeout to finish, so a stuck peer cannot keep its session
+            // (and the socket) alive past stop()'s grace period.
+            _ = shutdown.cancelled() => match tokio::time::timeout(CLOSE_TIMEOUT, &mut send).await {
+                Ok(r) => r,
+                Err(_) => return Err(End::Gone),
+            },
+        };
+        match sent {
             Ok(Ok(())) => {
                 self.shared.stats.frames_sent.fetch_add(1, Relaxed);
                 self.shared.stats.bytes_sent.fetch_add(len, Relaxed);
