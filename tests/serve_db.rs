@@ -399,13 +399,9 @@ async fn server_ticks_cost_no_queries_on_unchanged_data() {
     server.stop().await.unwrap();
 }
 
-/// Known gap in src/store (outside this test suite's remit to fix):
-/// `try_refresh` skips the query only when the state is `Ok`, so a file
-/// without session-buddy tables is re-queried on every tick although its
-/// `data_version` did not change. Un-ignore once the store treats an
-/// unchanged `NoTables` like an unchanged `Ok`.
+/// A file without session-buddy tables whose `data_version` did not change
+/// is not re-queried either.
 #[test]
-#[ignore = "src/store re-queries a table-less database on every tick"]
 fn store_runs_no_queries_on_an_unchanged_table_less_file() {
     let db = TestDb::missing();
     std::fs::write(&db.path, b"").unwrap();

@@ -390,8 +390,10 @@ impl Store {
                 return (st, false);
             }
         };
-        if self.data_version == Some(version) && self.state == DbState::Ok {
-            return (DbState::Ok, false);
+        if self.data_version == Some(version)
+            && matches!(self.state, DbState::Ok | DbState::NoTables)
+        {
+            return (self.state.clone(), false);
         }
         self.queries_run += 1;
         let want_table = self.options.anomalies.table();
