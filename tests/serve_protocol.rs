@@ -625,3 +625,146 @@ async fn stop_closes_every_client_with_1001_within_a_second() {
     // The listener is gone.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_before_reading_anything_are_answered_after_connected() {
+    let (db, conn) = TestDb::new();
+    seed_basic(&conn);
+    let server = serve(&db.path, LONG_INTERVAL).await;
+    let mut c = Client::connect_raw(&server.url()).await;
+    // Pipelined before a single frame was read.
+    c.send_json(json!({"type": "subscribe", "skill": "alpha"}))
+        .await;
+    c.send_json(json!({"type": "ping", "id": 1})).await;
+    c.send_json(json!({"type": "subscribe", "skill": "alpha"}))
+        .await;
+    // Client::check asserts `connected` comes first.
+    let hello = c.next_frame().await;
+    assert_eq!(hello["type"], "connected");
+    let mut kinds = Vec::new();
+    let mut last_update = Value::Null;
+    while kinds.len() < 6 {
+        let f = c.next_frame().await;
+        kinds.push(f["type"].as_str().unwrap().to_owned());
+        if f["type"] == "metrics_update" {
+            last_update = f;
+        }
+    }
+    assert_eq!(
+        kinds,
+        [
+            "metrics_update",
+            "subscription_confirmed",
+            "metrics_update",
+            "pong",
+            "subscription_confirmed",
+            "metrics_update"
+        ],
+        "re-subscribing to the same skill is confirmed and followed by an update too"
+    );
+    assert_eq!(names(&last_update), ["alpha"]);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_in_the_same_packet_as_the_handshake_is_not_lost() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (db, _conn) = TestDb::new();
+    let server = serve(&db.path, LONG_INTERVAL).await;
+    let payload = br#"{"type":"ping","id":"pipelined"}"#;
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut bytes = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
+    .into_bytes();
+    bytes.extend([0x81, 0x80 | payload.len() as u8]);
+    bytes.extend(mask);
+    bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(&bytes).await.unwrap();
+    // Read until the pong's text shows up (server frames are unmasked).
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let needle = br#""id":"pipelined""#;
+    while !got.windows(needle.len()).any(|w| w == needle) {
+        let n = tokio::time::timeout(DEADLINE, s.read(&mut chunk))
+            .await
+            .expect("pong to a pipelined ping")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 101"));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_size_limits() {
+    let (db, conn) = TestDb::new();
+    seed_basic(&conn);
+    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (mut c, _) = Client::connect(&server.url()).await;
+    c.next_update().await;
+    let many: Vec<String> = (0..64).map(|i| format!("s{i}")).collect();
+    let (conf, u) = c
+        .subscribe(json!({"type": "subscribe", "skills": many}))
+        .await;
+    assert_eq!(conf["skills"].as_array().unwrap().len(), 64);
+    assert_eq!(u["data"]["top_skills"], json!([]));
+    let too_many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+    c.send_json(json!({"type": "subscribe", "skills": too_many}))
+        .await;
+    assert_eq!(c.next_frame().await["code"], "bad_request");
+    let name = "n".repeat(256);
+    let (conf, _) = c
+        .subscribe(json!({"type": "subscribe", "skill": name}))
+        .await;
+    assert_eq!(conf["skill"], name);
+    c.send_json(json!({"type": "subscribe", "skill": "n".repeat(257)}))
+        .await;
+    assert_eq!(c.next_frame().await["code"], "bad_request");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anomaly_ages_out_of_the_hour_without_any_write() {
+    let (db, conn) = TestDb::new();
+    seed_basic(&conn);
+    // 3 s short of an hour old, so it drops out of the window in ~3 s.
+    let edge = ts_ago(3600 - 3, "%Y-%m-%dT%H:%M:%SZ");
+    let fresh = ts_ago(60, "%Y-%m-%d %H:%M:%S");
+    skillmon::store::fixture::insert_anomaly(&conn, "alpha", &edge, "drop", Some(-2.0)).unwrap();
+    skillmon::store::fixture::insert_anomaly(&conn, "beta", &fresh, "spike", Some(2.0)).unwrap();
+    drop(conn);
+    let server = serve(&db.path, Duration::from_millis(100)).await;
+    let (mut c, _) = Client::connect(&server.url()).await;
+    let u = c.next_update().await;
+    assert_eq!(
+        anomaly_keys(&u),
+        [
+            ("beta".to_owned(), fresh.clone()),
+            ("alpha".to_owned(), edge)
+        ]
+    );
+    let queries = server
+        .shared
+        .stats
+        .db_queries
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let u = c
+        .update_where("the old one aged out", |u| anomaly_keys(u).len() == 1)
+        .await;
+    assert_eq!(anomaly_keys(&u), [("beta".to_owned(), fresh)]);
+    assert_eq!(
+        server
+            .shared
+            .stats
+            .db_queries
+            .load(std::sync::atomic::Ordering::Relaxed),
+        queries,
+        "windows move with the clock, not by re-reading the database"
+    );
+    server.stop().await.unwrap();
+}

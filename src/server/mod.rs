@@ -327,9 +327,15 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         http::respond(&mut wr, &resp, false).await;
         return;
     }
+    // Replay the bytes already read, then the socket, to tungstenite. The
+    // request head goes in its own reader: tungstenite refuses a handshake
+    // whose read buffer holds bytes past the request ("junk after request"),
+    // so frames a client sent right behind its request are replayed only
+    // after the handshake, as the start of the WebSocket stream.
+    let tail = head.split_off(head_end);
     head.shrink_to_fit();
-    // Replay the bytes already read, then the socket, to tungstenite.
-    let io = tokio::io::join(AsyncReadExt::chain(std::io::Cursor::new(head), rd), wr);
+    let replay = AsyncReadExt::chain(std::io::Cursor::new(tail), rd);
+    let io = tokio::io::join(AsyncReadExt::chain(std::io::Cursor::new(head), replay), wr);
     let ws = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
         r = tokio::time::timeout(
