@@ -162,6 +162,11 @@ async fn malformed_upgrade_requests_get_a_status_naming_the_problem() {
             400,
             "Connection",
         ),
+        (
+            upgrade_request("GET", "/ws", &good_headers()).replace("HTTP/1.1", "HTTP/1.0"),
+            400,
+            "HTTP/1.1",
+        ),
         ("\x01\x02 garbage\r\n\r\n".to_owned(), 400, "malformed"),
         (
             format!(

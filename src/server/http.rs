@@ -169,6 +169,14 @@ pub fn route(head: &[u8]) -> Route {
                 .with_header("Allow", "GET"),
             );
         }
+        if req.version != Some(1) {
+            // tungstenite would drop an HTTP/1.0 upgrade without a word.
+            return Route::Reject(Response::text(
+                400,
+                "Bad Request",
+                "a WebSocket upgrade needs HTTP/1.1\n",
+            ));
+        }
         if header("sec-websocket-key").is_none_or(|k| k.trim().is_empty()) {
             return Route::Reject(Response::text(
                 400,
@@ -259,6 +267,10 @@ mod tests {
         let Route::Reject(r) =
             req(&ws.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\n", ""))
         else {
+            panic!()
+        };
+        assert_eq!(r.status, 400);
+        let Route::Reject(r) = req(&ws.replace("HTTP/1.1", "HTTP/1.0")) else {
             panic!()
         };
         assert_eq!(r.status, 400);
