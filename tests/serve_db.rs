@@ -417,3 +417,26 @@ fn store_runs_no_queries_on_an_unchanged_table_less_file() {
     assert!(store.refresh().queried);
     assert_eq!(store.state(), &DbState::Ok);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_at_the_path_is_an_error_not_a_crash() {
+    let db = TestDb::missing();
+    std::fs::create_dir(&db.path).unwrap();
+    let server = serve(&db.path, SHORT_INTERVAL).await;
+    let (mut c, _) = Client::connect(&server.url()).await;
+    assert_eq!(c.next_update().await["data"], empty_data());
+    let (code, h) = wait_health_db(server.addr, &mut c, "error").await;
+    assert_eq!(code, 503);
+    assert!(
+        h["db_detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file"),
+        "{h}"
+    );
+    std::fs::remove_dir(&db.path).unwrap();
+    let conn = db.create();
+    seed_basic(&conn);
+    c.update_where("recovered", |u| names(u).len() == 4).await;
+    server.stop().await.unwrap();
+}

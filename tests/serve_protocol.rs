@@ -768,3 +768,72 @@ async fn an_anomaly_ages_out_of_the_hour_without_any_write() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragmented_message_over_64_kib_is_closed_with_1009() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let (db, _conn) = TestDb::new();
+    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (mut c, _) = Client::connect(&server.url()).await;
+    c.next_update().await;
+    // Three 30 KiB fragments: each frame is small, the message is not.
+    let part = vec![b' '; 30 * 1024];
+    let frames = [
+        Frame::message(part.clone(), OpCode::Data(Data::Text), false),
+        Frame::message(part.clone(), OpCode::Data(Data::Continue), false),
+        Frame::message(part, OpCode::Data(Data::Continue), true),
+    ];
+    for f in frames {
+        c.ws.feed(tokio_tungstenite::tungstenite::Message::Frame(f))
+            .await
+            .unwrap();
+    }
+    c.ws.flush().await.unwrap();
+    assert_eq!(c.close_code_within(DEADLINE).await, 1009);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_subscription_groups_are_dropped() {
+    let (db, conn) = TestDb::new();
+    seed_basic(&conn);
+    let server = serve(&db.path, SHORT_INTERVAL).await;
+    let (mut c, _) = Client::connect(&server.url()).await;
+    for s in ["alpha", "beta", "gamma", "delta", "nope"] {
+        c.subscribe(json!({"type": "subscribe", "skill": s})).await;
+    }
+    // Two ticks later only the live group is left.
+    c.next_update().await;
+    c.next_update().await;
+    assert_eq!(server.shared.hub.groups(), 1);
+    let (mut d, _) = Client::connect(&server.url()).await;
+    d.next_update().await;
+    assert_eq!(server.shared.hub.groups(), 2, "nope + all");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unicode_names_and_skill_plus_skills() {
+    let (db, conn) = TestDb::new();
+    seed_basic(&conn);
+    let name = "café-🚀 \"quoted\" \\ tab\t";
+    invoke_n(&conn, name, 2, 1);
+    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (mut c, _) = Client::connect(&server.url()).await;
+    assert!(names(&c.next_update().await).contains(&name.to_owned()));
+    let (conf, u) = c
+        .subscribe(json!({"type": "subscribe", "skill": name}))
+        .await;
+    assert_eq!(conf["skill"], name);
+    assert_eq!(names(&u), [name]);
+    assert_eq!(u["data"]["top_skills"][0]["completion_rate"], 50.0);
+    // `skill` and `skills` together: the union; `skill` is echoed.
+    let (conf, u) = c
+        .subscribe(json!({"type": "subscribe", "skill": "alpha", "skills": ["beta", "alpha"]}))
+        .await;
+    assert_eq!(conf["skill"], "alpha");
+    assert_eq!(conf["skills"], json!(["alpha", "beta"]));
+    assert_eq!(names(&u), ["alpha", "beta"]);
+    server.stop().await.unwrap();
+}

@@ -153,3 +153,44 @@ async fn stop_with_a_stuck_client_still_closes_the_others_with_1001() {
     );
     drop(raw);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_skips_to_the_latest_update_and_stays_connected() {
+    let (db, conn) = TestDb::new();
+    seed_many(&conn);
+    let mut cfg = config(&db.path, SHORT_INTERVAL, SKILLS);
+    cfg.write_timeout = Duration::from_secs(30);
+    let server = start(cfg).await;
+    let stats = &server.shared.stats;
+
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(server.addr).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(server.url(), stream)
+        .await
+        .unwrap();
+    let mut slow = Client::from_ws(ws);
+    slow.next_frame().await; // connected
+    // Read one update, then dawdle for several intervals (this sleep is the
+    // slow consumer's behaviour, not synchronization), until the server has
+    // skipped updates for it: seq jumps, latest wins, no queue builds up.
+    let until = tokio::time::Instant::now() + DEADLINE;
+    let mut prev = None;
+    let mut jumped = false;
+    while !jumped {
+        assert!(tokio::time::Instant::now() < until, "never skipped");
+        let u = slow.next_update().await;
+        let seq = u["seq"].as_u64().unwrap();
+        jumped = prev.is_some_and(|p| seq > p + 1);
+        prev = Some(seq);
+        tokio::time::sleep(SHORT_INTERVAL * 4).await;
+    }
+    assert!(stats.updates_skipped.load(Relaxed) > 0);
+    assert_eq!(stats.slow_closes.load(Relaxed), 0, "slow but reading: kept");
+    // Catching up: it reads at full speed again and gets a fresh update.
+    slow.next_update().await;
+    let pong = slow.ping(serde_json::json!("caught-up")).await;
+    assert_eq!(pong["id"], "caught-up");
+    server.stop().await.unwrap();
+}

@@ -236,6 +236,11 @@ impl Client {
             .await
             .expect("connect timed out")
             .expect("connect");
+        Self::from_ws(ws)
+    }
+
+    /// Wrap a stream that finished its handshake, nothing read yet.
+    pub fn from_ws(ws: Ws) -> Self {
         Self {
             ws,
             frames_seen: 0,
