@@ -837,3 +837,25 @@ async fn unicode_names_and_skill_plus_skills() {
     assert_eq!(names(&u), ["alpha", "beta"]);
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_gets_1007_and_a_protocol_violation_1002() {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let (db, _conn) = TestDb::new();
+    let server = serve(&db.path, LONG_INTERVAL).await;
+
+    let (mut c, _) = Client::connect(&server.url()).await;
+    c.next_update().await;
+    let bad_text = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    c.ws.send(Message::Frame(bad_text)).await.unwrap();
+    assert_eq!(c.close_code_within(DEADLINE).await, 1007);
+
+    let (mut c, _) = Client::connect(&server.url()).await;
+    c.next_update().await;
+    let reserved = Frame::message(vec![1u8, 2, 3], OpCode::Data(Data::Reserved(3)), true);
+    c.ws.send(Message::Frame(reserved)).await.unwrap();
+    assert_eq!(c.close_code_within(DEADLINE).await, 1002);
+    server.stop().await.unwrap();
+}

@@ -15,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -138,6 +139,19 @@ where
                         Ok(_) => {} // ping/pong frames are answered by tungstenite
                         Err(WsError::Capacity(e)) => {
                             self.close(CloseCode::Size, &format!("message too big: {e}")).await;
+                            return Ok(());
+                        }
+                        // tungstenite reports these without closing; RFC 6455
+                        // wants 1007 / 1002, not a silent drop.
+                        Err(WsError::Utf8(_)) => {
+                            self.close(CloseCode::Invalid, "text frame is not valid UTF-8").await;
+                            return Ok(());
+                        }
+                        Err(WsError::Protocol(e)) if !matches!(
+                            e,
+                            ProtocolError::ResetWithoutClosingHandshake
+                        ) => {
+                            self.close(CloseCode::Protocol, &format!("protocol error: {e}")).await;
                             return Ok(());
                         }
                         Err(e) => {
