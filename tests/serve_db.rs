@@ -440,3 +440,25 @@ async fn a_directory_at_the_path_is_an_error_not_a_crash() {
     c.update_where("recovered", |u| names(u).len() == 4).await;
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_at_start_serves_empty_then_the_data_after_commit() {
+    let (db, conn) = TestDb::new();
+    seed_basic(&conn);
+    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    invoke(&conn, "alpha", true, Some(1.0));
+    let server = serve(&db.path, SHORT_INTERVAL).await;
+    let (mut c, _) = Client::connect(&server.url()).await;
+    assert_eq!(c.next_update().await["data"], empty_data());
+    let (_, h) = wait_health_db(server.addr, &mut c, "locked").await;
+    assert!(h["db_detail"].as_str().unwrap().contains("locked"), "{h}");
+    assert_eq!(c.next_update().await["data"], empty_data());
+    conn.execute_batch("COMMIT").unwrap();
+    let u = c
+        .update_where("data after commit", |u| names(u).len() == 4)
+        .await;
+    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
+    assert_eq!(u["data"]["top_skills"][1]["total_invocations"], 4);
+    wait_health_db(server.addr, &mut c, "ok").await;
+    server.stop().await.unwrap();
+}
