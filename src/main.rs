@@ -7,6 +7,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Watch(args) => return watch(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -34,4 +35,21 @@ fn serve(args: skillmon::cli::ServeArgs) -> anyhow::Result<()> {
         let listener = skillmon::server::bind(&args.host, args.port).await?;
         skillmon::server::run_until_signal(listener, args.to_config()).await
     })
+}
+
+fn watch(args: skillmon::cli::WatchArgs) -> std::process::ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("skillmon: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(skillmon::watch::run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("skillmon watch: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
