@@ -43,8 +43,14 @@ pub enum Event {
 pub enum ConnState {
     Connecting,
     Live,
-    Reconnecting { retry_at: DateTime<Utc> },
-    Failed { reason: String },
+    /// Waiting until `retry_at` (None: attempt `attempt` under way).
+    Reconnecting {
+        retry_at: Option<DateTime<Utc>>,
+        attempt: u32,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 /// The header badge.
@@ -628,9 +634,17 @@ impl App {
         let h = &mut self.health;
         match f {
             FeedEvent::Connecting { attempt, .. } => {
-                if attempt <= 1 && !h.ever_connected {
-                    self.conn = ConnState::Connecting;
-                }
+                self.conn = match self.conn {
+                    ConnState::Reconnecting { .. } => ConnState::Reconnecting {
+                        retry_at: None,
+                        attempt,
+                    },
+                    _ if attempt > 1 || h.ever_connected => ConnState::Reconnecting {
+                        retry_at: None,
+                        attempt,
+                    },
+                    _ => ConnState::Connecting,
+                };
             }
             FeedEvent::Connected { info, at } => {
                 h.messages += 1;
@@ -698,10 +712,20 @@ impl App {
                 at,
             } => {
                 h.connected_since = None;
-                h.last_close = Some((code, reason));
+                // A close frame is worth keeping; a failed attempt is an error.
+                if code.is_some() {
+                    h.last_close = Some((code, reason));
+                } else {
+                    h.last_error = Some(reason);
+                }
                 let retry = chrono::Duration::from_std(retry_in).unwrap_or_default();
+                let attempt = match self.conn {
+                    ConnState::Reconnecting { attempt, .. } => attempt,
+                    _ => 1,
+                };
                 self.conn = ConnState::Reconnecting {
-                    retry_at: at + retry,
+                    retry_at: Some(at + retry),
+                    attempt,
                 };
             }
             FeedEvent::Failed { code, reason, .. } => {

@@ -76,7 +76,13 @@ pub fn table<'a>(
         .iter()
         .any(|a| a.baseline_value.is_some() || a.observed_value.is_some())
         && inner >= 60;
-    let fixed = 13 + 6 + 9 + if show_change { 16 } else { 0 };
+    let type_w = list
+        .iter()
+        .map(|a| unicode_width::UnicodeWidthStr::width(a.anomaly_type.as_str()))
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 13) as u16;
+    let fixed = type_w + 6 + 9 + if show_change { 16 } else { 0 };
     let spacing = if show_change { 4 } else { 3 };
     let skill_w = inner.saturating_sub(fixed + spacing).max(4);
     let rows: Vec<Row> = list
@@ -84,7 +90,7 @@ pub fn table<'a>(
         .map(|a| {
             let mut cells = vec![
                 Cell::from(Span::styled(
-                    truncate_width(&a.anomaly_type, 13),
+                    truncate_width(&a.anomaly_type, usize::from(type_w)),
                     type_style(theme, &a.anomaly_type),
                 )),
                 Cell::from(truncate_width(&a.skill_name, usize::from(skill_w))),
@@ -102,7 +108,7 @@ pub fn table<'a>(
         .collect();
     let mut header = vec!["Type", "Skill", " Score", "Detected"];
     let mut widths = vec![
-        Constraint::Length(13),
+        Constraint::Length(type_w),
         Constraint::Length(skill_w),
         Constraint::Length(6),
         Constraint::Length(9),

@@ -8,15 +8,17 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Clear, Dataset, GraphType, Paragraph};
 
-use super::{anomalies, centered, fmt_secs, sanitize};
+use super::{anomalies, fmt_secs, sanitize};
 use crate::protocol::Anomaly;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
 
 pub fn render(app: &App, name: &str, frame: &mut Frame, area: Rect, theme: &Theme) {
-    let popup = centered(
-        area,
-        area.width.saturating_sub(4),
+    // Full screen between the header and the footer.
+    let popup = Rect::new(
+        area.x,
+        area.y + 1,
+        area.width,
         area.height.saturating_sub(2),
     );
     frame.render_widget(Clear, popup);

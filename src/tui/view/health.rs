@@ -5,7 +5,7 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::{Block, Paragraph};
 
 use super::{ago, badge_style, fmt_rtt, sanitize};
 use crate::client::close_code_name;
@@ -21,9 +21,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         Span::styled(format!(" {} ", badge.label()), badge_style(theme, badge)),
     ];
     match &app.conn {
-        ConnState::Reconnecting { retry_at } => {
-            let s = (*retry_at - app.now).num_milliseconds().max(0) as f64 / 1000.0;
-            state.push(Span::styled(format!(" retry in {s:.1}s"), theme.base));
+        ConnState::Reconnecting { retry_at, attempt } => {
+            let text = match retry_at {
+                Some(t) if *t > app.now => {
+                    let s = (*t - app.now).num_milliseconds() as f64 / 1000.0;
+                    format!(" retry {s:.1}s")
+                }
+                Some(_) => format!(" attempt {}", attempt + 1),
+                None => format!(" attempt {attempt}"),
+            };
+            state.push(Span::styled(text, theme.base));
         }
         ConnState::Failed { reason } => {
             state.push(Span::styled(format!(" {}", sanitize(reason)), theme.bad));
@@ -61,8 +68,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let gaps = if h.seq_gaps == 0 && h.seq_duplicates == 0 {
         if h.last_seq.is_some() {
             "0".to_string()
+        } else if app.live.updates == 0 {
+            "—".to_string()
         } else {
-            "— (server sends no seq)".to_string()
+            "— (no seq from server)".to_string()
         }
     } else {
         format!(
@@ -78,10 +87,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     lines.push(Line::from(vec![
         label("Seq gaps"),
         Span::styled(gaps, gap_style),
-    ]));
-    lines.push(Line::from(vec![
-        label("Reconnects"),
-        Span::raw(h.reconnects.to_string()),
+        Span::raw(format!(" · reconnects {}", h.reconnects)),
     ]));
     let close = match &h.last_close {
         None => "—".to_string(),
@@ -104,11 +110,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         }
     };
     lines.push(Line::from(vec![label("Last close"), Span::raw(close)]));
+    if let Some(e) = &h.last_error {
+        lines.push(Line::from(vec![
+            label("Last error"),
+            Span::styled(sanitize(e).into_owned(), theme.warn),
+        ]));
+    }
     let block = Block::bordered()
         .border_style(theme.border)
         .title(Span::styled(" Connection ", theme.title));
-    frame.render_widget(
-        Paragraph::new(lines).block(block).wrap(Wrap { trim: true }),
-        area,
-    );
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }

@@ -85,7 +85,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         .border_style(theme.border)
         .title(Span::styled(title, theme.title));
     if rows.is_empty() {
-        let msg = if app.view().updated_at.is_none() {
+        let msg = if let crate::tui::app::ConnState::Failed { reason } = &app.conn {
+            format!("connection failed, not retrying: {}", super::sanitize(reason))
+        } else if app.view().updated_at.is_none() {
             "waiting for the first update…".to_string()
         } else if !app.filter.is_empty() && total > 0 {
             format!(
@@ -142,7 +144,23 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             break w.max(1);
         }
     };
-    let trend_w = usize::from(width_of(Col::Trend, bar));
+    // The skill column takes what the names need; the trend gets the rest.
+    let widest = rows
+        .iter()
+        .map(|r| {
+            unicode_width::UnicodeWidthStr::width(super::sanitize(&r.stat.skill_name).as_ref())
+        })
+        .max()
+        .unwrap_or(0)
+        .clamp(usize::from(MIN_SKILL), usize::from(u16::MAX)) as u16;
+    let mut trend_w = width_of(Col::Trend, bar);
+    let skill_w = if cols.contains(&Col::Trend) && widest < skill_w {
+        trend_w += skill_w - widest;
+        widest
+    } else {
+        skill_w
+    };
+    let trend_w = usize::from(trend_w);
 
     let arrow = if app.ascending() { "▲" } else { "▼" };
     let header_cell = |c: Col| {
@@ -175,6 +193,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         .map(|c| {
             if *c == Col::Skill {
                 Constraint::Length(skill_w)
+            } else if *c == Col::Trend {
+                Constraint::Length(trend_w as u16)
             } else {
                 Constraint::Length(width_of(*c, bar))
             }
