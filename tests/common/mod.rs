@@ -215,10 +215,10 @@ pub async fn session_buddy(interval: Duration) -> SessionBuddy {
                                         return;
                                     }
                                 }
-                                Some("ping") => {
-                                    if tx.send(Message::text("{\"type\": \"pong\"}")).await.is_err() {
-                                        return;
-                                    }
+                                Some("ping")
+                                    if tx.send(Message::text("{\"type\": \"pong\"}")).await.is_err() =>
+                                {
+                                    return;
                                 }
                                 _ => {}
                             }

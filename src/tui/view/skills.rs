@@ -86,7 +86,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         .title(Span::styled(title, theme.title));
     if rows.is_empty() {
         let msg = if let crate::tui::app::ConnState::Failed { reason } = &app.conn {
-            format!("connection failed, not retrying: {}", super::sanitize(reason))
+            format!(
+                "connection failed, not retrying: {}",
+                super::sanitize(reason)
+            )
         } else if app.view().updated_at.is_none() {
             "waiting for the first update…".to_string()
         } else if !app.filter.is_empty() && total > 0 {

@@ -345,7 +345,8 @@ fn snapshot_wide_and_emoji_names() {
 #[test]
 fn never_panics_at_any_size() {
     let mut app = app_with_data(4);
-    let states: Vec<Box<dyn Fn(&mut App)>> = vec![
+    type Step = Box<dyn Fn(&mut App)>;
+    let states: Vec<Step> = vec![
         Box::new(|_| {}),
         Box::new(|a| a.update(ch('?'))),
         Box::new(|a| {
