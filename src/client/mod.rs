@@ -116,8 +116,8 @@ pub fn close_code_name(code: u16) -> &'static str {
     }
 }
 
-/// The running feed: dropping it (or its command sender) closes the
-/// connection with 1000 and ends the task.
+/// The running feed: dropping it (its command sender) or the event
+/// receiver closes the connection with 1000 and ends the task.
 pub struct Feed {
     pub commands: mpsc::Sender<FeedCommand>,
     pub task: tokio::task::JoinHandle<()>,
@@ -136,16 +136,6 @@ impl Feed {
             },
             rx,
         )
-    }
-}
-
-impl Drop for Feed {
-    fn drop(&mut self) {
-        // The task notices the closed command channel and closes politely;
-        // abort is the backstop when the runtime is going away.
-        if self.commands.is_closed() {
-            self.task.abort();
-        }
     }
 }
 
