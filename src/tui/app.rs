@@ -689,6 +689,16 @@ impl App {
             FeedEvent::Subscribed { at } => {
                 h.messages += 1;
                 push_recent(&mut h.recent, at);
+                if self
+                    .status
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("subscribing"))
+                {
+                    self.status = Some(format!(
+                        "subscribed to {}",
+                        crate::tui::view::subscription_label(&self.subscription)
+                    ));
+                }
             }
             FeedEvent::Pong { rtt, at } => {
                 h.messages += 1;

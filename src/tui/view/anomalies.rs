@@ -135,6 +135,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             .title(Span::styled(" Anomalies ", theme.title));
         let msg = if app.view().updated_at.is_none() {
             "waiting for data…"
+        } else if app.subscription != crate::protocol::Subscription::All
+            && app.health.server.is_none()
+        {
+            "No anomalies reported (session-buddy sends none to a filtered subscription)."
         } else {
             "No anomalies reported."
         };

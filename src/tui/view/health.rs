@@ -71,7 +71,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         } else if app.live.updates == 0 {
             "—".to_string()
         } else {
-            "— (no seq from server)".to_string()
+            "— (no seq)".to_string()
         }
     } else {
         format!(
