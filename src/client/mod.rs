@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message, protocol::CloseFrame};
 
 use crate::protocol::{
-    ClientMessage, Connected, ErrorFrame, MetricsUpdate, ServerMessage, Subscription,
+    ClientMessage, Connected, ErrorCode, ErrorFrame, MetricsUpdate, ServerMessage, Subscription,
 };
 use backoff::Backoff;
 
@@ -356,6 +356,10 @@ where
                         FeedEvent::Pong { rtt: sent.map(|t| now - t), at }
                     }
                     Ok(ServerMessage::Error(error)) => {
+                        if matches!(error.code, ErrorCode::BadRequest | ErrorCode::UnknownSkill) {
+                            // A refused subscribe will never be confirmed.
+                            unconfirmed = unconfirmed.saturating_sub(1);
+                        }
                         tracing::warn!("server error frame: {:?} {}", error.code, error.message);
                         FeedEvent::ServerError { error, at }
                     }
@@ -420,6 +424,26 @@ fn closed_by_server(frame: Option<CloseFrame>) -> Ended {
     }
 }
 
+/// Refuse what a server would refuse (too many or too long names), so the
+/// user gets the reason at once instead of an `error` frame or silence.
+pub fn check_subscription(s: &Subscription) -> Result<(), String> {
+    use crate::protocol::{MAX_SKILL_NAME_LEN, MAX_SKILLS_PER_SUBSCRIPTION};
+    let names = s.skills();
+    if names.len() > MAX_SKILLS_PER_SUBSCRIPTION {
+        return Err(format!(
+            "{} skills given; at most {MAX_SKILLS_PER_SUBSCRIPTION} per subscription",
+            names.len()
+        ));
+    }
+    if let Some(long) = names.iter().find(|n| n.len() > MAX_SKILL_NAME_LEN) {
+        let head: String = long.chars().take(32).collect();
+        return Err(format!(
+            "skill name {head:?}… is longer than {MAX_SKILL_NAME_LEN} bytes"
+        ));
+    }
+    Ok(())
+}
+
 /// The subscribe frame for `s` (`skill: null` for all).
 pub fn subscribe_message(s: &Subscription) -> String {
     ClientMessage::Subscribe {
@@ -432,6 +456,24 @@ pub fn subscribe_message(s: &Subscription) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oversized_subscriptions_are_refused() {
+        assert!(check_subscription(&Subscription::All).is_ok());
+        assert!(check_subscription(&Subscription::from_names(["a", "b"])).is_ok());
+        let many = Subscription::from_names((0..65).map(|i| i.to_string()));
+        assert!(
+            check_subscription(&many)
+                .unwrap_err()
+                .contains("at most 64")
+        );
+        let long = Subscription::from_names(["x".repeat(300)]);
+        assert!(
+            check_subscription(&long)
+                .unwrap_err()
+                .contains("longer than 256")
+        );
+    }
 
     #[test]
     fn close_codes_are_classified() {

@@ -499,6 +499,11 @@ impl App {
                         let sub = Subscription::from_names(
                             self.input.split(',').map(|s| s.trim().to_string()),
                         );
+                        if let Err(e) = crate::client::check_subscription(&sub) {
+                            self.status = Some(e);
+                            self.dirty = true;
+                            return;
+                        }
                         self.status = Some(match &sub {
                             Subscription::All => "subscribing to all skills".to_string(),
                             Subscription::Skills(s) => format!("subscribing to {}", s.join(", ")),
@@ -1188,6 +1193,16 @@ pub(crate) mod tests {
         }
         app.update(key(KeyCode::Enter));
         assert_eq!(app.outbox, vec![FeedCommand::Subscribe(Subscription::All)]);
+        // A name the server would refuse is refused here, with the reason.
+        app.update(ch('c'));
+        for _ in 0..300 {
+            app.update(ch('x'));
+        }
+        app.update(key(KeyCode::Enter));
+        assert_eq!(app.outbox, vec![FeedCommand::Subscribe(Subscription::All)]);
+        assert_eq!(app.mode, Mode::Subscribe);
+        assert!(app.status.as_deref().unwrap_or("").contains("longer than"));
+        app.update(key(KeyCode::Esc));
         // Esc cancels.
         app.outbox.clear();
         app.update(ch('c'));
