@@ -162,7 +162,11 @@ pub fn text_table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> Str
         let n = cells.len();
         let mut s = String::new();
         for (i, c) in cells.into_iter().enumerate() {
-            let pad = widths[i].saturating_sub(c.width());
+            let pad = widths
+                .get(i)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(c.width());
             let is_right = right.get(i).copied().unwrap_or(false);
             if is_right {
                 s.push_str(&" ".repeat(pad));

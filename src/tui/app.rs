@@ -672,9 +672,9 @@ impl App {
                 push_recent(&mut h.recent, at);
                 if let Some(seq) = update.seq {
                     if let Some(last) = h.last_seq {
-                        if seq > last + 1 {
+                        if seq > last.saturating_add(1) {
                             h.seq_gaps += 1;
-                            h.seq_missed += seq - last - 1;
+                            h.seq_missed = h.seq_missed.saturating_add(seq - last - 1);
                         } else if seq <= last {
                             h.seq_duplicates += 1;
                         }
@@ -710,8 +710,8 @@ impl App {
                 push_recent(&mut h.recent, at);
                 if let Some(rtt) = rtt {
                     h.rtt_last = Some(rtt);
-                    h.rtt_sum += rtt;
-                    h.rtt_count += 1;
+                    h.rtt_sum = h.rtt_sum.saturating_add(rtt);
+                    h.rtt_count = h.rtt_count.saturating_add(1);
                 }
             }
             FeedEvent::ServerError { error, at } => {
@@ -775,9 +775,10 @@ fn apply_update(
         .into_iter()
         .enumerate()
         .map(|(i, stat)| {
-            let delta = prev
-                .get(stat.skill_name.as_str())
-                .map(|p| stat.total_invocations as i64 - *p as i64);
+            let delta = prev.get(stat.skill_name.as_str()).map(|p| {
+                let d = i128::from(stat.total_invocations) - i128::from(*p);
+                d.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+            });
             SkillRow {
                 rank: i + 1,
                 stat,
