@@ -91,12 +91,18 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let mut spans = vec![
         Span::styled(" skillmon ", theme.title),
         Span::styled(format!(" {} ", badge.label()), badge_style(theme, badge)),
+    ];
+    if app.frozen.is_some() {
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(" FROZEN ", theme.badge_stale));
+    }
+    spans.extend([
         sep.clone(),
         Span::styled(sanitize(&app.url).into_owned(), theme.accent),
         sep.clone(),
         Span::styled(subscription_label(&app.subscription), theme.base),
         sep.clone(),
-    ];
+    ]);
     let view = app.view();
     match view.updated_at {
         Some(t) => spans.push(Span::styled(
@@ -114,10 +120,6 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         ),
         theme.base,
     ));
-    if app.frozen.is_some() {
-        spans.push(sep.clone());
-        spans.push(Span::styled(" FROZEN ", theme.badge_stale));
-    }
     if !app.filter.is_empty() {
         spans.push(sep);
         spans.push(Span::styled(
