@@ -105,7 +105,7 @@ impl ThemeName {
 /// sensible `Default`).
 #[derive(Debug, Clone, Default, Args)]
 pub struct WatchArgs {
-    /// Server URL [env: SKILLMON_URL; config `url`; default ws://127.0.0.1:8765].
+    /// Server URL [config `url`; default ws://127.0.0.1:8765].
     #[arg(env = "SKILLMON_URL", value_name = "URL")]
     pub url: Option<String>,
     /// Only these skills; repeat for several (or comma-separate in SKILLMON_SKILLS).
@@ -132,7 +132,7 @@ pub struct WatchArgs {
     /// With --once: give up when no snapshot came within this time [default: 5s].
     #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_interval)]
     pub timeout: Option<Duration>,
-    /// Config file [env: SKILLMON_CONFIG; default: config.toml in the platform config dir].
+    /// Config file [default: config.toml in the platform config dir].
     #[arg(long, value_name = "PATH", env = "SKILLMON_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log file [default: skillmon-watch.log in the platform data dir].

@@ -148,6 +148,8 @@ pub struct WatchConfig {
     pub keys: BTreeMap<String, Vec<String>>,
     pub file: Option<PathBuf>,
     pub file_found: bool,
+    /// Where logs go (`--log-file`, else the platform data dir).
+    pub log_file: Option<PathBuf>,
 }
 
 /// Is this env var set (clap already folded it into the args)?
@@ -241,6 +243,7 @@ pub fn merge(
         keys,
         file: path,
         file_found: found,
+        log_file: args.log_file.clone().or_else(default_log_path),
     })
 }
 
@@ -257,6 +260,9 @@ impl WatchConfig {
                 p.display()
             )),
             None => out.push_str("# config file: none (no config dir on this platform)\n"),
+        }
+        if let Some(p) = &self.log_file {
+            out.push_str(&format!("# log file: {}\n", p.display()));
         }
         out.push_str(&format!(
             "url = {}  # {}\n",

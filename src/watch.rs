@@ -4,7 +4,7 @@
 //! by `skillmon demo` inside its own runtime).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -37,8 +37,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     crate::client::check_subscription(&subscription)
         .map_err(|e| anyhow::anyhow!("--skill / SKILLMON_SKILLS / config `skills`: {e}"))?;
     let headless = args.json || args.once || !std::io::stdout().is_terminal();
-    let log_path = args.log_file.clone().or_else(config::default_log_path);
-    init_file_logs(log_path.as_ref());
+    init_file_logs(cfg.log_file.as_deref());
     tracing::info!(
         "skillmon watch {} ({}), subscription {:?}",
         cfg.url,
@@ -77,9 +76,10 @@ fn check_url(url: &str) -> anyhow::Result<()> {
 }
 
 /// Logs go to a file, never to the screen. A log file that cannot be opened
-/// only costs the logs. A global subscriber already set (e.g. by `demo`)
-/// is kept.
-fn init_file_logs(path: Option<&PathBuf>) {
+/// only costs the logs. A global subscriber already set is kept, so a caller
+/// running a server in the same process (`demo`) should call this first
+/// (with [`config::default_log_path`]) rather than log to stderr.
+pub fn init_file_logs(path: Option<&Path>) {
     let Some(path) = path else { return };
     let file = (|| -> anyhow::Result<std::fs::File> {
         if let Some(dir) = path.parent()
