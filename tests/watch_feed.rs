@@ -2,11 +2,11 @@
 //! resubscription after `serve` restarts, no retry on an auth failure,
 //! retry on "try later", and round-trip times from session-buddy's bare pong.
 
-mod common;
+mod watch_support;
 
 use std::time::Duration;
 
-use common::*;
+use watch_support::*;
 use futures_util::SinkExt;
 use skillmon::client::{Feed, FeedEvent};
 use skillmon::protocol::Subscription;

@@ -2,13 +2,13 @@
 //! against a real `skillmon serve` on a temp DB, and against a tiny
 //! session-buddy-like server (compat frames only).
 
-mod common;
+mod watch_support;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use watch_support::*;
 use serde_json::Value;
 
 fn assert_matches_db(frame: &Value, db: &[(String, u64, f64, Option<f64>)]) {

@@ -3,13 +3,13 @@
 //! every way out (q, Ctrl-C, SIGTERM) exits 0 with the terminal restored
 //! (main screen, cursor shown, mouse reporting off).
 
-mod common;
+mod watch_support;
 
 use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use watch_support::*;
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
 
 const DEADLINE: Duration = Duration::from_secs(20);
