@@ -1,19 +1,21 @@
 //! The `skillmon` binary: parse the command line and dispatch.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use skillmon::cli::{Cli, Command};
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Watch(args) => return watch(args),
+        Command::Watch(args) => watch(args),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("skillmon: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
@@ -28,28 +30,18 @@ fn init_stderr_logs() {
         .try_init();
 }
 
-fn serve(args: skillmon::cli::ServeArgs) -> anyhow::Result<()> {
+fn serve(args: skillmon::cli::ServeArgs) -> anyhow::Result<ExitCode> {
     init_stderr_logs();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let listener = skillmon::server::bind(&args.host, args.port).await?;
         skillmon::server::run_until_signal(listener, args.to_config()).await
-    })
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn watch(args: skillmon::cli::WatchArgs) -> std::process::ExitCode {
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("skillmon: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(skillmon::watch::run(args)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("skillmon watch: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+/// The dashboard logs to a file (set up by `watch::run`), never to stderr.
+fn watch(args: skillmon::cli::WatchArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(skillmon::watch::run(args))
 }
