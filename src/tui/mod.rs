@@ -156,7 +156,14 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
                         }
                     }
                 }
-                None => feed_open = false,
+                None => {
+                    feed_open = false;
+                    // The feed only ends by itself after a final failure; any
+                    // other end is a bug (e.g. a panic in its task).
+                    if !matches!(app.conn, app::ConnState::Failed { .. }) {
+                        anyhow::bail!("the connection task stopped unexpectedly");
+                    }
+                }
             },
             _ = tick.tick() => app.update(Event::Tick(Utc::now())),
             _ = recv_signal(&mut term_signal) => {
