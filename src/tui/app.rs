@@ -227,7 +227,8 @@ pub fn layout(width: u16, height: u16) -> Areas {
     let footer = Rect::new(0, height.saturating_sub(1), width, 1);
     let middle_h = height.saturating_sub(2);
     if middle_h >= 16 {
-        let bottom_h = (middle_h * 2 / 5).clamp(7, 12);
+        // Room for ten skills first (13 lines), then the panels get the rest.
+        let bottom_h = middle_h.saturating_sub(13).clamp(7, 12);
         let table = Rect::new(0, 1, width, middle_h - bottom_h);
         let y = 1 + table.height;
         let anom_w = if width >= 100 {

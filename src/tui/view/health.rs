@@ -37,13 +37,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         }
         _ => {}
     }
-    let mut lines = vec![
-        Line::from(state),
-        Line::from(vec![
-            label("URL"),
-            Span::styled(sanitize(&app.url).into_owned(), theme.accent),
-        ]),
-    ];
+    // Most telling first: short terminals cut the panel from the bottom
+    // (the URL is in the header too).
+    let mut lines = vec![Line::from(state)];
+    let url_line = Line::from(vec![
+        label("URL"),
+        Span::styled(sanitize(&app.url).into_owned(), theme.accent),
+    ]);
     let since = match h.connected_since {
         Some(t) => format!("{} ({})", t.format("%H:%M:%S UTC"), ago(app.now, t)),
         None => "—".into(),
@@ -55,7 +55,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         (None, _) if h.ever_connected => "session-buddy compatible".into(),
         (None, _) => "—".into(),
     };
-    lines.push(Line::from(vec![label("Server"), Span::raw(server)]));
+    let server_line = Line::from(vec![label("Server"), Span::raw(server)]);
     let rtt = match (h.rtt_last, h.rtt_avg()) {
         (Some(l), Some(a)) => format!("{} last · {} avg", fmt_rtt(l), fmt_rtt(a)),
         _ => "—".into(),
@@ -116,6 +116,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             Span::styled(sanitize(e).into_owned(), theme.warn),
         ]));
     }
+    lines.push(url_line);
+    lines.push(server_line);
     let block = Block::bordered()
         .border_style(theme.border)
         .title(Span::styled(" Connection ", theme.title));
