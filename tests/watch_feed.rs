@@ -6,7 +6,6 @@ mod watch_support;
 
 use std::time::Duration;
 
-use watch_support::*;
 use futures_util::SinkExt;
 use skillmon::client::{Feed, FeedEvent};
 use skillmon::protocol::Subscription;
@@ -14,6 +13,7 @@ use tokio::sync::mpsc::Receiver;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use watch_support::*;
 
 /// The next event matching `pred`, skipping others; fails after 10 s.
 async fn next_matching(

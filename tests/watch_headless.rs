@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use watch_support::*;
 use serde_json::Value;
+use watch_support::*;
 
 fn assert_matches_db(frame: &Value, db: &[(String, u64, f64, Option<f64>)]) {
     let top = frame["data"]["top_skills"].as_array().expect("top_skills");

@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use watch_support::*;
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
+use watch_support::*;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
