@@ -94,17 +94,14 @@ pub fn render(app: &App, name: &str, frame: &mut Frame, area: Rect, theme: &Them
             charts,
         );
     } else {
-        let n = hist.len();
-        let xmax = (n - 1) as f64;
-        let completion: Vec<(f64, f64)> = hist
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i as f64, s.completion))
-            .collect();
+        // x = seconds before the newest sample (≤ 0).
+        let newest = hist.last().map(|s| s.at).unwrap_or(app.now);
+        let x = |s: &crate::tui::app::Sample| (s.at - newest).num_milliseconds() as f64 / 1000.0;
+        let xmin = hist.first().map(|s| x(s)).unwrap_or(0.0).min(-1.0);
+        let completion: Vec<(f64, f64)> = hist.iter().map(|s| (x(s), s.completion)).collect();
         let durations: Vec<(f64, f64)> = hist
             .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.duration.filter(|d| d.is_finite()).map(|d| (i as f64, d)))
+            .filter_map(|s| s.duration.filter(|d| d.is_finite()).map(|d| (x(s), d)))
             .collect();
         let dmax = durations
             .iter()
@@ -115,8 +112,11 @@ pub fn render(app: &App, name: &str, frame: &mut Frame, area: Rect, theme: &Them
         let x_axis = || {
             Axis::default()
                 .style(theme.dim)
-                .bounds([0.0, xmax])
-                .labels([Line::from(format!("-{}", n - 1)), Line::from("now")])
+                .bounds([xmin, 0.0])
+                .labels([
+                    Line::from(format!("-{}", fmt_secs(Some(-xmin)))),
+                    Line::from("latest"),
+                ])
         };
         let c = Chart::new(vec![
             Dataset::default()
