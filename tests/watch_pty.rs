@@ -197,3 +197,30 @@ async fn ctrl_c_and_sigterm_restore_the_terminal() {
     .expect("pty test");
     server.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_against_session_buddy_waits_for_its_first_tick() {
+    // No picture on connect: the first data comes one interval later.
+    let sb = session_buddy(Duration::from_millis(300)).await;
+    let url = sb.url.clone();
+    let home = tempfile::tempdir().expect("tempdir");
+    let home_path = home.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut pty = Pty::spawn(&home_path, &["watch", &url]);
+        pty.wait_for("the Python-escaped skill name", |s| {
+            live_with(s, "caf\u{e9}-\u{1f680}")
+        });
+        pty.wait_for("the compat server label", |s| {
+            s.contents().contains("session-buddy compatible")
+        });
+        pty.wait_for("an RTT from a bare pong", |s| {
+            s.contents().contains(" ms last")
+        });
+        pty.send(b"q");
+        let status = pty.wait_exit();
+        assert!(status.success(), "{status:?}");
+        pty.assert_restored();
+    })
+    .await
+    .expect("pty test");
+}
