@@ -52,7 +52,11 @@ fn server_mode(db: &str) -> anyhow::Result<()> {
         // Run until the parent closes our stdin.
         tokio::task::spawn_blocking(|| {
             let mut s = String::new();
-            while std::io::stdin().read_line(&mut s).map(|n| n > 0).unwrap_or(false) {}
+            while std::io::stdin()
+                .read_line(&mut s)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
         })
         .await?;
         handle.stop().await
@@ -68,7 +72,11 @@ fn main() -> anyhow::Result<()> {
     if let Ok(db) = std::env::var("FANOUT_SERVER_DB") {
         return server_mode(&db);
     }
-    let clients: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(10_000);
+    let clients: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(10_000);
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("skills.db");
     {

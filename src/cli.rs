@@ -27,6 +27,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Generated live data, a server and the dashboard in one command.
     Demo(DemoArgs),
+    /// The live terminal dashboard (or --json / --once for scripts).
+    Watch(WatchArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -119,6 +121,91 @@ impl ServeArgs {
                 anomalies: self.anomalies,
                 threshold: self.anomaly_threshold,
             },
+        }
+    }
+}
+
+/// Colour theme of the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ThemeName {
+    /// Bright colours for dark terminals (the default).
+    #[default]
+    Dark,
+    /// Dark colours readable on light terminals.
+    Light,
+    /// No colour at all: bold, reverse and underline only (as with NO_COLOR).
+    Mono,
+}
+
+impl ThemeName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThemeName::Dark => "dark",
+            ThemeName::Light => "light",
+            ThemeName::Mono => "mono",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "dark" => Some(ThemeName::Dark),
+            "light" => Some(ThemeName::Light),
+            "mono" | "monochrome" | "none" => Some(ThemeName::Mono),
+            _ => None,
+        }
+    }
+}
+
+/// `skillmon watch`: the live dashboard, or a headless printer.
+///
+/// Build one in code with [`WatchArgs::for_url`] (every other field has a
+/// sensible `Default`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct WatchArgs {
+    /// Server URL [config `url`; default ws://127.0.0.1:8765].
+    #[arg(env = "SKILLMON_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// Only these skills; repeat for several (or comma-separate in SKILLMON_SKILLS).
+    #[arg(
+        long = "skill",
+        value_name = "NAME",
+        env = "SKILLMON_SKILLS",
+        value_delimiter = ','
+    )]
+    pub skill: Vec<String>,
+    /// Colour theme [config `theme`; default dark].
+    #[arg(long, value_enum, env = "SKILLMON_THEME")]
+    pub theme: Option<ThemeName>,
+    /// No colours (also when the NO_COLOR environment variable is set and non-empty).
+    #[arg(long)]
+    pub no_color: bool,
+    /// Print one JSON line per metrics_update instead of the dashboard
+    /// (automatic when stdout is not a terminal).
+    #[arg(long)]
+    pub json: bool,
+    /// Print one snapshot (a table, or one JSON object with --json) and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// With --once: give up when no snapshot came within this time [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_interval)]
+    pub timeout: Option<Duration>,
+    /// Config file [default: config.toml in the platform config dir].
+    #[arg(long, value_name = "PATH", env = "SKILLMON_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log file [default: skillmon-watch.log in the platform data dir].
+    #[arg(long, value_name = "PATH", env = "SKILLMON_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Print the effective configuration and the config file path, then exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl WatchArgs {
+    /// The arguments of `skillmon watch URL` with everything else defaulted.
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+            ..Self::default()
         }
     }
 }

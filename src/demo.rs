@@ -158,7 +158,7 @@ pub fn create_demo_db(path: &Path, now: DateTime<Utc>, seed: u64) -> anyhow::Res
         let at = now - chrono::Duration::milliseconds((ago * 1000.0) as i64);
         let skill = pick(&mut rng, &SKILLS);
         let completion = if skill.name == "mypy" && ago < 3600.0 {
-            0.1
+            0.0
         } else {
             skill.completion
         };
@@ -393,10 +393,18 @@ pub async fn run(args: crate::cli::DemoArgs) -> anyhow::Result<std::process::Exi
     let listener = crate::server::bind(&args.host, port).await?;
     let mut config = crate::server::ServeConfig::new(&path);
     config.interval = args.interval;
+    // Every demo skill fits, so none hides below the top 10.
+    config.top = 25;
     config.write_timeout = crate::server::default_write_timeout(args.interval);
     let server = crate::server::start(listener, config).await?;
     let url = server.url();
     tracing::info!("demo server listening on {url}");
+    if !args.serve_only && args.json {
+        eprintln!(
+            "skillmon demo: server on {url}; database {}",
+            path.display()
+        );
+    }
     let code = if args.serve_only {
         eprintln!("skillmon demo: serving generated live data on {url} (Ctrl-C to stop)");
         crate::server::shutdown_signal().await;
@@ -418,13 +426,18 @@ pub async fn run(args: crate::cli::DemoArgs) -> anyhow::Result<std::process::Exi
     Ok(code)
 }
 
+/// The dashboard (or `--json` lines) on the demo server, until the user
+/// quits or a signal arrives.
 async fn dashboard(
     url: &str,
-    _args: &crate::cli::DemoArgs,
+    args: &crate::cli::DemoArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
-    eprintln!("skillmon demo: serving on {url} (Ctrl-C to stop)");
-    crate::server::shutdown_signal().await;
-    Ok(std::process::ExitCode::SUCCESS)
+    let mut watch = crate::cli::WatchArgs::for_url(url.to_string());
+    watch.json = args.json;
+    tokio::select! {
+        code = crate::watch::run(watch) => code,
+        _ = crate::server::shutdown_signal() => Ok(std::process::ExitCode::SUCCESS),
+    }
 }
 
 #[cfg(test)]

@@ -2,16 +2,21 @@
 //!
 //! One binary, two roles sharing one WebSocket protocol (`shared/PROTOCOL.md`):
 //! [`server`] reads a session-buddy skills database read-only and fans
-//! `metrics_update` frames out to every subscriber; the `watch` dashboard
-//! consumes them. [`protocol`] holds the wire types both sides share,
+//! `metrics_update` frames out to every subscriber; [`watch`] (the dashboard
+//! in [`tui`], fed by [`client`], or the [`headless`] printers) consumes them. [`protocol`] holds the wire types both sides share,
 //! [`store`] the read-only database access.
 
 pub mod cli;
+pub mod client;
+pub mod config;
 pub mod demo;
 pub mod duration;
+pub mod headless;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod tui;
+pub mod watch;
 
 /// `skillmon/<version>`, announced in `connected` and `/healthz`.
 pub const SERVER_NAME: &str = concat!("skillmon/", env!("CARGO_PKG_VERSION"));

@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Demo(args) => demo(args),
+        Command::Watch(args) => watch(args),
     };
     match result {
         Ok(code) => code,
@@ -45,7 +46,19 @@ fn serve(args: skillmon::cli::ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn demo(args: skillmon::cli::DemoArgs) -> anyhow::Result<ExitCode> {
-    init_stderr_logs();
+    if args.serve_only || args.generate.is_some() {
+        init_stderr_logs();
+    } else {
+        // The dashboard owns the screen: the demo's and the server's logs go
+        // to the watch log file.
+        skillmon::watch::init_file_logs(skillmon::config::default_log_path().as_deref());
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(skillmon::demo::run(args))
+}
+
+/// The dashboard logs to a file (set up by `watch::run`), never to stderr.
+fn watch(args: skillmon::cli::WatchArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(skillmon::watch::run(args))
 }

@@ -120,3 +120,55 @@ fn keep_db_and_generate_never_overwrite() {
         assert_eq!(std::fs::read(&mine).unwrap(), b"precious");
     }
 }
+
+#[test]
+fn demo_json_prints_updates_and_cleans_up_on_sigterm() {
+    let mut child = skillmon()
+        .args(["demo", "--json", "--interval", "100ms"])
+        .env("SKILLMON_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn skillmon demo --json");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel::<(bool, String)>();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send((true, line));
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx2.send((false, line));
+        }
+    });
+    let (mut db, mut updates) = (None::<PathBuf>, 0);
+    while db.is_none() || updates < 3 {
+        let (is_stdout, line) = lines.recv_timeout(DEADLINE).expect("demo output");
+        if is_stdout {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object a line");
+            assert_eq!(v["type"], "metrics_update", "{line}");
+            assert!(v["received_at"].is_string(), "{line}");
+            assert!(!v["data"]["top_skills"].as_array().unwrap().is_empty());
+            updates += 1;
+        } else if let Some(rest) = line.split("; database ").nth(1) {
+            db = Some(PathBuf::from(rest.trim()));
+        }
+    }
+    let dir = db.unwrap().parent().unwrap().to_owned();
+    assert!(dir.exists());
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx.recv_timeout(DEADLINE).expect("demo exits").unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!dir.exists(), "{dir:?} removed");
+}

@@ -1,0 +1,366 @@
+//! Whole-frame snapshots through ratatui's `TestBackend` (gitui's habit):
+//! real `App` states reached through `App::update`, a fixed clock.
+
+use std::time::Duration;
+
+use crossterm::event::KeyCode;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use crate::client::FeedEvent;
+use crate::protocol::{Anomaly, SkillStat, Subscription};
+use crate::tui::app::tests::{ch, connected, key, secs, stat, t0, update};
+use crate::tui::app::{App, Event};
+
+fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("test backend");
+    t.draw(|f| super::render(app, f)).expect("draw");
+    t
+}
+
+fn skills() -> Vec<SkillStat> {
+    let mut v = vec![
+        stat("pytest-run", 30, 93.33333333333333, Some(6.34)),
+        stat("ruff-check", 24, 100.0, Some(0.82)),
+        stat("mypy", 12, 58.3, Some(41.5)),
+        stat("git-commit", 9, 77.8, Some(125.0)),
+        stat("docs-build", 2, 0.0, None),
+    ];
+    for (i, s) in v.iter_mut().enumerate() {
+        s.invocations_1h = Some(10 - i as u64 * 2);
+        s.invocations_24h = Some(40 - i as u64 * 5);
+    }
+    v
+}
+
+fn anomalies() -> Vec<Anomaly> {
+    let a = |skill: &str, at: &str, kind: &str, z: Option<f64>, b: Option<f64>, o: Option<f64>| {
+        Anomaly {
+            skill_name: skill.into(),
+            detected_at: at.into(),
+            anomaly_type: kind.into(),
+            deviation_score: z,
+            baseline_value: b,
+            observed_value: o,
+            source: None,
+        }
+    };
+    vec![
+        a(
+            "mypy",
+            "2026-11-22 02:59:20",
+            "drop",
+            Some(-3.4),
+            Some(0.92),
+            Some(0.41),
+        ),
+        a(
+            "pytest-run",
+            "2026-11-22T02:55:00Z",
+            "spike",
+            Some(2.1),
+            Some(3.0),
+            Some(9.0),
+        ),
+        a(
+            "ruff-check",
+            "2026-11-22T01:00:00+00:00",
+            "pattern_shift",
+            None,
+            None,
+            None,
+        ),
+        a(
+            "git-commit",
+            "2026-11-22 02:30:00",
+            "performance_drop",
+            Some(-1.2),
+            None,
+            None,
+        ),
+    ]
+}
+
+/// Connected at t0, then updates every second for `n` seconds, with the
+/// first skill growing so trends and deltas show.
+fn app_with_data(n: i64) -> App {
+    let mut app = App::new("ws://127.0.0.1:8765/ws", Subscription::All, t0());
+    app.update(Event::Resize(100, 30));
+    app.update(connected(t0(), Some(1000)));
+    for i in 0..n {
+        let mut s = skills();
+        s[0].total_invocations += (i * i % 7) as u64 + i as u64;
+        s[0].completion_rate = 90.0 + (i % 5) as f64;
+        s[0].avg_duration_seconds = Some(5.0 + (i % 3) as f64);
+        s[1].total_invocations += i as u64 / 2;
+        let anomalies = if i == n - 1 { anomalies() } else { vec![] };
+        app.update(update(secs(i), Some(i as u64 + 1), s, anomalies));
+    }
+    app.update(Event::Feed(FeedEvent::Pong {
+        rtt: Some(Duration::from_micros(1500)),
+        at: secs(n - 1),
+    }));
+    app.update(Event::Tick(secs(n - 1)));
+    app
+}
+
+#[test]
+fn snapshot_connecting() {
+    let mut app = App::new("ws://127.0.0.1:8765", Subscription::All, t0());
+    app.update(Event::Feed(FeedEvent::Connecting {
+        attempt: 1,
+        at: t0(),
+    }));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_connected_waiting_for_first_update() {
+    // session-buddy sends no picture on connect.
+    let mut app = App::new(
+        "ws://127.0.0.1:8765",
+        Subscription::from_names(["mypy"]),
+        t0(),
+    );
+    let mut c = connected(t0(), None);
+    if let Event::Feed(FeedEvent::Connected { info, .. }) = &mut c {
+        info.server = None;
+        info.protocol = None;
+    }
+    app.update(c);
+    insta::assert_snapshot!(draw(&app, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_data() {
+    let app = app_with_data(12);
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_data_80x24() {
+    let mut app = app_with_data(12);
+    app.update(Event::Resize(80, 24));
+    insta::assert_snapshot!(draw(&app, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_anomalies_wide() {
+    let mut app = app_with_data(3);
+    app.update(Event::Resize(140, 36));
+    insta::assert_snapshot!(draw(&app, 140, 36).backend());
+}
+
+#[test]
+fn snapshot_no_anomalies_empty_state() {
+    let mut app = App::new("ws://h:1", Subscription::All, t0());
+    app.update(connected(t0(), None));
+    app.update(update(t0(), None, skills(), vec![]));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_stale() {
+    let mut app = app_with_data(5);
+    app.update(Event::Tick(secs(20)));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_reconnecting() {
+    let mut app = app_with_data(5);
+    app.update(Event::Feed(FeedEvent::Disconnected {
+        code: Some(1001),
+        reason: "server shutting down".into(),
+        retry_in: Duration::from_millis(2500),
+        at: secs(5),
+    }));
+    app.update(Event::Feed(FeedEvent::Disconnected {
+        code: None,
+        reason: "Connection refused (os error 111)".into(),
+        retry_in: Duration::from_millis(4000),
+        at: secs(8),
+    }));
+    app.update(Event::Tick(secs(9)));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_failed() {
+    let mut app = App::new("ws://h:1", Subscription::All, t0());
+    app.update(Event::Feed(FeedEvent::Failed {
+        code: Some(4001),
+        reason: "Authentication failed".into(),
+        at: t0(),
+    }));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_help() {
+    let mut app = app_with_data(3);
+    app.update(ch('?'));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_detail() {
+    let mut app = app_with_data(12);
+    app.update(key(KeyCode::Enter));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_detail_without_history() {
+    let mut app = app_with_data(1);
+    app.update(ch('j'));
+    app.update(ch('j'));
+    app.update(key(KeyCode::Enter));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_filter_active() {
+    let mut app = app_with_data(3);
+    app.update(ch('/'));
+    for c in "ck".chars() {
+        app.update(ch(c));
+    }
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_filter_no_match() {
+    let mut app = app_with_data(3);
+    app.update(ch('/'));
+    app.update(ch('z'));
+    app.update(key(KeyCode::Enter));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_sorted_and_selected() {
+    let mut app = app_with_data(3);
+    for _ in 0..4 {
+        app.update(ch('s')); // name, invocations, change, completion
+    }
+    app.update(ch('S'));
+    app.update(ch('j'));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_frozen() {
+    let mut app = app_with_data(3);
+    app.update(ch('f'));
+    let mut s = skills();
+    s[0].total_invocations = 999;
+    app.update(update(secs(10), Some(11), s, vec![]));
+    app.update(Event::Tick(secs(10)));
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_subscribe_input() {
+    let mut app = app_with_data(3);
+    app.update(ch('c'));
+    for c in "mypy, ruff".chars() {
+        app.update(ch(c));
+    }
+    insta::assert_snapshot!(draw(&app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_tiny_terminal() {
+    let app = app_with_data(3);
+    insta::assert_snapshot!(draw(&app, 39, 9).backend());
+}
+
+#[test]
+fn snapshot_minimum_size() {
+    let app = app_with_data(3);
+    insta::assert_snapshot!(draw(&app, 40, 10).backend());
+}
+
+#[test]
+fn snapshot_monochrome_styles() {
+    // Text and every cell's style: only modifiers, no colour anywhere.
+    let mut app = app_with_data(3);
+    app.no_color = true;
+    app.update(Event::Resize(80, 24));
+    let t = draw(&app, 80, 24);
+    for cell in t.backend().buffer().content() {
+        use ratatui::style::Color;
+        assert!(
+            matches!(cell.fg, Color::Reset) && matches!(cell.bg, Color::Reset),
+            "colour in mono: {cell:?}"
+        );
+    }
+    insta::assert_snapshot!(format!("{:?}", t.backend().buffer()));
+}
+
+#[test]
+fn light_theme_keeps_the_terminal_background() {
+    let mut app = app_with_data(3);
+    app.theme = crate::cli::ThemeName::Light;
+    let t = draw(&app, 100, 30);
+    let badge_cells = 20; // the header badge is the only filled background
+    let filled = t
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .filter(|c| c.bg != ratatui::style::Color::Reset)
+        .count();
+    assert!(filled <= badge_cells, "{filled} cells with a background");
+}
+
+#[test]
+fn snapshot_wide_and_emoji_names() {
+    let mut app = App::new("ws://h:1", Subscription::All, t0());
+    app.update(Event::Resize(72, 20));
+    app.update(connected(t0(), None));
+    let names = [
+        "日本語のスキル名はとても長いのでここで切られるはずです",
+        "rocket-🚀-deploy-🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀",
+        "café-naïve-résumé",
+        "ctrl\u{1b}[31mred\u{7}",
+    ];
+    let s: Vec<SkillStat> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| stat(n, 10 - i as u64, 50.0, Some(1.0)))
+        .collect();
+    let mut anomaly = anomalies()[0].clone();
+    anomaly.skill_name = names[0].into();
+    app.update(update(t0(), None, s, vec![anomaly]));
+    let t = draw(&app, 72, 20);
+    // No escape or bell character reaches the terminal.
+    for cell in t.backend().buffer().content() {
+        assert!(!cell.symbol().chars().any(char::is_control), "{cell:?}");
+    }
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn never_panics_at_any_size() {
+    let mut app = app_with_data(4);
+    type Step = Box<dyn Fn(&mut App)>;
+    let states: Vec<Step> = vec![
+        Box::new(|_| {}),
+        Box::new(|a| a.update(ch('?'))),
+        Box::new(|a| {
+            a.update(key(KeyCode::Esc));
+            a.update(key(KeyCode::Enter));
+        }),
+    ];
+    for st in states {
+        st(&mut app);
+        for w in (0..=130).step_by(7) {
+            for h in (0..=45).step_by(3) {
+                app.update(Event::Resize(w, h));
+                let _ = draw(&app, w, h);
+            }
+        }
+    }
+}

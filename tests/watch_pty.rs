@@ -1,0 +1,254 @@
+//! The real `skillmon watch` binary in a pseudo-terminal against a real
+//! `skillmon serve` on a temp DB: the dashboard shows the DB's skills, and
+//! every way out (q, Ctrl-C, SIGTERM) exits 0 with the terminal restored
+//! (main screen, cursor shown, mouse reporting off). `skillmon demo` too:
+//! its dashboard shows generated data and a live anomaly, and `q` removes
+//! its temporary files.
+
+mod watch_support;
+
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
+use watch_support::*;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Pty {
+    parser: vt100::Parser,
+    output: mpsc::Receiver<Vec<u8>>,
+    writer: Box<dyn Write + Send>,
+    master: Box<dyn MasterPty + Send>,
+    child: Box<dyn Child + Send + Sync>,
+}
+
+fn nz(n: u16) -> std::num::NonZeroU16 {
+    std::num::NonZeroU16::new(n).unwrap_or(std::num::NonZeroU16::MIN)
+}
+
+fn size(rows: u16, cols: u16) -> PtySize {
+    PtySize {
+        rows,
+        cols,
+        pixel_width: 0,
+        pixel_height: 0,
+    }
+}
+
+impl Pty {
+    fn spawn(home: &std::path::Path, args: &[&str]) -> Pty {
+        let pair = native_pty_system().openpty(size(30, 100)).expect("openpty");
+        let mut cmd = CommandBuilder::new(BIN);
+        cmd.args(args);
+        cmd.env_clear();
+        cmd.env("HOME", home);
+        cmd.env("XDG_CONFIG_HOME", home.join("config"));
+        cmd.env("XDG_DATA_HOME", home.join("data"));
+        cmd.env("TERM", "xterm-256color");
+        // Temporary files (the demo's database) land where a test can look.
+        let tmp = home.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("tmp dir");
+        cmd.env("TMPDIR", &tmp);
+        let child = pair.slave.spawn_command(cmd).expect("spawn");
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().expect("reader");
+        let writer = pair.master.take_writer().expect("writer");
+        let (tx, rx) = mpsc::channel();
+        // Read continuously so the child never blocks on a full pty buffer.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Pty {
+            parser: vt100::Parser::new(nz(30), nz(100), 0),
+            output: rx,
+            writer,
+            master: pair.master,
+            child,
+        }
+    }
+
+    /// Feed output to the parser until `pred` holds or the deadline passes.
+    fn wait_for(&mut self, what: &str, pred: impl Fn(&vt100::Screen) -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if pred(self.parser.screen()) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(bytes) => self.parser.process(&bytes),
+                Err(_) => panic!(
+                    "timed out waiting for {what}; screen:\n{}",
+                    self.parser.screen().contents()
+                ),
+            }
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write");
+        self.writer.flush().expect("flush");
+    }
+
+    /// Wait for the child to exit, reading all its output.
+    fn wait_exit(&mut self) -> portable_pty::ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the child did not exit");
+            if let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(50)) {
+                self.parser.process(&bytes);
+            }
+        };
+        // The rest of the output (the reader ends when the pty closes).
+        while let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(500)) {
+            self.parser.process(&bytes);
+        }
+        status
+    }
+
+    fn assert_restored(&self) {
+        let s = self.parser.screen();
+        assert!(!s.alternate_screen(), "still on the alternate screen");
+        assert!(!s.hide_cursor(), "cursor still hidden");
+        assert_eq!(s.mouse_protocol_mode(), vt100::MouseProtocolMode::None);
+    }
+}
+
+fn live_with(screen: &vt100::Screen, skill: &str) -> bool {
+    let c = screen.contents();
+    screen.alternate_screen() && c.contains(skill) && c.contains("LIVE")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_the_db_and_q_restores_the_terminal() {
+    let db = make_db();
+    let server = serve(&db.path).await;
+    let url = server.url();
+    let home = db.dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut pty = Pty::spawn(&home, &["watch", &url]);
+        pty.wait_for("pytest-run on a live dashboard", |s| {
+            live_with(s, "pytest-run")
+        });
+        let screen = pty.parser.screen().contents();
+        assert!(
+            screen.contains("ruff-check") && screen.contains("mypy"),
+            "{screen}"
+        );
+        assert!(screen.contains("Anomalies (1)"), "{screen}");
+        // Resize below the minimum, then back.
+        pty.master.resize(size(8, 30)).expect("resize");
+        pty.parser.screen_mut().set_size(nz(8), nz(30));
+        pty.wait_for("the too-small message", |s| {
+            s.contents().contains("too small")
+        });
+        pty.master.resize(size(30, 100)).expect("resize");
+        pty.parser.screen_mut().set_size(nz(30), nz(100));
+        pty.wait_for("the table again", |s| live_with(s, "pytest-run"));
+        // Help, then quit.
+        pty.send(b"?");
+        pty.wait_for("the help overlay", |s| s.contents().contains("Help"));
+        pty.send(b"q");
+        let status = pty.wait_exit();
+        assert!(status.success(), "{status:?}");
+        pty.assert_restored();
+    })
+    .await
+    .expect("pty test");
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_and_sigterm_restore_the_terminal() {
+    let db = make_db();
+    let server = serve(&db.path).await;
+    let url = server.url();
+    let home = db.dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut pty = Pty::spawn(&home, &["watch", &url, "--skill", "mypy"]);
+        pty.wait_for("mypy", |s| live_with(s, "mypy"));
+        pty.send(b"\x03");
+        let status = pty.wait_exit();
+        assert!(status.success(), "{status:?}");
+        pty.assert_restored();
+
+        let mut pty = Pty::spawn(&home, &["watch", &url, "--no-color"]);
+        pty.wait_for("pytest-run", |s| live_with(s, "pytest-run"));
+        let pid = pty.child.process_id().expect("pid");
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let status = pty.wait_exit();
+        assert!(status.success(), "{status:?}");
+        pty.assert_restored();
+    })
+    .await
+    .expect("pty test");
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_against_session_buddy_waits_for_its_first_tick() {
+    // No picture on connect: the first data comes one interval later.
+    let sb = session_buddy(Duration::from_millis(300)).await;
+    let url = sb.url.clone();
+    let home = tempfile::tempdir().expect("tempdir");
+    let home_path = home.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut pty = Pty::spawn(&home_path, &["watch", &url]);
+        pty.wait_for("the Python-escaped skill name", |s| {
+            live_with(s, "caf\u{e9}-\u{1f680}")
+        });
+        pty.wait_for("the compat server label", |s| {
+            s.contents().contains("session-buddy compatible")
+        });
+        pty.wait_for("an RTT from a bare pong", |s| {
+            s.contents().contains(" ms last")
+        });
+        pty.send(b"q");
+        let status = pty.wait_exit();
+        assert!(status.success(), "{status:?}");
+        pty.assert_restored();
+    })
+    .await
+    .expect("pty test");
+}
+
+#[test]
+fn demo_shows_live_data_and_q_removes_its_files() {
+    let home = tempfile::tempdir().expect("home");
+    let mut pty = Pty::spawn(home.path(), &["demo", "--interval", "200ms"]);
+    pty.wait_for("the demo dashboard with a live anomaly", |s| {
+        live_with(s, "pytest-run") && s.contents().contains("performance")
+    });
+    let tmp = home.path().join("tmp");
+    let during: Vec<_> = std::fs::read_dir(&tmp).expect("tmp").collect();
+    assert_eq!(
+        during.len(),
+        1,
+        "the demo's temporary directory exists while it runs"
+    );
+    pty.send(b"q");
+    let status = pty.wait_exit();
+    assert!(status.success(), "{status:?}");
+    pty.assert_restored();
+    let after: Vec<_> = std::fs::read_dir(&tmp).expect("tmp").collect();
+    assert!(after.is_empty(), "left behind: {after:?}");
+}
