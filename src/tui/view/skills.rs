@@ -187,8 +187,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     };
     let header = Row::new(cols.iter().map(|c| header_cell(*c))).style(theme.header_row);
 
+    // Only the rows that fit are built: with 1,000 skills the rest would be
+    // formatted (sparklines included) just to be clipped.
+    let selected = app
+        .selected
+        .as_ref()
+        .and_then(|name| rows.iter().position(|r| &r.stat.skill_name == name))
+        .unwrap_or(0);
+    let capacity = table_capacity(area);
+    let offset = table_offset(selected, capacity);
     let body: Vec<Row> = rows
         .iter()
+        .skip(offset)
+        .take(capacity.max(1))
         .map(|r| row(app, r, &cols, skill_w, trend_w, bar, theme))
         .collect();
     let widths: Vec<Constraint> = cols
@@ -203,11 +214,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             }
         })
         .collect();
-    let selected = app.selected_index();
-    let offset = table_offset(selected, table_capacity(area));
-    let mut state = TableState::new()
-        .with_offset(offset)
-        .with_selected(Some(selected));
+    let mut state = TableState::new().with_selected(Some(selected - offset));
     let table = Table::new(body, widths)
         .header(header)
         .block(block)

@@ -364,3 +364,24 @@ fn never_panics_at_any_size() {
         }
     }
 }
+
+#[test]
+fn scrolled_table_shows_the_selected_row_and_only_the_rows_that_fit() {
+    let mut app = App::new("ws://127.0.0.1:8765/ws", Subscription::All, t0());
+    app.update(Event::Resize(100, 30));
+    app.update(connected(t0(), Some(1000)));
+    let many: Vec<SkillStat> = (0..200)
+        .map(|i| stat(&format!("skill-{i:03}"), 1000 - i as u64, 90.0, Some(1.0)))
+        .collect();
+    app.update(update(secs(0), Some(1), many, vec![]));
+    app.update(key(KeyCode::End));
+    let screen = format!("{:?}", draw(&app, 100, 30).backend());
+    assert!(
+        screen.contains("skill-199"),
+        "the selected last row is on screen"
+    );
+    assert!(!screen.contains("skill-000"), "the first row scrolled away");
+    app.update(key(KeyCode::Home));
+    let screen = format!("{:?}", draw(&app, 100, 30).backend());
+    assert!(screen.contains("skill-000") && !screen.contains("skill-199"));
+}
