@@ -4,23 +4,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
-use std::time::Duration;
 
+use common::{DEADLINE, skillmon, terminate};
 use futures_util::StreamExt;
 use skillmon::protocol::ServerMessage;
 
-const DEADLINE: Duration = Duration::from_secs(15);
-
-fn skillmon() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skillmon"));
-    cmd.env("NO_COLOR", "1")
-        .env("SKILLMON_LOG", "info")
-        .env_remove("SKILLMON_HOST")
-        .stdin(Stdio::null());
-    cmd
-}
+mod common;
 
 /// Total invocations in the next update that satisfies `pred`.
 async fn next_total(
@@ -44,6 +35,7 @@ async fn next_total(
 async fn demo_writes_serves_and_removes_its_files() {
     let mut child = skillmon()
         .args(["demo", "--serve-only", "--port", "0", "--interval", "100ms"])
+        .env("SKILLMON_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -87,16 +79,7 @@ async fn demo_writes_serves_and_removes_its_files() {
     }
     assert!(grew, "no new invocations were written");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = rx.recv_timeout(DEADLINE).expect("demo exits").unwrap();
+    let status = terminate(child);
     assert!(status.success(), "{status:?}");
     assert!(
         !dir.exists(),
@@ -159,16 +142,7 @@ fn demo_json_prints_updates_and_cleans_up_on_sigterm() {
     }
     let dir = db.unwrap().parent().unwrap().to_owned();
     assert!(dir.exists());
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = rx.recv_timeout(DEADLINE).expect("demo exits").unwrap();
+    let status = terminate(child);
     assert!(status.success(), "{status:?}");
     assert!(!dir.exists(), "{dir:?} removed");
 }

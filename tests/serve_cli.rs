@@ -10,26 +10,6 @@ use std::sync::mpsc;
 
 use common::*;
 
-/// The binary with no `SKILLMON_*` variables from the caller's environment.
-fn skillmon() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skillmon"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("SKILLMON_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("NO_COLOR", "1").stdin(Stdio::null());
-    cmd
-}
-
-fn kill(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
 /// Run to completion, or kill it and fail after [`DEADLINE`].
 fn run(mut cmd: Command) -> Output {
     let child = cmd

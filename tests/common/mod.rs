@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -569,5 +570,45 @@ pub async fn wait_health_db(addr: SocketAddr, client: &mut Client, state: &str) 
             "healthz db never became {state:?}; last: {code} {v}"
         );
         client.next_update().await;
+    }
+}
+
+// ---------------------------------------------------------------- processes
+
+/// The binary with no `SKILLMON_*` variables from the caller's environment.
+pub fn skillmon() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skillmon"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SKILLMON_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("NO_COLOR", "1").stdin(Stdio::null());
+    cmd
+}
+
+pub fn kill(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// SIGTERM `child` and wait for its exit status (SIGKILL and fail after
+/// [`DEADLINE`]).
+pub fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id();
+    kill(pid, "TERM");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(status) => status.expect("wait"),
+        Err(_) => {
+            kill(pid, "KILL");
+            panic!("pid {pid} did not exit within {DEADLINE:?} of SIGTERM");
+        }
     }
 }
