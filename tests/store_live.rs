@@ -70,12 +70,26 @@ fn windows_are_right_for_every_timestamp_form() {
         add(&conn, "a", now - 5.0 * HOUR, form, true, 1.0);
         add(&conn, "a", now - 30.0 * HOUR, form, true, 1.0);
     }
+    // 23 h ago written at UTC-12: its text reads 35 h ago, still inside.
+    let far = chrono::DateTime::from_timestamp((now - 23.0 * HOUR) as i64, 0).unwrap()
+        - chrono::Duration::hours(12);
+    insert_invocation(
+        &conn,
+        &Invocation {
+            skill_name: "a",
+            invoked_at: &far.format("%Y-%m-%dT%H:%M:%S-12:00").to_string(),
+            completed: true,
+            duration_seconds: Some(1.0),
+            session_id: "t",
+        },
+    )
+    .unwrap();
     let mut store = Store::new(&path);
     let snap = store.refresh_at(now).snapshot;
     let a = &snap.skills[0];
-    assert_eq!(a.total_invocations, 18);
+    assert_eq!(a.total_invocations, 19);
     assert_eq!(a.invocations_1h, Some(6), "{a:?}");
-    assert_eq!(a.invocations_24h, Some(12), "{a:?}");
+    assert_eq!(a.invocations_24h, Some(13), "{a:?}");
     assert!(a.last_invoked_at.is_some());
 }
 

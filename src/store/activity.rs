@@ -58,34 +58,50 @@ impl Activity {
         }
         let cutoff = now - DAY;
         let mut read = 0;
-        let mut push = |skill: String, t: Option<f64>, completed: bool, d: Option<f64>| {
+        let per_skill = &mut self.per_skill;
+        let mut take = |r: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
             read += 1;
-            if let Some(t) = t.filter(|t| *t >= cutoff) {
-                self.per_skill.entry(skill).or_default().push(Sample {
-                    t,
-                    completed,
-                    duration: d,
-                });
+            let Some(t) = r.get::<_, Option<f64>>(1)?.filter(|t| *t >= cutoff) else {
+                return Ok(());
+            };
+            let sample = Sample {
+                t,
+                completed: r.get(2)?,
+                duration: r.get(3)?,
+            };
+            // Borrow the name; allocate only for a skill not seen before.
+            let name = r.get_ref(0)?.as_str()?;
+            match per_skill.get_mut(name) {
+                Some(v) => v.push(sample),
+                None => {
+                    per_skill.insert(name.to_owned(), vec![sample]);
+                }
             }
+            Ok(())
         };
         const COLS: &str = "skill_name, unixepoch(invoked_at, 'subsec'),
                             CAST(completed AS INTEGER) != 0, CAST(duration_seconds AS REAL)";
         if self.last_rowid == 0 {
             // First load: the invoked_at index narrows to about the last day.
-            // The text bound is early enough for any ISO form and offset
-            // (space form; `T` sorts after space, so `T` rows of the bound's
-            // day pass too); the exact cut is made on the parsed instant.
+            // The text bound is early enough for any UTC offset; as `T`
+            // sorts after a space, the space form and the `T` form each get
+            // their own range so neither lets a whole extra day through. The
+            // exact cut is made on the parsed instant.
             let bound = chrono::DateTime::from_timestamp(cutoff as i64 - MAX_OFFSET_SECS, 0)
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_default();
             let mut stmt = conn.prepare(&format!(
                 "SELECT {COLS} FROM skill_invocation
-                  WHERE invoked_at >= ?1 AND skill_name IS NOT NULL"
+                  WHERE ((invoked_at >= ?1 AND invoked_at < ?2) OR invoked_at >= ?3)
+                    AND skill_name IS NOT NULL"
             ))?;
             // Inside the read transaction no row beyond `max` can appear.
-            let mut rows = stmt.query(rusqlite::params![bound])?;
+            let mut rows = stmt.query(rusqlite::params![
+                bound.format("%Y-%m-%d %H:%M:%S").to_string(),
+                bound.format("%Y-%m-%dT").to_string(),
+                bound.format("%Y-%m-%dT%H:%M:%S").to_string(),
+            ])?;
             while let Some(r) = rows.next()? {
-                push(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                take(r)?;
             }
         } else {
             let mut stmt = conn.prepare_cached(&format!(
@@ -94,7 +110,7 @@ impl Activity {
             ))?;
             let mut rows = stmt.query(rusqlite::params![self.last_rowid])?;
             while let Some(r) = rows.next()? {
-                push(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                take(r)?;
             }
         }
         self.last_rowid = max;
