@@ -450,7 +450,11 @@ async fn locked_at_start_serves_empty_then_the_data_after_commit() {
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let (mut c, _) = Client::connect(&server.url()).await;
     assert_eq!(c.next_update().await["data"], empty_data());
-    let (_, h) = wait_health_db(server.addr, &mut c, "locked").await;
+    let (code, h) = wait_health_db(server.addr, &mut c, "locked").await;
+    assert_eq!(
+        code, 503,
+        "locked before any good read: nothing to serve: {h}"
+    );
     assert!(h["db_detail"].as_str().unwrap().contains("locked"), "{h}");
     assert_eq!(c.next_update().await["data"], empty_data());
     conn.execute_batch("COMMIT").unwrap();

@@ -28,6 +28,9 @@ pub struct Stats {
     /// Last tick's fan-out build duration (all groups), microseconds.
     pub publish_micros: AtomicU64,
     db: Mutex<(DbState, String)>,
+    /// Whether the database was ever read successfully (a lock then only
+    /// delays fresh data; a lock from the start means no data at all).
+    db_ever_ok: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Stats {
@@ -54,10 +57,14 @@ impl Stats {
             refresh_micros: AtomicU64::new(0),
             publish_micros: AtomicU64::new(0),
             db: Mutex::new((DbState::Starting, String::new())),
+            db_ever_ok: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn set_db(&self, state: DbState, description: String) {
+        if state == DbState::Ok {
+            self.db_ever_ok.store(true, Relaxed);
+        }
         if let Ok(mut g) = self.db.lock() {
             *g = (state, description);
         }
@@ -77,7 +84,9 @@ impl Stats {
     /// `/healthz` body and whether the server is healthy (database readable).
     pub fn health_json(&self) -> (bool, String) {
         let (state, description) = self.db();
-        let healthy = matches!(state, DbState::Ok | DbState::Locked);
+        // Locked is healthy only while there is a last good snapshot to serve.
+        let healthy =
+            state == DbState::Ok || (state == DbState::Locked && self.db_ever_ok.load(Relaxed));
         let body = serde_json::json!({
             "status": if healthy { "ok" } else { "degraded" },
             "server": crate::SERVER_NAME,
