@@ -61,7 +61,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 500, requires = "generate", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..=100_000), |v| v as usize))]
     pub skills: usize,
     /// With --generate: days of history the invocations spread over.
-    #[arg(long, default_value_t = 30.0, requires = "generate")]
+    #[arg(long, default_value_t = 30.0, requires = "generate", value_parser = parse_days)]
     pub days: f64,
     /// Seed of the generated activity (reproducible runs).
     #[arg(long, hide = true)]
@@ -98,6 +98,15 @@ pub struct ServeArgs {
     /// |z-score| at which a live anomaly is reported.
     #[arg(long, env = "SKILLMON_ANOMALY_THRESHOLD", default_value_t = crate::store::anomaly::DEFAULT_THRESHOLD, value_parser = parse_threshold)]
     pub anomaly_threshold: f64,
+}
+
+fn parse_days(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 3650.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of days between 0 and 3650 (e.g. 30)"
+        )),
+    }
 }
 
 fn parse_threshold(s: &str) -> Result<f64, String> {

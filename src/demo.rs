@@ -270,8 +270,8 @@ pub fn generate(
             path.display()
         );
     }
-    if skills == 0 || days <= 0.0 {
-        anyhow::bail!("--skills and --days must be positive");
+    if skills == 0 || !(days > 0.0 && days <= 3650.0) {
+        anyhow::bail!("--skills must be positive and --days between 0 and 3650");
     }
     let started = Instant::now();
     let mut conn =
@@ -299,7 +299,7 @@ pub fn generate(
         })
         .collect();
     let now = Utc::now();
-    let span_ms = (days * 86_400_000.0) as i64;
+    let span_ms = ((days * 86_400_000.0) as i64).max(1);
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare(
