@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS skill_invocation (
     invoked_at TEXT NOT NULL,
     session_id TEXT,
     workflow_path TEXT,
-    completed BOOLEAN NOT NULL DEFAULT 0,
+    completed BOOLEAN DEFAULT 0,
     duration_seconds REAL,
     user_query TEXT,
     alternatives_considered TEXT,

@@ -234,3 +234,51 @@ async fn serve_shows_live_anomalies_from_an_invocation_only_history() {
     assert_eq!(mypy.invocations_24h, Some(23));
     server.stop().await.unwrap();
 }
+
+#[test]
+fn odd_rows_neither_fail_the_load_nor_get_counted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skills.db");
+    let conn = create_db(&path).unwrap();
+    let now = Utc::now().timestamp() as f64;
+    for i in 0..10 {
+        add(&conn, "a", now - 60.0 * (i + 1) as f64, i, true, 1.0);
+    }
+    // A NULL `completed`, a BLOB name and an unparsable time, written
+    // around the trigger as a foreign writer might.
+    conn.execute_batch(&format!(
+        "INSERT INTO skill_invocation (skill_name, invoked_at, completed) VALUES ('a', '{}', NULL);
+         INSERT INTO skill_invocation (skill_name, invoked_at, completed) VALUES (x'ff00', '{}', 1);
+         INSERT INTO skill_invocation (skill_name, invoked_at, completed) VALUES ('a', 'yesterday-ish', 1);",
+        ts(now - 30.0, 0),
+        ts(now - 30.0, 0)
+    ))
+    .unwrap();
+    let mut store = Store::new(&path);
+    let first = store.refresh_at(now);
+    assert_eq!(*store.state(), skillmon::store::DbState::Ok);
+    let a = first
+        .snapshot
+        .skills
+        .iter()
+        .find(|s| s.skill_name == "a")
+        .unwrap();
+    assert_eq!(
+        a.invocations_24h,
+        Some(11),
+        "10 good rows + the NULL-completed one"
+    );
+    for k in 0..3 {
+        add(&conn, "a", now - 5.0, k, true, 1.0);
+        let r = store.refresh_at(now + k as f64);
+        assert!(r.queried);
+        let a = r
+            .snapshot
+            .skills
+            .iter()
+            .find(|s| s.skill_name == "a")
+            .unwrap();
+        assert_eq!(a.invocations_24h, Some(12 + k as u64), "nothing read twice");
+    }
+    assert_eq!(store.window_samples(), 14);
+}

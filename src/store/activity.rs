@@ -45,6 +45,16 @@ impl Activity {
     /// Read the invocations added since the last call (all of the last day
     /// on the first call). Returns the number of rows read.
     pub fn load(&mut self, conn: &Connection, now: f64) -> rusqlite::Result<usize> {
+        let result = self.try_load(conn, now);
+        if result.is_err() {
+            // Samples of a half-read batch would be read (and counted) again
+            // on the retry: start over from nothing instead.
+            self.reset();
+        }
+        result
+    }
+
+    fn try_load(&mut self, conn: &Connection, now: f64) -> rusqlite::Result<usize> {
         let max: i64 = conn.query_row(
             "SELECT COALESCE(MAX(rowid), 0) FROM skill_invocation",
             [],
@@ -69,8 +79,11 @@ impl Activity {
                 completed: r.get(2)?,
                 duration: r.get(3)?,
             };
-            // Borrow the name; allocate only for a skill not seen before.
-            let name = r.get_ref(0)?.as_str()?;
+            // Borrow the name; allocate only for a skill not seen before. A
+            // name that is not text (a BLOB) is skipped, not fatal.
+            let Ok(name) = r.get_ref(0)?.as_str() else {
+                return Ok(());
+            };
             match per_skill.get_mut(name) {
                 Some(v) => v.push(sample),
                 None => {
@@ -80,7 +93,8 @@ impl Activity {
             Ok(())
         };
         const COLS: &str = "skill_name, unixepoch(invoked_at, 'subsec'),
-                            CAST(completed AS INTEGER) != 0, CAST(duration_seconds AS REAL)";
+                            COALESCE(CAST(completed AS INTEGER), 0) != 0,
+                            CAST(duration_seconds AS REAL)";
         if self.last_rowid == 0 {
             // First load: the invoked_at index narrows to about the last day.
             // The text bound is early enough for any UTC offset; as `T`

@@ -525,13 +525,13 @@ fn load_in_tx(
         // Compare real instants (SQLite parses `T` or space, `Z` or an
         // offset, with or without fraction), not text as session-buddy does.
         let mut stmt = conn.prepare_cached(
-            "SELECT skill_name, detected_at, anomaly_type,
+            "SELECT skill_name, CAST(detected_at AS TEXT), anomaly_type,
                     CAST(deviation_score AS REAL), CAST(baseline_value AS REAL),
                     CAST(observed_value AS REAL),
                     unixepoch(detected_at, 'subsec') AS t
                FROM skill_anomalies
               WHERE (resolved_at IS NULL OR resolved_at = '')
-                AND skill_name IS NOT NULL AND anomaly_type IS NOT NULL
+                AND typeof(skill_name) = 'text' AND typeof(anomaly_type) = 'text'
                 AND unixepoch(detected_at, 'subsec') >= ?1
               ORDER BY t DESC, id DESC
               LIMIT ?2",
@@ -579,7 +579,7 @@ fn load_skills(conn: &Connection, with_last: bool) -> rusqlite::Result<Vec<Skill
                 CAST(avg_duration_seconds AS REAL),
                 {last}
            FROM skill_metrics
-          WHERE total_invocations > 0 AND skill_name IS NOT NULL
+          WHERE total_invocations > 0 AND typeof(skill_name) = 'text'
           ORDER BY total_invocations DESC, skill_name ASC
           LIMIT ?1"
     ))?;
