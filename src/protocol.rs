@@ -20,6 +20,7 @@ pub const MAX_SKILLS_PER_SUBSCRIPTION: usize = 64;
 /// One row of `top_skills`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SkillStat {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub skill_name: String,
     #[serde(deserialize_with = "null_as_default")]
     pub total_invocations: u64,
@@ -43,9 +44,14 @@ pub struct SkillStat {
 /// One row of `anomalies`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Anomaly {
+    // session-buddy serves its table rows unfiltered: a NULL column must
+    // not cost the whole frame.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub skill_name: String,
     /// As stored, e.g. `2026-11-22 02:33:54`; any RFC 3339-ish form.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub detected_at: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub anomaly_type: String,
     /// Always present on the wire (compat), may be `null`.
     #[serde(default)]
@@ -203,6 +209,26 @@ impl Subscription {
         }
     }
 
+    /// The limits every server of this protocol enforces (and the client
+    /// checks before sending): at most [`MAX_SKILLS_PER_SUBSCRIPTION`] names
+    /// of at most [`MAX_SKILL_NAME_LEN`] bytes.
+    pub fn validate(&self) -> Result<(), String> {
+        let names = self.skills();
+        if names.len() > MAX_SKILLS_PER_SUBSCRIPTION {
+            return Err(format!(
+                "{} skills given; at most {MAX_SKILLS_PER_SUBSCRIPTION} per subscription",
+                names.len()
+            ));
+        }
+        if let Some(long) = names.iter().find(|n| n.len() > MAX_SKILL_NAME_LEN) {
+            return Err(format!(
+                "skill name {:?}… is longer than {MAX_SKILL_NAME_LEN} bytes",
+                truncate(long, 32)
+            ));
+        }
+        Ok(())
+    }
+
     pub fn skills(&self) -> &[String] {
         match self {
             Subscription::All => &[],
@@ -330,16 +356,6 @@ fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
 }
 
-fn check_name(name: &str) -> Result<(), ClientError> {
-    if name.len() > MAX_SKILL_NAME_LEN {
-        return Err(ClientError::new(
-            ErrorCode::BadRequest,
-            format!("skill name longer than {MAX_SKILL_NAME_LEN} bytes"),
-        ));
-    }
-    Ok(())
-}
-
 fn parse_subscribe(obj: &serde_json::Map<String, Value>) -> Result<ClientMessage, ClientError> {
     let mut names: Vec<String> = Vec::new();
     // `skill` (compat) wins over the `skill_name` alias (ext).
@@ -350,10 +366,7 @@ fn parse_subscribe(obj: &serde_json::Map<String, Value>) -> Result<ClientMessage
     };
     match single {
         None | Some(Value::Null) => {}
-        Some(Value::String(s)) => {
-            check_name(s)?;
-            names.push(s.clone());
-        }
+        Some(Value::String(s)) => names.push(s.clone()),
         Some(_) => {
             return Err(ClientError::new(
                 ErrorCode::BadRequest,
@@ -377,7 +390,6 @@ fn parse_subscribe(obj: &serde_json::Map<String, Value>) -> Result<ClientMessage
                         "\"skills\" must be an array of strings",
                     ));
                 };
-                check_name(s)?;
                 names.push(s.clone());
             }
         }
@@ -388,8 +400,12 @@ fn parse_subscribe(obj: &serde_json::Map<String, Value>) -> Result<ClientMessage
             ));
         }
     }
+    let subscription = Subscription::from_names(names);
+    subscription
+        .validate()
+        .map_err(|m| ClientError::new(ErrorCode::BadRequest, m))?;
     Ok(ClientMessage::Subscribe {
-        subscription: Subscription::from_names(names),
+        subscription,
         echo: single.cloned().unwrap_or(Value::Null),
     })
 }
@@ -416,15 +432,6 @@ pub struct EncodedUpdate {
 }
 
 impl EncodedUpdate {
-    pub fn new(timestamp: &str, data: &MetricsData) -> Self {
-        let msg = ServerMessage::MetricsUpdate(MetricsUpdate {
-            seq: None,
-            timestamp: Some(timestamp.to_owned()),
-            data: data.clone(),
-        });
-        Self::from_message_json(msg.encode())
-    }
-
     /// Encode borrowing the data (no clone of the rows).
     pub fn from_parts(timestamp: &str, data: &MetricsData) -> Self {
         #[derive(Serialize)]
@@ -450,14 +457,6 @@ impl EncodedUpdate {
     /// The frame without `seq` (what session-buddy would send).
     pub fn without_seq(&self) -> &str {
         &self.json
-    }
-
-    pub fn len(&self) -> usize {
-        self.json.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.json.is_empty()
     }
 
     /// The frame with `"seq":N` as its second field.
@@ -551,6 +550,16 @@ mod tests {
         assert_eq!(parsed[3], ServerMessage::Pong(Pong { id: None }));
         assert_eq!(parsed[4], ServerMessage::Pong(Pong { id: Some(json!(7)) }));
         assert!(matches!(&parsed[5], ServerMessage::Error(e) if e.code == ErrorCode::InvalidJson));
+    }
+
+    #[test]
+    fn null_columns_from_session_buddy_do_not_cost_the_frame() {
+        let text = r#"{"type": "metrics_update", "timestamp": "2026-11-22T02:39:05Z", "data": {"top_skills": [{"skill_name": "a", "total_invocations": 1, "completion_rate": null, "avg_duration_seconds": null}], "anomalies": [{"skill_name": null, "detected_at": null, "anomaly_type": null, "deviation_score": null}]}}"#;
+        let ServerMessage::MetricsUpdate(u) = ServerMessage::parse(text).unwrap() else {
+            panic!("not an update")
+        };
+        assert_eq!(u.data.top_skills[0].completion_rate, 0.0);
+        assert_eq!(u.data.anomalies[0].anomaly_type, "");
     }
 
     #[test]
@@ -677,10 +686,7 @@ mod tests {
     fn seq_splice_is_valid_json_equal_to_the_body() {
         let data = MetricsData::default();
         let enc = EncodedUpdate::from_parts("2026-11-22T02:39:05.295129+00:00", &data);
-        assert_eq!(
-            enc.without_seq(),
-            EncodedUpdate::new("2026-11-22T02:39:05.295129+00:00", &data).without_seq()
-        );
+        assert!(enc.without_seq().starts_with(UPDATE_PREFIX));
         let with: Value = serde_json::from_str(&enc.with_seq(42)).unwrap();
         let without: Value = serde_json::from_str(enc.without_seq()).unwrap();
         assert_eq!(with["seq"], json!(42));

@@ -34,7 +34,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     }
     check_url(&cfg.url)?;
     let subscription = Subscription::from_names(cfg.skills.iter().map(|s| s.trim().to_string()));
-    crate::client::check_subscription(&subscription)
+    subscription
+        .validate()
         .map_err(|e| anyhow::anyhow!("--skill / SKILLMON_SKILLS / config `skills`: {e}"))?;
     let headless = args.json || args.once || !std::io::stdout().is_terminal();
     init_file_logs(cfg.log_file.as_deref());

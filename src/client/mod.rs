@@ -424,26 +424,6 @@ fn closed_by_server(frame: Option<CloseFrame>) -> Ended {
     }
 }
 
-/// Refuse what a server would refuse (too many or too long names), so the
-/// user gets the reason at once instead of an `error` frame or silence.
-pub fn check_subscription(s: &Subscription) -> Result<(), String> {
-    use crate::protocol::{MAX_SKILL_NAME_LEN, MAX_SKILLS_PER_SUBSCRIPTION};
-    let names = s.skills();
-    if names.len() > MAX_SKILLS_PER_SUBSCRIPTION {
-        return Err(format!(
-            "{} skills given; at most {MAX_SKILLS_PER_SUBSCRIPTION} per subscription",
-            names.len()
-        ));
-    }
-    if let Some(long) = names.iter().find(|n| n.len() > MAX_SKILL_NAME_LEN) {
-        let head: String = long.chars().take(32).collect();
-        return Err(format!(
-            "skill name {head:?}… is longer than {MAX_SKILL_NAME_LEN} bytes"
-        ));
-    }
-    Ok(())
-}
-
 /// The subscribe frame for `s` (`skill: null` for all).
 pub fn subscribe_message(s: &Subscription) -> String {
     ClientMessage::Subscribe {
@@ -459,20 +439,12 @@ mod tests {
 
     #[test]
     fn oversized_subscriptions_are_refused() {
-        assert!(check_subscription(&Subscription::All).is_ok());
-        assert!(check_subscription(&Subscription::from_names(["a", "b"])).is_ok());
+        assert!(Subscription::All.validate().is_ok());
+        assert!(Subscription::from_names(["a", "b"]).validate().is_ok());
         let many = Subscription::from_names((0..65).map(|i| i.to_string()));
-        assert!(
-            check_subscription(&many)
-                .unwrap_err()
-                .contains("at most 64")
-        );
+        assert!(many.validate().unwrap_err().contains("at most 64"));
         let long = Subscription::from_names(["x".repeat(300)]);
-        assert!(
-            check_subscription(&long)
-                .unwrap_err()
-                .contains("longer than 256")
-        );
+        assert!(long.validate().unwrap_err().contains("longer than 256"));
     }
 
     #[test]

@@ -500,7 +500,7 @@ impl App {
                         let sub = Subscription::from_names(
                             self.input.split(',').map(|s| s.trim().to_string()),
                         );
-                        if let Err(e) = crate::client::check_subscription(&sub) {
+                        if let Err(e) = sub.validate() {
                             self.status = Some(e);
                             self.dirty = true;
                             return;
