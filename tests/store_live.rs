@@ -162,8 +162,8 @@ fn live_and_table_anomalies_merge_by_mode() {
     let table = ("ruff".to_string(), "spike".to_string(), "table".to_string());
     assert_eq!(
         kinds(AnomalySource::Both),
-        vec![table.clone(), live.clone()],
-        "strongest first"
+        vec![live.clone(), table.clone()],
+        "newest first (the live finding was first seen now)"
     );
     assert_eq!(kinds(AnomalySource::Live), vec![live]);
     assert_eq!(kinds(AnomalySource::Table), vec![table]);

@@ -274,10 +274,12 @@ impl Store {
                 s.invocations_24h = Some(w.last_day);
             }
         }
+        let table = if self.options.anomalies.table() {
+            self.base.table_anomalies.clone()
+        } else {
+            Vec::new()
+        };
         let mut anomalies = Vec::new();
-        if self.options.anomalies.table() {
-            anomalies.extend(self.base.table_anomalies.iter().cloned());
-        }
         let mut seen = HashMap::new();
         if self.options.anomalies.live() {
             for (skill, samples) in self.activity.skills() {
@@ -311,7 +313,7 @@ impl Store {
             .skills()
             .filter_map(|(_, v)| anomaly::next_expiry(v, now))
             .min_by(f64::total_cmp);
-        self.snapshot = Arc::new(Snapshot::new(skills, merge_anomalies(anomalies)));
+        self.snapshot = Arc::new(Snapshot::new(skills, merge_anomalies(table, anomalies)));
     }
 
     fn set_state(&mut self, state: DbState) {

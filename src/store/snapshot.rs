@@ -34,16 +34,36 @@ impl TimedAnomaly {
     }
 }
 
-/// Merge anomalies from several sources: one per (skill, type), the
-/// strongest kept; ordered strongest first, then newest first.
-pub fn merge_anomalies(mut all: Vec<TimedAnomaly>) -> Vec<TimedAnomaly> {
+/// Merge the table's rows with the live findings, newest first (the
+/// protocol's order; equal times: strongest first). A live finding and a
+/// table row of the same (skill, type) are one anomaly: the stronger is
+/// kept. Table rows are never merged with each other: they are served as
+/// the table holds them, as session-buddy does.
+pub fn merge_anomalies(table: Vec<TimedAnomaly>, live: Vec<TimedAnomaly>) -> Vec<TimedAnomaly> {
+    let key = |a: &TimedAnomaly| (a.anomaly.skill_name.clone(), a.anomaly.anomaly_type.clone());
+    // The strongest table row per (skill, type), to weigh live findings against.
+    let mut table_best: std::collections::HashMap<_, f64> = std::collections::HashMap::new();
+    for a in &table {
+        let e = table_best.entry(key(a)).or_insert(0.0);
+        *e = e.max(a.strength());
+    }
+    let mut drop_table = std::collections::HashSet::new();
+    let mut all = Vec::with_capacity(table.len() + live.len());
+    for l in live {
+        match table_best.get(&key(&l)) {
+            Some(&t) if t >= l.strength() => {} // the table says it as strongly
+            Some(_) => {
+                drop_table.insert(key(&l));
+                all.push(l);
+            }
+            None => all.push(l),
+        }
+    }
+    all.extend(table.into_iter().filter(|a| !drop_table.contains(&key(a))));
     all.sort_by(|a, b| {
-        b.strength()
-            .total_cmp(&a.strength())
-            .then(b.at.total_cmp(&a.at))
+        b.at.total_cmp(&a.at)
+            .then(b.strength().total_cmp(&a.strength()))
     });
-    let mut seen = std::collections::HashSet::new();
-    all.retain(|a| seen.insert((a.anomaly.skill_name.clone(), a.anomaly.anomaly_type.clone())));
     all
 }
 
@@ -171,26 +191,32 @@ mod tests {
     }
 
     #[test]
-    fn merge_keeps_the_strongest_per_skill_and_type() {
-        let mut a = anomaly("x", 10.0);
-        a.anomaly.deviation_score = Some(-2.1);
-        let mut b = anomaly("x", 20.0);
-        b.anomaly.deviation_score = Some(-3.5);
-        b.anomaly.source = Some("live".into());
-        let mut c = anomaly("y", 30.0);
-        c.anomaly.deviation_score = None;
-        let mut d = anomaly("z", 40.0);
-        d.anomaly.deviation_score = Some(2.1);
-        let merged = merge_anomalies(vec![a, b.clone(), c, d]);
-        let names: Vec<_> = merged
-            .iter()
-            .map(|m| m.anomaly.skill_name.as_str())
-            .collect();
-        assert_eq!(
-            names,
-            ["x", "z", "y"],
-            "strongest first, equal strength newest first"
+    fn merge_orders_newest_first_and_folds_live_into_table() {
+        let score = |mut a: TimedAnomaly, z: Option<f64>, source: &str| {
+            a.anomaly.deviation_score = z;
+            a.anomaly.source = Some(source.into());
+            a
+        };
+        // Table rows are kept as they are, duplicates included.
+        let t1 = score(anomaly("x", 10.0), Some(-5.0), "table");
+        let t2 = score(anomaly("y", 30.0), Some(-2.1), "table");
+        let t3 = score(anomaly("y", 20.0), Some(-2.0), "table");
+        // A stronger live finding replaces the table's rows of its kind; a
+        // weaker one is dropped in favour of the table's.
+        let l1 = score(anomaly("x", 40.0), Some(-6.0), "live");
+        let l2 = score(anomaly("y", 50.0), Some(-1.0), "live");
+        let l3 = score(anomaly("z", 5.0), None, "live");
+        let merged = merge_anomalies(
+            vec![t1, t2.clone(), t3.clone()],
+            vec![l1.clone(), l2, l3.clone()],
         );
-        assert_eq!(merged[0], b);
+        assert_eq!(merged, vec![l1, t2, t3, l3], "newest first");
+        // Newest first even when the older row is the stronger one.
+        let old_strong = score(anomaly("p", 10.0), Some(-9.0), "table");
+        let new_weak = score(anomaly("q", 20.0), Some(-2.0), "table");
+        assert_eq!(
+            merge_anomalies(vec![old_strong.clone(), new_weak.clone()], vec![]),
+            vec![new_weak, old_strong]
+        );
     }
 }
