@@ -245,7 +245,7 @@ async fn wal_database_written_concurrently() {
         assert!(tokio::time::Instant::now() < until, "stuck at {last}");
         let u = c.next_update().await;
         assert_eq!(
-            server.shared.stats.db().0,
+            server.shared.stats.db().state,
             DbState::Ok,
             "a WAL reader never waits on the writer"
         );

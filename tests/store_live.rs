@@ -282,3 +282,54 @@ fn odd_rows_neither_fail_the_load_nor_get_counted_twice() {
     }
     assert_eq!(store.window_samples(), 14);
 }
+
+#[test]
+fn a_lock_after_the_data_went_away_is_not_reported_as_serving_it() {
+    use skillmon::store::DbState;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skills.db");
+    let conn = create_db(&path).unwrap();
+    add(
+        &conn,
+        "a",
+        Utc::now().timestamp() as f64 - 60.0,
+        0,
+        true,
+        1.0,
+    );
+    drop(conn);
+    let mut store = Store::new(&path);
+    store.refresh();
+    assert!(store.status().healthy() && store.status().has_data);
+
+    // Deleted: empty updates.
+    std::fs::remove_file(&path).unwrap();
+    assert!(store.refresh().snapshot.skills.is_empty());
+    assert_eq!(store.status().state, DbState::Missing);
+
+    // Back, but locked by a writer before this store reads it (the lock is
+    // taken on a sibling file that is then renamed into place).
+    let staged = dir.path().join("staged.db");
+    let writer = create_db(&staged).unwrap();
+    add(
+        &writer,
+        "b",
+        Utc::now().timestamp() as f64 - 60.0,
+        0,
+        true,
+        1.0,
+    );
+    writer.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    std::fs::rename(&staged, &path).unwrap();
+    let r = store.refresh();
+    let status = store.status();
+    assert_eq!(status.state, DbState::Locked);
+    assert!(r.snapshot.skills.is_empty());
+    assert!(!status.has_data && !status.healthy(), "{status:?}");
+    assert!(status.detail.contains("empty updates"), "{}", status.detail);
+
+    writer.execute_batch("COMMIT").unwrap();
+    let r = store.refresh();
+    assert_eq!(r.snapshot.skills[0].skill_name, "b");
+    assert!(store.status().healthy());
+}

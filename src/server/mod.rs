@@ -172,12 +172,10 @@ async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
     let res = tokio::task::spawn_blocking(move || {
         let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
         let r = s.refresh();
-        let state = s.state().clone();
-        let desc = state.describe(s.path());
-        (r, state, desc)
+        (r, s.status())
     })
     .await;
-    let Ok((refresh, state, desc)) = res else {
+    let Ok((refresh, status)) = res else {
         tracing::error!("database refresh panicked; keeping the last snapshot");
         return;
     };
@@ -188,7 +186,7 @@ async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
             .refresh_micros
             .store(started.elapsed().as_micros() as u64, Relaxed);
     }
-    stats.set_db(state, desc);
+    stats.set_db(status);
     let t = Instant::now();
     let groups = shared.hub.publish(refresh.snapshot);
     stats

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use crate::store::DbState;
+use crate::store::{DbState, DbStatus};
 
 #[derive(Debug)]
 pub struct Stats {
@@ -27,10 +27,7 @@ pub struct Stats {
     pub refresh_micros: AtomicU64,
     /// Last tick's fan-out build duration (all groups), microseconds.
     pub publish_micros: AtomicU64,
-    db: Mutex<(DbState, String)>,
-    /// Whether the database was ever read successfully (a lock then only
-    /// delays fresh data; a lock from the start means no data at all).
-    db_ever_ok: std::sync::atomic::AtomicBool,
+    db: Mutex<DbStatus>,
 }
 
 impl Default for Stats {
@@ -56,25 +53,26 @@ impl Stats {
             groups: AtomicU64::new(0),
             refresh_micros: AtomicU64::new(0),
             publish_micros: AtomicU64::new(0),
-            db: Mutex::new((DbState::Starting, String::new())),
-            db_ever_ok: std::sync::atomic::AtomicBool::new(false),
+            db: Mutex::new(DbStatus {
+                state: DbState::Starting,
+                has_data: false,
+                detail: String::new(),
+            }),
         }
     }
 
-    pub fn set_db(&self, state: DbState, description: String) {
-        if state == DbState::Ok {
-            self.db_ever_ok.store(true, Relaxed);
-        }
+    pub fn set_db(&self, status: DbStatus) {
         if let Ok(mut g) = self.db.lock() {
-            *g = (state, description);
+            *g = status;
         }
     }
 
-    pub fn db(&self) -> (DbState, String) {
-        self.db
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or((DbState::Error("poisoned".into()), String::new()))
+    pub fn db(&self) -> DbStatus {
+        self.db.lock().map(|g| g.clone()).unwrap_or(DbStatus {
+            state: DbState::Error("poisoned".into()),
+            has_data: false,
+            detail: String::new(),
+        })
     }
 
     pub fn uptime_secs(&self) -> f64 {
@@ -83,15 +81,13 @@ impl Stats {
 
     /// `/healthz` body and whether the server is healthy (database readable).
     pub fn health_json(&self) -> (bool, String) {
-        let (state, description) = self.db();
-        // Locked is healthy only while there is a last good snapshot to serve.
-        let healthy =
-            state == DbState::Ok || (state == DbState::Locked && self.db_ever_ok.load(Relaxed));
+        let db = self.db();
+        let healthy = db.healthy();
         let body = serde_json::json!({
             "status": if healthy { "ok" } else { "degraded" },
             "server": crate::SERVER_NAME,
-            "db": state.name(),
-            "db_detail": description,
+            "db": db.state.name(),
+            "db_detail": db.detail,
             "connections": self.connections.load(Relaxed),
             "uptime_seconds": (self.uptime_secs() * 10.0).round() / 10.0,
         });
@@ -186,7 +182,7 @@ impl Stats {
             "Seconds since the server started.",
             format!("{:.1}", self.uptime_secs()),
         );
-        let (state, _) = self.db();
+        let state = self.db().state;
         let _ = writeln!(
             out,
             "# HELP skillmon_db_state Database state (1 for the current one)."

@@ -109,8 +109,14 @@ impl DbState {
         }
     }
 
-    /// One human line for the log and the health endpoint.
-    pub fn describe(&self, path: &Path) -> String {
+    /// One human line for the log and the health endpoint; `has_data` says
+    /// whether a last good snapshot is still being served.
+    pub fn describe(&self, path: &Path, has_data: bool) -> String {
+        let serving = if has_data {
+            "serving the last good snapshot"
+        } else {
+            "serving empty updates until it can be read"
+        };
         let p = path.display();
         match self {
             DbState::Starting => format!("database {p}: not read yet"),
@@ -121,13 +127,26 @@ impl DbState {
             DbState::NoTables => format!(
                 "database {p}: no session-buddy tables (skill_metrics); serving empty updates until they appear"
             ),
-            DbState::Locked => {
-                format!("database {p}: locked by a writer; serving the last good snapshot")
-            }
-            DbState::Error(e) => {
-                format!("database {p}: {e}; serving the last good snapshot")
-            }
+            DbState::Locked => format!("database {p}: locked by a writer; {serving}"),
+            DbState::Error(e) => format!("database {p}: {e}; {serving}"),
         }
+    }
+}
+
+/// The database's state as the server reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbStatus {
+    pub state: DbState,
+    /// Whether the served snapshot comes from a good read (false: empty).
+    pub has_data: bool,
+    /// One human line (log, `/healthz`).
+    pub detail: String,
+}
+
+impl DbStatus {
+    /// Healthy: reading, or locked while a last good snapshot is served.
+    pub fn healthy(&self) -> bool {
+        self.state == DbState::Ok || (self.state == DbState::Locked && self.has_data)
     }
 }
 
@@ -187,6 +206,8 @@ pub struct Store {
     data_version: Option<i64>,
     state: DbState,
     snapshot: Arc<Snapshot>,
+    /// Whether `snapshot` comes from a good read (not emptied since).
+    has_data: bool,
     queries_run: u64,
     base: Base,
     activity: Activity,
@@ -212,6 +233,7 @@ impl Store {
             data_version: None,
             state: DbState::Starting,
             snapshot: Arc::new(Snapshot::empty()),
+            has_data: false,
             queries_run: 0,
             base: Base::default(),
             activity: Activity::default(),
@@ -226,6 +248,15 @@ impl Store {
 
     pub fn state(&self) -> &DbState {
         &self.state
+    }
+
+    /// State, whether data is being served, and the line describing both.
+    pub fn status(&self) -> DbStatus {
+        DbStatus {
+            state: self.state.clone(),
+            has_data: self.has_data,
+            detail: self.state.describe(&self.path, self.has_data),
+        }
     }
 
     /// How many refreshes ran queries so far.
@@ -318,7 +349,7 @@ impl Store {
 
     fn set_state(&mut self, state: DbState) {
         if state != self.state {
-            let line = state.describe(&self.path);
+            let line = state.describe(&self.path, self.has_data);
             match state {
                 DbState::Ok => tracing::info!("{line}"),
                 _ => tracing::warn!("{line}"),
@@ -335,6 +366,7 @@ impl Store {
     }
 
     fn go_empty(&mut self) {
+        self.has_data = false;
         self.base = Base::default();
         self.activity.reset();
         self.first_seen.clear();
@@ -401,6 +433,7 @@ impl Store {
         let want_table = self.options.anomalies.table();
         match load(conn, &mut self.activity, now, want_table) {
             Ok(Some(base)) => {
+                self.has_data = true;
                 self.base = base;
                 self.data_version = Some(version);
                 (DbState::Ok, true)
