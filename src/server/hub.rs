@@ -81,19 +81,26 @@ impl Hub {
     }
 
     /// A new tick: build and hand out every live group's frame from
-    /// `snapshot`. Returns the number of groups served.
+    /// `snapshot`. Returns the number of groups served. Frames are built
+    /// outside the lock, so sessions joining meanwhile never wait on the
+    /// serialization; call it off the async runtime (it is CPU work).
     pub fn publish(&self, snapshot: Arc<Snapshot>) -> usize {
-        let mut inner = self.lock();
-        inner.tick += 1;
-        inner.snapshot = snapshot;
-        inner.groups.retain(|_, tx| tx.receiver_count() > 0);
-        let Inner {
-            tick,
-            snapshot,
-            groups,
-        } = &mut *inner;
-        for (sub, tx) in groups.iter() {
-            tx.send_replace(self.build(snapshot, sub, *tick));
+        let (tick, groups) = {
+            let mut inner = self.lock();
+            inner.tick += 1;
+            inner.snapshot = snapshot.clone();
+            inner.groups.retain(|_, tx| tx.receiver_count() > 0);
+            let groups: Vec<(Subscription, watch::Sender<Frame>)> = inner
+                .groups
+                .iter()
+                .map(|(sub, tx)| (sub.clone(), tx.clone()))
+                .collect();
+            (inner.tick, groups)
+        };
+        // A group created after the lock was released built its own frame
+        // from this snapshot and tick, so it is not missing from this list.
+        for (sub, tx) in &groups {
+            tx.send_replace(self.build(&snapshot, sub, tick));
         }
         groups.len()
     }

@@ -166,32 +166,39 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// One tick: refresh the store and build every group's frame, both on a
+/// blocking thread (SQLite and JSON are CPU work), then record the stats.
 async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
     let store = store.clone();
-    let started = Instant::now();
+    let hub_shared = shared.clone();
     let res = tokio::task::spawn_blocking(move || {
-        let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
-        let r = s.refresh();
-        (r, s.status())
+        let started = Instant::now();
+        let (refresh, status) = {
+            let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+            let r = s.refresh();
+            (r, s.status())
+        };
+        let refreshed = started.elapsed();
+        let t = Instant::now();
+        let groups = hub_shared.hub.publish(refresh.snapshot);
+        (refresh.queried, status, refreshed, groups, t.elapsed())
     })
     .await;
-    let Ok((refresh, status)) = res else {
+    let Ok((queried, status, refreshed, groups, published)) = res else {
         tracing::error!("database refresh panicked; keeping the last snapshot");
         return;
     };
     let stats = &shared.stats;
-    if refresh.queried {
+    if queried {
         stats.db_queries.fetch_add(1, Relaxed);
         stats
             .refresh_micros
-            .store(started.elapsed().as_micros() as u64, Relaxed);
+            .store(refreshed.as_micros() as u64, Relaxed);
     }
     stats.set_db(status);
-    let t = Instant::now();
-    let groups = shared.hub.publish(refresh.snapshot);
     stats
         .publish_micros
-        .store(t.elapsed().as_micros() as u64, Relaxed);
+        .store(published.as_micros() as u64, Relaxed);
     stats.groups.store(groups as u64, Relaxed);
     stats.ticks.fetch_add(1, Relaxed);
 }

@@ -1,6 +1,8 @@
 //! A point-in-time picture of the skills database, and the per-subscription
 //! view of it that goes on the wire. Plain data; no I/O.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::protocol::{Anomaly, MetricsData, SkillStat, Subscription};
@@ -75,6 +77,11 @@ pub struct Snapshot {
     pub skills: Vec<SkillStat>,
     /// Unresolved anomalies of the last hour (as of the read), newest first.
     pub anomalies: Vec<TimedAnomaly>,
+    /// Skill name → index in `skills`, so a filtered view costs a lookup
+    /// per subscribed name, not a scan of every skill.
+    rank: HashMap<String, usize>,
+    /// Skill name → indexes in `anomalies`, in order.
+    anomalies_of: HashMap<String, Vec<usize>>,
 }
 
 impl Snapshot {
@@ -83,7 +90,24 @@ impl Snapshot {
     }
 
     pub fn new(skills: Vec<SkillStat>, anomalies: Vec<TimedAnomaly>) -> Self {
-        Self { skills, anomalies }
+        let rank = skills
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.skill_name.clone(), i))
+            .collect();
+        let mut anomalies_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, a) in anomalies.iter().enumerate() {
+            anomalies_of
+                .entry(a.anomaly.skill_name.clone())
+                .or_default()
+                .push(i);
+        }
+        Self {
+            skills,
+            anomalies,
+            rank,
+            anomalies_of,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,20 +125,31 @@ impl Snapshot {
                 top_skills: self.skills.iter().take(top_n).cloned().collect(),
                 anomalies: recent.take(top_n).map(|a| a.anomaly.clone()).collect(),
             },
-            Subscription::Skills(_) => MetricsData {
-                top_skills: self
-                    .skills
+            Subscription::Skills(names) => {
+                // Rows in rank order, each found by name.
+                let mut rows: Vec<usize> = names
                     .iter()
-                    .filter(|s| sub.includes(&s.skill_name))
-                    .take(top_n.max(sub.skills().len()))
-                    .cloned()
-                    .collect(),
-                anomalies: recent
-                    .filter(|a| sub.includes(&a.anomaly.skill_name))
-                    .take(top_n)
-                    .map(|a| a.anomaly.clone())
-                    .collect(),
-            },
+                    .filter_map(|n| self.rank.get(n))
+                    .copied()
+                    .collect();
+                rows.sort_unstable();
+                let mut found: Vec<usize> = names
+                    .iter()
+                    .filter_map(|n| self.anomalies_of.get(n))
+                    .flatten()
+                    .copied()
+                    .filter(|&i| self.anomalies[i].expires >= now)
+                    .collect();
+                found.sort_unstable();
+                MetricsData {
+                    top_skills: rows.into_iter().map(|i| self.skills[i].clone()).collect(),
+                    anomalies: found
+                        .into_iter()
+                        .take(top_n)
+                        .map(|i| self.anomalies[i].anomaly.clone())
+                        .collect(),
+                }
+            }
         }
     }
 }
