@@ -249,3 +249,29 @@ async fn past_the_connection_limit_gets_503() {
     }
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_that_never_send_a_request_are_limited_too() {
+    use tokio::io::AsyncReadExt;
+    let db = TestDb::missing();
+    let mut cfg = config(&db.path, LONG_INTERVAL, 10);
+    cfg.max_connections = 1;
+    let server = start(cfg).await;
+    // max_connections + 128 idle sockets are held open (slack for health
+    // checks and handshakes in flight) ...
+    let mut idle = Vec::new();
+    for _ in 0..129 {
+        idle.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    // ... the next gets 503 at once, without sending anything.
+    let mut extra = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(DEADLINE, extra.read_to_end(&mut got))
+        .await
+        .expect("an answer without sending a request")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    drop(idle);
+    server.stop().await.unwrap();
+}

@@ -38,6 +38,9 @@ pub const READ_BUFFER_BYTES: usize = 2 * 1024;
 pub const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// How long a client has to send its request head.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sockets allowed beyond `max_connections` (health checks, handshakes in
+/// flight); past that a connection gets 503 before its request is read.
+const SOCKET_SLACK: usize = 128;
 /// Sessions get this long to send their 1001 close on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(900);
 
@@ -228,7 +231,19 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tracker.spawn(connection(stream, peer, shared.clone()));
+                    // Every socket counts, upgraded or not, so clients that
+                    // never finish a request head cannot exhaust memory.
+                    let open = shared.stats.sockets.fetch_add(1, Relaxed) as usize;
+                    if open >= shared.config.max_connections + SOCKET_SLACK {
+                        shared.stats.sockets.fetch_sub(1, Relaxed);
+                        tracker.spawn(refuse_busy(stream, shared.config.max_connections));
+                        continue;
+                    }
+                    let shared = shared.clone();
+                    tracker.spawn(async move {
+                        connection(stream, peer, shared.clone()).await;
+                        shared.stats.sockets.fetch_sub(1, Relaxed);
+                    });
                 }
                 Err(e) => {
                     // e.g. EMFILE: back off briefly instead of spinning.
@@ -247,6 +262,21 @@ async fn accept_loop(
         tracing::warn!("some connections did not close in time");
     }
     Ok(())
+}
+
+/// Answer 503 at once, without reading the request, and close.
+async fn refuse_busy(mut stream: TcpStream, limit: usize) {
+    let resp = busy_response(limit);
+    http::respond(&mut stream, &resp, false).await;
+}
+
+fn busy_response(limit: usize) -> http::Response {
+    http::Response::text(
+        503,
+        "Service Unavailable",
+        format!("connection limit ({limit}) reached; retry later\n"),
+    )
+    .with_header("Retry-After", "5")
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -320,16 +350,12 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let open = stats.connections.fetch_add(1, Relaxed);
     let _guard = Decrement(&stats.connections);
     if open as usize >= shared.config.max_connections {
-        let resp = http::Response::text(
-            503,
-            "Service Unavailable",
-            format!(
-                "connection limit ({}) reached; retry later\n",
-                shared.config.max_connections
-            ),
+        http::respond(
+            &mut wr,
+            &busy_response(shared.config.max_connections),
+            false,
         )
-        .with_header("Retry-After", "5");
-        http::respond(&mut wr, &resp, false).await;
+        .await;
         return;
     }
     // Replay the bytes already read, then the socket, to tungstenite. The

@@ -13,6 +13,8 @@ use crate::store::{DbState, DbStatus};
 pub struct Stats {
     started: Instant,
     pub connections: AtomicU64,
+    /// Open TCP sockets, upgraded or not.
+    pub sockets: AtomicU64,
     pub connections_total: AtomicU64,
     pub frames_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
@@ -41,6 +43,7 @@ impl Stats {
         Self {
             started: Instant::now(),
             connections: AtomicU64::new(0),
+            sockets: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             frames_sent: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
