@@ -55,7 +55,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "PATH")]
     pub generate: Option<PathBuf>,
     /// With --generate: invocations to write.
-    #[arg(long, default_value_t = 1_000_000, requires = "generate")]
+    #[arg(long, default_value_t = 1_000_000, requires = "generate", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub invocations: u64,
     /// With --generate: distinct skills.
     #[arg(long, default_value_t = 500, requires = "generate", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..=100_000), |v| v as usize))]

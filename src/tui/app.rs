@@ -353,7 +353,9 @@ impl App {
             ConnState::Reconnecting { .. } => Badge::Reconnecting,
             ConnState::Failed { .. } => Badge::Failed,
             ConnState::Live => {
-                let last = self.live.updated_at.or(self.health.connected_since);
+                // The newer of the last update and this connection's start:
+                // right after a reconnect, an old update is not staleness.
+                let last = self.live.updated_at.max(self.health.connected_since);
                 let limit = self.interval() * STALE_AFTER_INTERVALS;
                 match last {
                     Some(t) if (self.now - t).to_std().is_ok_and(|age| age > limit) => Badge::Stale,
@@ -951,6 +953,23 @@ pub(crate) mod tests {
         app.update(Event::Tick(secs(10)));
         assert_eq!(app.badge(), Badge::Live);
         app.update(Event::Tick(secs(12)));
+        assert_eq!(app.badge(), Badge::Stale);
+    }
+
+    #[test]
+    fn not_stale_right_after_a_reconnect() {
+        let mut app = live_app(); // last update at 1 s, interval 1 s
+        app.update(Event::Feed(FeedEvent::Disconnected {
+            code: Some(1006),
+            reason: "lost".into(),
+            retry_in: Duration::from_secs(30),
+            at: secs(2),
+        }));
+        // Back after 60 s; session-buddy's first update may take an interval.
+        app.update(connected(secs(60), Some(1000)));
+        app.update(Event::Tick(secs(61)));
+        assert_eq!(app.badge(), Badge::Live);
+        app.update(Event::Tick(secs(64)));
         assert_eq!(app.badge(), Badge::Stale);
     }
 

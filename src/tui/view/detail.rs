@@ -66,7 +66,7 @@ pub fn render(app: &App, name: &str, frame: &mut Frame, area: Rect, theme: &Them
     let anom_h = if list.is_empty() {
         3
     } else {
-        (list.len() as u16 + 3).min(8)
+        (list.len().min(5) as u16) + 3
     };
     let [top, charts, bottom] = Layout::vertical([
         Constraint::Length(1),
