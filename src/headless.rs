@@ -143,7 +143,7 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
             | FeedEvent::Pong { .. } => {}
         }
     };
-    drop(feed);
+    feed.close(rx).await;
     Ok(code)
 }
 

@@ -74,6 +74,18 @@ pub struct MetricsData {
     pub anomalies: Vec<Anomaly>,
 }
 
+impl MetricsData {
+    /// Keep only the rows and anomalies of `sub`'s skills (a no-op for all).
+    /// A client applies it because session-buddy ignores `skills: [...]`
+    /// and sends every skill.
+    pub fn retain_subscribed(&mut self, sub: &Subscription) {
+        if let Subscription::Skills(_) = sub {
+            self.top_skills.retain(|s| sub.includes(&s.skill_name));
+            self.anomalies.retain(|a| sub.includes(&a.skill_name));
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Connected {
     #[serde(default)]
@@ -560,6 +572,25 @@ mod tests {
         };
         assert_eq!(u.data.top_skills[0].completion_rate, 0.0);
         assert_eq!(u.data.anomalies[0].anomaly_type, "");
+    }
+
+    #[test]
+    fn retain_subscribed_keeps_only_the_asked_skills() {
+        let ServerMessage::MetricsUpdate(u) = ServerMessage::parse(PY_UPDATE).unwrap() else {
+            panic!("not an update")
+        };
+        let mut all = u.data.clone();
+        all.retain_subscribed(&Subscription::All);
+        assert_eq!(all, u.data);
+        let mut some = u.data.clone();
+        some.retain_subscribed(&Subscription::from_names(["pytest-run", "nope"]));
+        let names: Vec<_> = some
+            .top_skills
+            .iter()
+            .map(|s| s.skill_name.as_str())
+            .collect();
+        assert_eq!(names, ["pytest-run"]);
+        assert!(some.anomalies.is_empty(), "mypy's anomaly is not asked for");
     }
 
     #[test]

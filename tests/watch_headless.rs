@@ -316,3 +316,75 @@ async fn compat_filtered_subscription_and_missing_skill() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no metrics_update for nope"), "{err}");
 }
+
+/// session-buddy ignores `skills: [...]` and sends every skill: `--once`
+/// still shows only the skills asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compat_multi_skill_once_shows_only_the_asked_skills() {
+    let sb = session_buddy(Duration::from_millis(200)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = command(dir.path());
+    c.args([
+        "watch",
+        &sb.url,
+        "--once",
+        "--skill",
+        "pytest-run",
+        "--skill",
+        "mypy",
+    ]);
+    let out = output(c).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pytest-run"), "{text}");
+    // The server also sends café-🚀, which was not asked for.
+    assert!(SB_SKILLS.iter().any(|s| s.0 == "caf\u{e9}-\u{1f680}"));
+    assert!(!text.contains("caf\u{e9}"), "not asked for: {text}");
+}
+
+/// `--once` leaves with a close frame (1000), not a dropped socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_closes_the_connection_with_1000() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp)
+            .await
+            .expect("handshake");
+        let hello = r#"{"type": "connected", "message": "hi", "authenticated": false, "timestamp": "2026-11-22T02:39:04Z"}"#;
+        ws.send(Message::text(hello)).await.expect("send");
+        ws.send(Message::text(python_update(SB_SKILLS, true)))
+            .await
+            .expect("send");
+        // The client's answer to the update: its close frame.
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Close(frame) = msg {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = command(dir.path());
+    c.args(["watch", &url, "--once"]);
+    let out = output(c).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server saw the client leave")
+        .expect("server task");
+    assert_eq!(code, Some(1000));
+}

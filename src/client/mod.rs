@@ -116,6 +116,9 @@ pub fn close_code_name(code: u16) -> &'static str {
     }
 }
 
+/// How long [`Feed::close`] waits for the close frame to be sent.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
 /// The running feed: dropping it (its command sender) or the event
 /// receiver closes the connection with 1000 and ends the task.
 pub struct Feed {
@@ -124,6 +127,14 @@ pub struct Feed {
 }
 
 impl Feed {
+    /// Close the connection with 1000 and wait briefly for the close frame to
+    /// go out (a runtime torn down right after a drop would never send it).
+    pub async fn close(self, events: mpsc::Receiver<FeedEvent>) {
+        drop(self.commands);
+        drop(events);
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.task).await;
+    }
+
     /// Start connecting to `url` with `subscription`; events arrive on the receiver.
     pub fn spawn(url: String, subscription: Subscription) -> (Feed, mpsc::Receiver<FeedEvent>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
@@ -329,11 +340,17 @@ where
                         tracing::debug!("dropping an update for the previous subscription");
                         continue;
                     }
-                    Ok(ServerMessage::MetricsUpdate(update)) => FeedEvent::Update {
-                        update,
-                        raw: text.as_str().to_owned(),
-                        at,
-                    },
+                    Ok(ServerMessage::MetricsUpdate(mut update)) => {
+                        // session-buddy ignores `skills: [...]` and sends
+                        // everything: every consumer gets only what was asked
+                        // for (`raw` stays the frame as received).
+                        update.data.retain_subscribed(subscription);
+                        FeedEvent::Update {
+                            update,
+                            raw: text.as_str().to_owned(),
+                            at,
+                        }
+                    }
                     Ok(ServerMessage::SubscriptionConfirmed(_)) => {
                         unconfirmed = unconfirmed.saturating_sub(1);
                         FeedEvent::Subscribed { at }

@@ -687,15 +687,13 @@ impl App {
                 if self.conn != ConnState::Live {
                     self.conn = ConnState::Live;
                 }
-                let mut skills = update.data.top_skills;
-                let mut anomalies = update.data.anomalies;
-                // session-buddy ignores `skills: [...]` and sends everything:
-                // show only what was asked for.
-                if let Subscription::Skills(_) = &self.subscription {
-                    skills.retain(|s| self.subscription.includes(&s.skill_name));
-                    anomalies.retain(|a| self.subscription.includes(&a.skill_name));
-                }
-                apply_update(&mut self.live, skills, anomalies, at);
+                // The feed already kept only the subscribed skills.
+                apply_update(
+                    &mut self.live,
+                    update.data.top_skills,
+                    update.data.anomalies,
+                    at,
+                );
             }
             FeedEvent::Subscribed { at } => {
                 h.messages += 1;
@@ -1234,35 +1232,6 @@ pub(crate) mod tests {
         app.update(key(KeyCode::Esc));
         assert!(app.outbox.is_empty());
         assert_eq!(app.mode, Mode::Normal);
-    }
-
-    #[test]
-    fn a_server_ignoring_a_multi_skill_subscription_is_filtered_here() {
-        let mut app = App::new(
-            "ws://x",
-            Subscription::from_names(["mypy", "ruff-check"]),
-            t0(),
-        );
-        app.update(connected(t0(), None));
-        let anomaly = Anomaly {
-            skill_name: "pytest-run".into(),
-            detected_at: "2026-11-22 02:59:00".into(),
-            anomaly_type: "drop".into(),
-            deviation_score: Some(-2.0),
-            baseline_value: None,
-            observed_value: None,
-            source: None,
-        };
-        app.update(update(secs(1), None, three(), vec![anomaly]));
-        let names: Vec<_> = app
-            .live
-            .rows
-            .iter()
-            .map(|r| r.stat.skill_name.as_str())
-            .collect();
-        assert_eq!(names, ["ruff-check", "mypy"]);
-        assert_eq!(app.live.rows[1].rank, 2);
-        assert!(app.live.anomalies.is_empty());
     }
 
     #[test]

@@ -182,7 +182,7 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
         }
     }
     drop(guard);
-    drop(feed);
+    feed.close(feed_rx).await;
     Ok(())
 }
 
