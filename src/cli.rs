@@ -1,5 +1,8 @@
-//! The command line (clap derive). Every flag has a `SKILLMON_*` env var;
-//! precedence is flag > env > config file > default.
+//! The command line (clap derive). Every setting that configures a
+//! deployment (database, address, interval, URL, skills, theme, log file, …)
+//! also has a `SKILLMON_*` env var; per-run switches (`--json`, `--once`,
+//! `--print-config`, the demo's options) do not. Precedence is
+//! flag > env > config file > default.
 
 use std::path::PathBuf;
 use std::time::Duration;

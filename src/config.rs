@@ -189,20 +189,25 @@ pub fn merge(
     found: bool,
     no_color: bool,
 ) -> Result<WatchConfig, ConfigError> {
-    let src_of = |env: &str| {
-        if env_set(env) {
+    // clap gives a flag precedence over its variable, so a value came from
+    // the environment only if the variable holds exactly that value.
+    let src_of = |env: &str, value: &str| {
+        if std::env::var(env).is_ok_and(|v| !v.is_empty() && v == value) {
             Source::Env
         } else {
             Source::Flag
         }
     };
     let (url, url_source) = match (&args.url, &file.url) {
-        (Some(u), _) => (u.clone(), src_of("SKILLMON_URL")),
+        (Some(u), _) => (u.clone(), src_of("SKILLMON_URL", u)),
         (None, Some(u)) => (u.clone(), Source::File),
         (None, None) => (DEFAULT_URL.to_string(), Source::Default),
     };
     let (skills, skills_source) = if !args.skill.is_empty() {
-        (args.skill.clone(), src_of("SKILLMON_SKILLS"))
+        (
+            args.skill.clone(),
+            src_of("SKILLMON_SKILLS", &args.skill.join(",")),
+        )
     } else if let Some(s) = &file.skills {
         (s.clone(), Source::File)
     } else {
@@ -210,7 +215,7 @@ pub fn merge(
     };
     let file_path = path.clone().unwrap_or_default();
     let (mut theme, theme_source) = match (&args.theme, &file.theme) {
-        (Some(t), _) => (*t, src_of("SKILLMON_THEME")),
+        (Some(t), _) => (*t, src_of("SKILLMON_THEME", t.as_str())),
         (None, Some(t)) => match ThemeName::parse(t) {
             Some(t) => (t, Source::File),
             None => {

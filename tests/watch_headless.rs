@@ -216,7 +216,10 @@ async fn print_config_shows_precedence() {
         .env("NO_COLOR", "1");
     let out = output(c).await;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("url = \"ws://flag:3\""), "{text}");
+    assert!(
+        text.contains("url = \"ws://flag:3\"  # flag"),
+        "a flag over a set variable is a flag: {text}"
+    );
     assert!(text.contains("theme = \"mono\""), "{text}");
 }
 

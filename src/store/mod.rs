@@ -2,9 +2,11 @@
 //!
 //! Owns the SQLite connection, change detection and the queries that turn
 //! the database into a [`Snapshot`]. It never writes the user's database:
-//! the connection is opened with `mode=ro` and only runs `SELECT`s and the
-//! read-only `PRAGMA data_version`. A tick where nothing changed costs one
-//! `stat` and that pragma, no queries.
+//! the connection is opened with `mode=ro` and only runs `SELECT`s (inside
+//! `BEGIN DEFERRED … COMMIT` read transactions) and the read-only
+//! `PRAGMA data_version`. A tick where nothing changed costs one `stat` and
+//! that pragma, no queries; while the database is in the error state each
+//! tick retries the read.
 //!
 //! Calls block (SQLite is synchronous); the server runs them on a blocking
 //! thread, never on the async runtime.
