@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
     for u in &updates {
         app.update(Event::Feed(FeedEvent::Update {
             update: u.clone(),
-            raw: String::new(),
+            raw: Default::default(),
             at: now,
         }));
     }
@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         // A live update between frames, as in real use (not timed).
         app.update(Event::Feed(FeedEvent::Update {
             update: updates[i % updates.len()].clone(),
-            raw: String::new(),
+            raw: Default::default(),
             at: now,
         }));
         let t = Instant::now();

@@ -41,7 +41,8 @@ pub enum FeedEvent {
     /// A `metrics_update`, parsed, plus the frame text as received.
     Update {
         update: MetricsUpdate,
-        raw: String,
+        /// The frame's text as received: shared bytes, not a copy.
+        raw: tungstenite::Utf8Bytes,
         at: DateTime<Utc>,
     },
     /// The server confirmed a subscription.
@@ -347,7 +348,7 @@ where
                         update.data.retain_subscribed(subscription);
                         FeedEvent::Update {
                             update,
-                            raw: text.as_str().to_owned(),
+                            raw: text.clone(),
                             at,
                         }
                     }

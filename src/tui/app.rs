@@ -883,7 +883,7 @@ pub(crate) mod tests {
                     anomalies,
                 },
             },
-            raw: String::new(),
+            raw: Default::default(),
             at,
         })
     }
