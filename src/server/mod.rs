@@ -170,40 +170,39 @@ pub async fn shutdown_signal() {
 }
 
 /// One tick: refresh the store and build every group's frame, both on a
-/// blocking thread (SQLite and JSON are CPU work), then record the stats.
+/// blocking thread (SQLite and JSON are CPU work). The database counters are
+/// recorded before the frames go out, so a client that sees new data also
+/// sees the query that read it in `/metrics`.
 async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
     let store = store.clone();
-    let hub_shared = shared.clone();
-    let res = tokio::task::spawn_blocking(move || {
+    let shared = shared.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let stats = &shared.stats;
         let started = Instant::now();
         let (refresh, status) = {
             let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
             let r = s.refresh();
             (r, s.status())
         };
-        let refreshed = started.elapsed();
+        if refresh.queried {
+            stats.db_queries.fetch_add(1, Relaxed);
+            stats
+                .refresh_micros
+                .store(started.elapsed().as_micros() as u64, Relaxed);
+        }
+        stats.set_db(status);
+        stats.ticks.fetch_add(1, Relaxed);
         let t = Instant::now();
-        let groups = hub_shared.hub.publish(refresh.snapshot);
-        (refresh.queried, status, refreshed, groups, t.elapsed())
+        let groups = shared.hub.publish(refresh.snapshot);
+        stats
+            .publish_micros
+            .store(t.elapsed().as_micros() as u64, Relaxed);
+        stats.groups.store(groups as u64, Relaxed);
     })
     .await;
-    let Ok((queried, status, refreshed, groups, published)) = res else {
+    if done.is_err() {
         tracing::error!("database refresh panicked; keeping the last snapshot");
-        return;
-    };
-    let stats = &shared.stats;
-    if queried {
-        stats.db_queries.fetch_add(1, Relaxed);
-        stats
-            .refresh_micros
-            .store(refreshed.as_micros() as u64, Relaxed);
     }
-    stats.set_db(status);
-    stats
-        .publish_micros
-        .store(published.as_micros() as u64, Relaxed);
-    stats.groups.store(groups as u64, Relaxed);
-    stats.ticks.fetch_add(1, Relaxed);
 }
 
 async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>) {
