@@ -26,14 +26,7 @@ fn assert_matches_db(frame: &Value, db: &[(String, u64, f64, Option<f64>)]) {
 async fn once_json_equals_the_database() {
     let db = make_db();
     let server = serve(&db.path).await;
-    let mut c = command(db.dir.path());
-    c.args(["watch", &server.url(), "--once", "--json"]);
-    let out = output(c).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(db.dir.path(), &["watch", &server.url(), "--once", "--json"]).await;
     let text = String::from_utf8(out.stdout).expect("utf8");
     assert_eq!(text.lines().count(), 1, "{text}");
     let v: Value = serde_json::from_str(text.trim()).expect("one JSON object");
@@ -57,14 +50,7 @@ async fn once_json_equals_the_database() {
 async fn once_table_shows_the_database_values() {
     let db = make_db();
     let server = serve(&db.path).await;
-    let mut c = command(db.dir.path());
-    c.args(["watch", &server.url(), "--once"]);
-    let out = output(c).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(db.dir.path(), &["watch", &server.url(), "--once"]).await;
     let text = String::from_utf8(out.stdout).expect("utf8");
     let lines: Vec<&str> = text.lines().collect();
     let header = lines
@@ -229,14 +215,7 @@ async fn print_config_shows_precedence() {
 async fn compat_once_json_and_table_against_session_buddy() {
     let sb = session_buddy(Duration::from_millis(300)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = command(dir.path());
-    c.args(["watch", &sb.url, "--once", "--json"]);
-    let out = output(c).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(dir.path(), &["watch", &sb.url, "--once", "--json"]).await;
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(
         v["data"]["top_skills"][0]["completion_rate"].as_f64(),
@@ -249,14 +228,7 @@ async fn compat_once_json_and_table_against_session_buddy() {
     assert!(v.get("seq").is_none());
     assert!(v["received_at"].is_string());
 
-    let mut c = command(dir.path());
-    c.args(["watch", &sb.url, "--once"]);
-    let out = output(c).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(dir.path(), &["watch", &sb.url, "--once"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("caf\u{e9}-\u{1f680}"), "{text}");
     assert!(
@@ -377,14 +349,7 @@ async fn once_closes_the_connection_with_1000() {
         None
     });
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = command(dir.path());
-    c.args(["watch", &url, "--once"]);
-    let out = output(c).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(dir.path(), &["watch", &url, "--once"]).await;
     let code = tokio::time::timeout(Duration::from_secs(10), server)
         .await
         .expect("the server saw the client leave")

@@ -97,6 +97,19 @@ pub fn command(home: &Path) -> Command {
     c
 }
 
+/// Run `skillmon ARGS` (config and logs under `home`) and insist it succeeds.
+pub async fn run_ok(home: &Path, args: &[&str]) -> Output {
+    let mut c = command(home);
+    c.args(args);
+    let out = output(c).await;
+    assert!(
+        out.status.success(),
+        "skillmon {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Run to completion off the async runtime.
 pub async fn output(mut c: Command) -> Output {
     tokio::task::spawn_blocking(move || c.output().expect("run skillmon"))
