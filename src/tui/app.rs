@@ -12,11 +12,11 @@ use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
 
-use crate::cli::ThemeName;
 use crate::client::{FeedCommand, FeedEvent};
 use crate::protocol::{Anomaly, SkillStat, Subscription};
 use crate::tui::keymap::{Action, Keymap};
 use crate::tui::theme::Theme;
+use crate::tui::theme::ThemeName;
 
 /// Points of per-skill history kept for sparklines and charts.
 pub const HISTORY_LEN: usize = 240;

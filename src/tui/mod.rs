@@ -113,7 +113,7 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut term_signal = terminate_signal();
+    let mut shutdown = std::pin::pin!(crate::signal::shutdown());
     let mut feed_open = true;
     let mut last_draw: Option<Instant> = None;
     loop {
@@ -166,11 +166,12 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
                 }
             },
             _ = tick.tick() => app.update(Event::Tick(Utc::now())),
-            _ = recv_signal(&mut term_signal) => {
-                tracing::info!("SIGTERM: quitting");
+            sig = &mut shutdown => {
+                if sig == crate::signal::Shutdown::Terminate {
+                    tracing::info!("SIGTERM: quitting");
+                }
                 break;
             }
-            _ = tokio::signal::ctrl_c() => break,
         }
         for cmd in app.outbox.drain(..) {
             if feed.commands.try_send(cmd).is_err() {
@@ -194,32 +195,4 @@ fn convert(ev: crossterm::event::Event) -> Option<Event> {
         C::Resize(w, h) => Some(Event::Resize(w, h)),
         _ => None,
     }
-}
-
-#[cfg(unix)]
-type TermSignal = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type TermSignal = Option<()>;
-
-#[cfg(unix)]
-fn terminate_signal() -> TermSignal {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
-}
-#[cfg(not(unix))]
-fn terminate_signal() -> TermSignal {
-    None
-}
-
-#[cfg(unix)]
-async fn recv_signal(s: &mut TermSignal) {
-    match s {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-#[cfg(not(unix))]
-async fn recv_signal(_s: &mut TermSignal) {
-    std::future::pending::<()>().await
 }

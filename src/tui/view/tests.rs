@@ -302,7 +302,7 @@ fn snapshot_monochrome_styles() {
 #[test]
 fn light_theme_keeps_the_terminal_background() {
     let mut app = app_with_data(3);
-    app.theme = crate::cli::ThemeName::Light;
+    app.theme = crate::tui::theme::ThemeName::Light;
     let t = draw(&app, 100, 30);
     let badge_cells = 20; // the header badge is the only filled background
     let filled = t

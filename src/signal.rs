@@ -1,0 +1,39 @@
+//! The shutdown signals (SIGINT / Ctrl-C and SIGTERM) in one place, for the
+//! server, the demo and the dashboard.
+//!
+//! Owns only waiting for a signal; what to do then (close sessions with
+//! 1001, restore the terminal) is the caller's.
+
+/// Which signal asked us to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// SIGINT (Ctrl-C outside raw mode, `kill -INT`).
+    Interrupt,
+    /// SIGTERM (`kill`, service managers).
+    Terminate,
+}
+
+/// Resolves on the first SIGINT or SIGTERM after it is first polled. Keep
+/// one pinned future across a loop (`std::pin::pin!`) rather than calling
+/// this each iteration, so a signal between two polls is not missed. If the
+/// SIGTERM handler cannot be installed only SIGINT is awaited.
+pub async fn shutdown() -> Shutdown {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = ctrl_c() => Shutdown::Interrupt,
+                _ = term.recv() => Shutdown::Terminate,
+            };
+        }
+    }
+    ctrl_c().await;
+    Shutdown::Interrupt
+}
+
+/// SIGINT (resolves at once if its handler cannot be installed, as the
+/// callers always did).
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
