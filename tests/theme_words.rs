@@ -22,6 +22,17 @@ fn print_config(home: &Path, extra: impl FnOnce(&mut Command)) -> (bool, String,
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
+const SOURCES: [&str; 3] = ["flag", "env", "file"];
+
+/// Give the theme `word` through `source` (the file already holds it).
+fn give(c: &mut Command, source: &str, word: &str, file: &Path) {
+    match source {
+        "flag" => c.args(["--theme", word]),
+        "env" => c.env("SKILLMON_THEME", word),
+        _ => c.arg("--config").arg(file),
+    };
+}
+
 #[test]
 fn flag_env_and_file_accept_the_same_theme_words() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -39,13 +50,8 @@ fn flag_env_and_file_accept_the_same_theme_words() {
     ];
     for (word, theme) in words {
         std::fs::write(&file, format!("theme = {word:?}\n")).expect("write config");
-        let runs: [(&str, Box<dyn FnOnce(&mut Command)>); 3] = [
-            ("flag", Box::new(|c| _ = c.args(["--theme", word]))),
-            ("env", Box::new(|c| _ = c.env("SKILLMON_THEME", word))),
-            ("file", Box::new(|c| _ = c.arg("--config").arg(&file))),
-        ];
-        for (source, how) in runs {
-            let (ok, out, err) = print_config(home, how);
+        for source in SOURCES {
+            let (ok, out, err) = print_config(home, |c| give(c, source, word, &file));
             assert!(ok, "{word:?} via {source}: {err}");
             let want = format!("theme = \"{theme}\"  # {source}");
             assert!(out.contains(&want), "{word:?} via {source}: {out}");
@@ -53,13 +59,8 @@ fn flag_env_and_file_accept_the_same_theme_words() {
     }
     for word in ["purple", "mon", "dark,light"] {
         std::fs::write(&file, format!("theme = {word:?}\n")).expect("write config");
-        let runs: [(&str, Box<dyn FnOnce(&mut Command)>); 3] = [
-            ("flag", Box::new(|c| _ = c.args(["--theme", word]))),
-            ("env", Box::new(|c| _ = c.env("SKILLMON_THEME", word))),
-            ("file", Box::new(|c| _ = c.arg("--config").arg(&file))),
-        ];
-        for (source, how) in runs {
-            let (ok, out, err) = print_config(home, how);
+        for source in SOURCES {
+            let (ok, out, err) = print_config(home, |c| give(c, source, word, &file));
             assert!(!ok, "{word:?} via {source} was accepted: {out}");
             assert!(
                 err.contains("dark") && err.contains("mono"),
