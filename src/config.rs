@@ -403,6 +403,34 @@ mod tests {
     }
 
     #[test]
+    fn sources_are_the_callers_not_guessed_from_the_environment() {
+        let args = WatchOptions {
+            url: Some(("ws://e:1".into(), Source::Env)),
+            skills: Some((vec!["s".into()], Source::Env)),
+            theme: Some((ThemeName::Light, Source::Flag)),
+            ..WatchOptions::default()
+        };
+        let c = merge(&args, FileConfig::default(), None, false, false).unwrap();
+        assert_eq!(
+            (c.url_source, c.skills_source, c.theme_source),
+            (Source::Env, Source::Env, Source::Flag)
+        );
+        let empty = WatchOptions {
+            skills: Some((Vec::new(), Source::Env)),
+            ..WatchOptions::default()
+        };
+        let file = FileConfig {
+            skills: Some(vec!["f".into()]),
+            ..FileConfig::default()
+        };
+        let c = merge(&empty, file, None, true, false).unwrap();
+        assert_eq!(
+            (c.skills, c.skills_source),
+            (vec!["f".to_string()], Source::File)
+        );
+    }
+
+    #[test]
     fn bad_theme_in_file_is_named() {
         let file = FileConfig {
             theme: Some("purple".into()),

@@ -14,7 +14,7 @@ pub mod headless;
 pub mod logging;
 pub mod protocol;
 pub mod server;
-pub mod signal;
+pub(crate) mod signal;
 pub mod store;
 pub mod tui;
 pub mod watch;
