@@ -13,23 +13,25 @@ pub enum Shutdown {
     Terminate,
 }
 
-/// Resolves on the first SIGINT or SIGTERM after it is first polled. Keep
-/// one pinned future across a loop (`std::pin::pin!`) rather than calling
-/// this each iteration, so a signal between two polls is not missed. If the
-/// SIGTERM handler cannot be installed only SIGINT is awaited.
-pub async fn shutdown() -> Shutdown {
+/// Resolves on the first SIGINT or SIGTERM. The SIGTERM handler is
+/// installed when this is called (inside the runtime), so keep one pinned
+/// future across a loop (`std::pin::pin!`) rather than calling this each
+/// iteration, and no signal between two polls is missed. If the SIGTERM
+/// handler cannot be installed only SIGINT is awaited.
+pub fn shutdown() -> impl Future<Output = Shutdown> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
             return tokio::select! {
                 _ = ctrl_c() => Shutdown::Interrupt,
                 _ = term.recv() => Shutdown::Terminate,
             };
         }
+        ctrl_c().await;
+        Shutdown::Interrupt
     }
-    ctrl_c().await;
-    Shutdown::Interrupt
 }
 
 /// SIGINT (resolves at once if its handler cannot be installed, as the
