@@ -3,13 +3,13 @@
 //! mode under concurrent writes. The server keeps serving, `/healthz` says
 //! what is going on, it recovers by itself, and it never writes the file.
 
-mod common;
+mod support;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use common::*;
 use serde_json::json;
 use skillmon::store::{DbState, Store};
+use support::*;
 
 fn empty_data() -> serde_json::Value {
     json!({"top_skills": [], "anomalies": []})

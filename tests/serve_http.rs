@@ -2,9 +2,9 @@
 //! `/healthz` and `/metrics` (ext), a clear status for malformed upgrade
 //! requests, 503 past the connection limit.
 
-mod common;
+mod support;
 
-use common::*;
+use support::*;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 

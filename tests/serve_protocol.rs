@@ -1,17 +1,17 @@
 //! `skillmon serve` over real sockets: the frames, their order, their values
 //! against a real SQLite file, subscriptions, ping, seq, anomalies, bad input
 //! and shutdown. Every frame a test receives also passes the per-connection
-//! checks in `common::Client::check` (valid, known type, `connected` first,
+//! checks in `support::Client::check` (valid, known type, `connected` first,
 //! `seq` strictly increasing).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use futures_util::SinkExt as _;
 use serde_json::{Value, json};
 use skillmon::protocol::parse_timestamp;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connected_first_then_an_update_at_once() {

@@ -3,12 +3,12 @@
 //! skills with long names, top 1000) and a short interval fill the socket
 //! buffers quickly.
 
-mod common;
+mod support;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SKILLS: usize = 1000;

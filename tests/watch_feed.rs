@@ -2,18 +2,18 @@
 //! resubscription after `serve` restarts, no retry on an auth failure,
 //! retry on "try later", and round-trip times from session-buddy's bare pong.
 
-mod watch_support;
+mod support;
 
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use skillmon::client::{Feed, FeedEvent};
 use skillmon::protocol::Subscription;
+use support::*;
 use tokio::sync::mpsc::Receiver;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use watch_support::*;
 
 /// The next event matching `pred`, skipping others; fails after 10 s.
 async fn next_matching(
@@ -53,7 +53,7 @@ fn update_skills(ev: &FeedEvent) -> Option<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_serve_restarts_and_resubscribes() {
     let db = make_db();
-    let server = serve(&db.path).await;
+    let server = serve(&db.path, WATCH_INTERVAL).await;
     let addr = server.addr;
     let (feed, mut rx) = Feed::spawn(server.url(), Subscription::from_names(["mypy"]));
     next_matching(&mut rx, "connected", |e| {

@@ -2,14 +2,14 @@
 //! against a real `skillmon serve` on a temp DB, and against a tiny
 //! session-buddy-like server (compat frames only).
 
-mod watch_support;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use watch_support::*;
+use support::*;
 
 fn assert_matches_db(frame: &Value, db: &[(String, u64, f64, Option<f64>)]) {
     let top = frame["data"]["top_skills"].as_array().expect("top_skills");
@@ -25,7 +25,7 @@ fn assert_matches_db(frame: &Value, db: &[(String, u64, f64, Option<f64>)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_json_equals_the_database() {
     let db = make_db();
-    let server = serve(&db.path).await;
+    let server = serve(&db.path, WATCH_INTERVAL).await;
     let out = run_ok(db.dir.path(), &["watch", &server.url(), "--once", "--json"]).await;
     let text = String::from_utf8(out.stdout).expect("utf8");
     assert_eq!(text.lines().count(), 1, "{text}");
@@ -49,7 +49,7 @@ async fn once_json_equals_the_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_table_shows_the_database_values() {
     let db = make_db();
-    let server = serve(&db.path).await;
+    let server = serve(&db.path, WATCH_INTERVAL).await;
     let out = run_ok(db.dir.path(), &["watch", &server.url(), "--once"]).await;
     let text = String::from_utf8(out.stdout).expect("utf8");
     let lines: Vec<&str> = text.lines().collect();
@@ -80,7 +80,7 @@ async fn once_table_shows_the_database_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_stream_prints_one_line_per_update() {
     let db = make_db();
-    let server = serve(&db.path).await;
+    let server = serve(&db.path, WATCH_INTERVAL).await;
     let mut c = command(db.dir.path());
     // stdout is a pipe, not a terminal: JSON lines even without --json.
     c.args(["watch", &server.url(), "--skill", "mypy"])

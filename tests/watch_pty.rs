@@ -5,14 +5,14 @@
 //! its dashboard shows generated data and a live anomaly, and `q` removes
 //! its temporary files.
 
-mod watch_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
-use watch_support::*;
+use support::*;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -42,15 +42,13 @@ impl Pty {
         let pair = native_pty_system().openpty(size(30, 100)).expect("openpty");
         let mut cmd = CommandBuilder::new(BIN);
         cmd.args(args);
+        // The clean environment of every child, plus a terminal. Temporary
+        // files (the demo's database) land in `home/tmp`, where a test can look.
         cmd.env_clear();
-        cmd.env("HOME", home);
-        cmd.env("XDG_CONFIG_HOME", home.join("config"));
-        cmd.env("XDG_DATA_HOME", home.join("data"));
+        for (k, v) in clean_env(home) {
+            cmd.env(k, v);
+        }
         cmd.env("TERM", "xterm-256color");
-        // Temporary files (the demo's database) land where a test can look.
-        let tmp = home.join("tmp");
-        std::fs::create_dir_all(&tmp).expect("tmp dir");
-        cmd.env("TMPDIR", &tmp);
         let child = pair.slave.spawn_command(cmd).expect("spawn");
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().expect("reader");
@@ -137,7 +135,7 @@ fn live_with(screen: &vt100::Screen, skill: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_the_db_and_q_restores_the_terminal() {
     let db = make_db();
-    let server = serve(&db.path).await;
+    let server = serve(&db.path, WATCH_INTERVAL).await;
     let url = server.url();
     let home = db.dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
@@ -176,7 +174,7 @@ async fn dashboard_shows_the_db_and_q_restores_the_terminal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_and_sigterm_restore_the_terminal() {
     let db = make_db();
-    let server = serve(&db.path).await;
+    let server = serve(&db.path, WATCH_INTERVAL).await;
     let url = server.url();
     let home = db.dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
