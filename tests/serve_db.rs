@@ -15,6 +15,22 @@ fn empty_data() -> serde_json::Value {
     json!({"top_skills": [], "anomalies": []})
 }
 
+/// The first update where `what` holds carries exactly the database's ranked
+/// rows, and `/healthz` reports the database `ok` after it: the update, the
+/// health status and body.
+async fn served_again(
+    c: &mut Client,
+    addr: std::net::SocketAddr,
+    db: &std::path::Path,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> (serde_json::Value, u16, serde_json::Value) {
+    let u = c.update_where(what, pred).await;
+    assert_eq!(compat_top(&u), expected_top(db, 10));
+    let (code, h) = wait_health_db(addr, c, "ok").await;
+    (u, code, h)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_at_start_then_created() {
     let db = TestDb::missing();
@@ -38,11 +54,10 @@ async fn missing_at_start_then_created() {
 
     let conn = db.create();
     seed_basic(&conn);
-    let u = c
-        .update_where("data appears", |u| names(u).len() == 4)
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
-    let (code, h) = wait_health_db(server.addr, &mut c, "ok").await;
+    let (_, code, h) = served_again(&mut c, server.addr, &db.path, "data appears", |u| {
+        names(u).len() == 4
+    })
+    .await;
     assert_eq!(code, 200, "{h}");
     assert_eq!(h["status"], "ok");
     server.stop().await.unwrap();
@@ -72,11 +87,10 @@ async fn empty_file_then_foreign_tables_then_the_schema() {
     drop(conn);
     let conn = db.create();
     seed_basic(&conn);
-    let u = c
-        .update_where("data appears", |u| names(u).len() == 4)
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
-    let (code, _) = wait_health_db(server.addr, &mut c, "ok").await;
+    let (_, code, _) = served_again(&mut c, server.addr, &db.path, "data appears", |u| {
+        names(u).len() == 4
+    })
+    .await;
     assert_eq!(code, 200);
     server.stop().await.unwrap();
 }
@@ -96,11 +110,10 @@ async fn not_a_database_is_reported_and_replaced_recovers() {
     seed_basic(&conn);
     drop(conn);
     std::fs::rename(&fresh.path, &db.path).unwrap();
-    let u = c
-        .update_where("data appears", |u| names(u).len() == 4)
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
-    wait_health_db(server.addr, &mut c, "ok").await;
+    served_again(&mut c, server.addr, &db.path, "data appears", |u| {
+        names(u).len() == 4
+    })
+    .await;
     server.stop().await.unwrap();
 }
 
@@ -134,13 +147,10 @@ async fn locked_by_a_writer_keeps_serving_and_recovers_after_commit() {
     );
 
     conn.execute_batch("COMMIT").unwrap();
-    let u = c
-        .update_where("fresh appears", |u| {
-            names(u).first().map(String::as_str) == Some("fresh")
-        })
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
-    let (code, _) = wait_health_db(server.addr, &mut c, "ok").await;
+    let (_, code, _) = served_again(&mut c, server.addr, &db.path, "fresh appears", |u| {
+        names(u).first().map(String::as_str) == Some("fresh")
+    })
+    .await;
     assert_eq!(code, 200);
     server.stop().await.unwrap();
 }
@@ -205,11 +215,10 @@ async fn deleted_while_running_then_recreated() {
 
     let conn = db.create();
     invoke_n(&conn, "reborn", 2, 2);
-    let u = c
-        .update_where("recovered", |u| names(u) == ["reborn"])
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
-    wait_health_db(server.addr, &mut c, "ok").await;
+    served_again(&mut c, server.addr, &db.path, "recovered", |u| {
+        names(u) == ["reborn"]
+    })
+    .await;
     server.stop().await.unwrap();
 }
 
@@ -458,11 +467,10 @@ async fn locked_at_start_serves_empty_then_the_data_after_commit() {
     assert!(h["db_detail"].as_str().unwrap().contains("locked"), "{h}");
     assert_eq!(c.next_update().await["data"], empty_data());
     conn.execute_batch("COMMIT").unwrap();
-    let u = c
-        .update_where("data after commit", |u| names(u).len() == 4)
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
+    let (u, _, _) = served_again(&mut c, server.addr, &db.path, "data after commit", |u| {
+        names(u).len() == 4
+    })
+    .await;
     assert_eq!(u["data"]["top_skills"][1]["total_invocations"], 4);
-    wait_health_db(server.addr, &mut c, "ok").await;
     server.stop().await.unwrap();
 }

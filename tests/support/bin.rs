@@ -36,16 +36,28 @@ pub fn command(home: &Path) -> Command {
     c
 }
 
-/// Run `skillmon ARGS` (config and logs under `home`) and insist it succeeds.
-pub async fn run_ok(home: &Path, args: &[&str]) -> Output {
+/// Run `skillmon ARGS` (config and logs under `home`) to completion.
+pub async fn run_in(home: &Path, args: &[&str]) -> Output {
     let mut c = command(home);
     c.args(args);
-    let out = output(c).await;
+    output(c).await
+}
+
+/// Run `skillmon ARGS` (config and logs under `home`) and insist it succeeds.
+pub async fn run_ok(home: &Path, args: &[&str]) -> Output {
+    let out = run_in(home, args).await;
     assert!(
         out.status.success(),
         "skillmon {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// Run `skillmon ARGS` (config and logs under `home`) and insist it fails.
+pub async fn run_fails(home: &Path, args: &[&str]) -> Output {
+    let out = run_in(home, args).await;
+    assert!(!out.status.success(), "skillmon {args:?} succeeded");
     out
 }
 
