@@ -31,12 +31,23 @@ async fn served_again(
     (u, code, h)
 }
 
+/// A server on the [`seed_basic`] data (no connection to the file left
+/// open) and a client that has seen its four skills.
+async fn serving_basic() -> (TestDb, skillmon::server::Handle, Client) {
+    let (db, conn) = TestDb::new();
+    seed_basic(&conn);
+    drop(conn);
+    let server = serve(&db.path, SHORT_INTERVAL).await;
+    let (mut c, _) = Client::connect(&server.url()).await;
+    assert_eq!(names(&c.next_update().await).len(), 4);
+    (db, server, c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_at_start_then_created() {
     let db = TestDb::missing();
     let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (mut c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(u["data"], empty_data());
     let (code, h) = health(server.addr).await;
     assert_eq!(code, 503, "{h}");
@@ -164,12 +175,7 @@ fn invoke_n_in_tx(conn: &rusqlite::Connection, skill: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaced_by_another_file_serves_the_new_data() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    drop(conn);
-    let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    assert_eq!(names(&c.next_update().await).len(), 4);
+    let (db, server, mut c) = serving_basic().await;
 
     // Written elsewhere, then renamed over the served path (atomic replace).
     let other = db.sibling("next.db");
@@ -196,12 +202,7 @@ async fn replaced_by_another_file_serves_the_new_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_while_running_then_recreated() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    drop(conn);
-    let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    assert_eq!(names(&c.next_update().await).len(), 4);
+    let (db, server, mut c) = serving_basic().await;
 
     std::fs::remove_file(&db.path).unwrap();
     c.update_where("empty after delete", |u| u["data"] == empty_data())
@@ -379,8 +380,7 @@ async fn server_ticks_cost_no_queries_on_unchanged_data() {
     seed_basic(&conn);
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let stats = &server.shared.stats;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let queries = stats.db_queries.load(Relaxed);
     let ticks = stats.ticks.load(Relaxed);
     assert!(queries >= 1);

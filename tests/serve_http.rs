@@ -67,8 +67,7 @@ async fn healthz_and_metrics() {
     let (db, conn) = TestDb::new();
     seed_basic(&conn);
     let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
 
     let r = http_get(server.addr, "/healthz").await;
     assert_eq!(r.status, 200, "{}", r.head);
@@ -215,8 +214,7 @@ async fn past_the_connection_limit_gets_503() {
     let mut cfg = config(&db.path, LONG_INTERVAL, 10);
     cfg.max_connections = 1;
     let server = start(cfg).await;
-    let (mut a, _) = Client::connect(&server.url()).await;
-    a.next_update().await;
+    let (mut a, _) = Client::connect_and_update(&server.url()).await;
     match tokio_tungstenite::connect_async(server.url()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status().as_u16(), 503);

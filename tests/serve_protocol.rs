@@ -85,8 +85,7 @@ async fn values_and_ranking_equal_the_database() {
     let (db, conn) = TestDb::new();
     seed_basic(&conn);
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (_c, u) = Client::connect_and_update(&server.url()).await;
 
     // Exactly what skill_metrics holds, ranked total desc then name, total > 0.
     assert_eq!(compat_top(&u), expected_top(&db.path, 10));
@@ -123,8 +122,7 @@ async fn top_n_is_respected() {
     let (db, conn) = TestDb::new();
     seed_basic(&conn);
     let server = start(config(&db.path, LONG_INTERVAL, 2)).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (_c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(names(&u), ["gamma", "alpha"]);
     assert_eq!(compat_top(&u), expected_top(&db.path, 2));
     server.stop().await.unwrap();
@@ -135,8 +133,7 @@ async fn live_update_when_another_connection_writes() {
     let (db, conn) = TestDb::new();
     seed_basic(&conn);
     let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let first = c.next_update().await;
+    let (mut c, first) = Client::connect_and_update(&server.url()).await;
     assert!(!names(&first).contains(&"fresh".to_owned()));
 
     // A separate writer connection, as session-buddy would be.
@@ -169,8 +166,7 @@ async fn every_subscribe_form_is_confirmed_and_followed_by_an_update() {
     seed_basic(&conn);
     // 30 s interval: the update after each confirmation is not a tick.
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let all = ["gamma", "alpha", "beta", "delta"];
 
     let (conf, u) = c
@@ -235,8 +231,7 @@ async fn every_subscribe_form_is_confirmed_and_followed_by_an_update() {
 async fn ping_pong_echoes_the_id() {
     let (db, _conn) = TestDb::new();
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     for id in [json!(7), json!("abc"), json!({"n": [1, 2]}), json!(0.5)] {
         c.send_json(json!({"type": "ping", "id": id})).await;
         assert_eq!(c.next_frame().await, json!({"type": "pong", "id": id}));
@@ -279,8 +274,7 @@ async fn seq_strictly_increases_across_subscription_changes() {
     assert!(c.updates_seen >= 11, "{}", c.updates_seen);
 
     // Another connection counts on its own.
-    let (mut d, _) = Client::connect(&server.url()).await;
-    let first = d.next_update().await;
+    let (_d, first) = Client::connect_and_update(&server.url()).await;
     assert!(first["seq"].as_u64().unwrap() <= c.last_seq.unwrap());
     server.stop().await.unwrap();
 }
@@ -295,8 +289,7 @@ async fn filtered_client_gets_its_rows_its_anomalies_and_every_tick() {
     skillmon::store::fixture::insert_anomaly(&conn, "gamma", &recent, "spike", Some(3.0)).unwrap();
     // Top 2: delta ranks 4th.
     let server = start(config(&db.path, SHORT_INTERVAL, 2)).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (mut c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(names(&u), ["gamma", "alpha"]);
     assert_eq!(anomaly_keys(&u).len(), 2);
 
@@ -394,8 +387,7 @@ async fn anomalies_of_the_last_hour_by_real_time_newest_first() {
     .unwrap();
 
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (_c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(
         anomaly_keys(&u),
         [
@@ -422,8 +414,7 @@ async fn anomalies_of_the_last_hour_by_real_time_newest_first() {
 
     // At most top N of them.
     let server = start(config(&db.path, LONG_INTERVAL, 2)).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (_c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(anomaly_keys(&u).len(), 2);
     assert_eq!(anomaly_keys(&u)[0].0, "delta");
     server.stop().await.unwrap();
@@ -434,8 +425,7 @@ async fn bad_input_gets_error_frames_and_the_connection_stays_open() {
     let (db, conn) = TestDb::new();
     seed_basic(&conn);
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let cases = [
         ("not json", "invalid_json"),
         ("", "invalid_json"),
@@ -539,8 +529,7 @@ async fn a_flood_gets_rate_limited_then_served_again() {
     let (db, conn) = TestDb::new();
     seed_basic(&conn);
     let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let ping = tokio_tungstenite::tungstenite::Message::text(r#"{"type":"ping","id":1}"#);
     let e = flood_until_rate_limited(&mut c, ping, 300).await;
     assert_eq!(e["type"], "error");
@@ -555,8 +544,7 @@ async fn a_binary_flood_gets_rate_limited_too() {
     let (db, conn) = TestDb::new();
     seed_basic(&conn);
     let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let bin = tokio_tungstenite::tungstenite::Message::binary(vec![0u8; 16]);
     flood_until_rate_limited(&mut c, bin, 300).await;
     answered_again(&mut c).await;
@@ -568,8 +556,7 @@ async fn a_message_over_64_kib_is_closed_with_1009() {
     let (db, conn) = TestDb::new();
     seed_basic(&conn);
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let big = format!(
         r#"{{"type":"subscribe","skill":"{}"}}"#,
         "x".repeat(64 * 1024 + 1)
@@ -579,8 +566,7 @@ async fn a_message_over_64_kib_is_closed_with_1009() {
 
     // Exactly 64 KiB in total is still accepted (and refused as bad_request,
     // since the name is too long), on a fresh connection.
-    let (mut d, _) = Client::connect(&server.url()).await;
-    d.next_update().await;
+    let (mut d, _) = Client::connect_and_update(&server.url()).await;
     let prefix = r#"{"type":"subscribe","skill":""#;
     let pad = 64 * 1024 - prefix.len() - 2;
     d.send_text(format!("{prefix}{}\"}}", "y".repeat(pad)))
@@ -597,8 +583,7 @@ async fn stop_closes_every_client_with_1001_within_a_second() {
     let addr = server.addr;
     let mut clients = Vec::new();
     for i in 0..4 {
-        let (mut c, _) = Client::connect(&server.url()).await;
-        c.next_update().await;
+        let (mut c, _) = Client::connect_and_update(&server.url()).await;
         if i % 2 == 1 {
             c.subscribe(json!({"type": "subscribe", "skill": "alpha"}))
                 .await;
@@ -705,8 +690,7 @@ async fn subscription_size_limits() {
     let (db, conn) = TestDb::new();
     seed_basic(&conn);
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let many: Vec<String> = (0..64).map(|i| format!("s{i}")).collect();
     let (conf, u) = c
         .subscribe(json!({"type": "subscribe", "skills": many}))
@@ -739,8 +723,7 @@ async fn an_anomaly_ages_out_of_the_hour_without_any_write() {
     skillmon::store::fixture::insert_anomaly(&conn, "beta", &fresh, "spike", Some(2.0)).unwrap();
     drop(conn);
     let server = serve(&db.path, Duration::from_millis(100)).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (mut c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(
         anomaly_keys(&u),
         [
@@ -775,8 +758,7 @@ async fn a_fragmented_message_over_64_kib_is_closed_with_1009() {
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
     let (db, _conn) = TestDb::new();
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     // Three 30 KiB fragments: each frame is small, the message is not.
     let part = vec![b' '; 30 * 1024];
     let frames = [
@@ -807,8 +789,7 @@ async fn abandoned_subscription_groups_are_dropped() {
     c.next_update().await;
     c.next_update().await;
     assert_eq!(server.shared.hub.groups(), 1);
-    let (mut d, _) = Client::connect(&server.url()).await;
-    d.next_update().await;
+    let (_d, _) = Client::connect_and_update(&server.url()).await;
     assert_eq!(server.shared.hub.groups(), 2, "nope + all");
     server.stop().await.unwrap();
 }
@@ -846,14 +827,12 @@ async fn invalid_utf8_gets_1007_and_a_protocol_violation_1002() {
     let (db, _conn) = TestDb::new();
     let server = serve(&db.path, LONG_INTERVAL).await;
 
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let bad_text = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
     c.ws.send(Message::Frame(bad_text)).await.unwrap();
     assert_eq!(c.close_code_within(DEADLINE).await, 1007);
 
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let reserved = Frame::message(vec![1u8, 2, 3], OpCode::Data(Data::Reserved(3)), true);
     c.ws.send(Message::Frame(reserved)).await.unwrap();
     assert_eq!(c.close_code_within(DEADLINE).await, 1002);

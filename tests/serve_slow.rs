@@ -59,8 +59,7 @@ async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
     let server = start(cfg).await;
     let stats = &server.shared.stats;
 
-    let (mut good, _) = Client::connect(&server.url()).await;
-    let first = good.next_update().await;
+    let (mut good, first) = Client::connect_and_update(&server.url()).await;
     assert_eq!(names(&first).len(), SKILLS);
     let frame_bytes = first.to_string().len();
     assert!(frame_bytes > 200_000, "{frame_bytes}");
@@ -114,8 +113,7 @@ async fn stop_with_a_stuck_client_still_closes_the_others_with_1001() {
     let server = start(cfg).await;
     let shared = server.shared.clone();
 
-    let (mut good, _) = Client::connect(&server.url()).await;
-    good.next_update().await;
+    let (mut good, _) = Client::connect_and_update(&server.url()).await;
     let raw = stuck_client(server.addr).await;
     // Wait until the stuck client takes no more frames: frames sent to
     // anyone but the good client stay flat over several of its updates

@@ -11,6 +11,14 @@ use std::time::Duration;
 use serde_json::Value;
 use support::*;
 
+/// `watch URL --once` and the whitespace-separated `flags`.
+fn once_args<'a>(url: &'a str, flags: &'a str) -> Vec<&'a str> {
+    ["watch", url, "--once"]
+        .into_iter()
+        .chain(flags.split_whitespace())
+        .collect()
+}
+
 fn assert_matches_db(frame: &Value, db: &[(String, u64, f64, Option<f64>)]) {
     let top = frame["data"]["top_skills"].as_array().expect("top_skills");
     assert_eq!(top.len(), db.len(), "{frame}");
@@ -239,14 +247,7 @@ async fn compat_once_json_and_table_against_session_buddy() {
 async fn compat_filtered_subscription_and_missing_skill() {
     let sb = session_buddy(Duration::from_millis(200)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let args = [
-        "watch",
-        &sb.url,
-        "--once",
-        "--json",
-        "--skill",
-        "pytest-run",
-    ];
+    let args = once_args(&sb.url, "--json --skill pytest-run");
     let out = run_ok(dir.path(), &args).await;
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["data"]["top_skills"].as_array().map(Vec::len), Some(1));
@@ -267,15 +268,7 @@ async fn compat_filtered_subscription_and_missing_skill() {
     );
 
     // A skill outside the top 10 gets no frame at all: a clear timeout.
-    let args = [
-        "watch",
-        &sb.url,
-        "--once",
-        "--skill",
-        "nope",
-        "--timeout",
-        "700ms",
-    ];
+    let args = once_args(&sb.url, "--skill nope --timeout 700ms");
     let out = run_in(dir.path(), &args).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -288,15 +281,7 @@ async fn compat_filtered_subscription_and_missing_skill() {
 async fn compat_multi_skill_once_shows_only_the_asked_skills() {
     let sb = session_buddy(Duration::from_millis(200)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let args = [
-        "watch",
-        &sb.url,
-        "--once",
-        "--skill",
-        "pytest-run",
-        "--skill",
-        "mypy",
-    ];
+    let args = once_args(&sb.url, "--skill pytest-run --skill mypy");
     let out = run_ok(dir.path(), &args).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pytest-run"), "{text}");

@@ -66,6 +66,14 @@ impl Client {
         (c, hello)
     }
 
+    /// Connect and consume the `connected` frame and the first
+    /// `metrics_update`, returning the update.
+    pub async fn connect_and_update(url: &str) -> (Self, Value) {
+        let (mut c, _) = Self::connect(url).await;
+        let update = c.next_update().await;
+        (c, update)
+    }
+
     /// The next event, or `None` when nothing came within `deadline`.
     pub async fn next_event_within(&mut self, deadline: Duration) -> Option<Event> {
         loop {
