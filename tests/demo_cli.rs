@@ -6,24 +6,14 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::mpsc;
 
-use futures_util::StreamExt;
-use skillmon::protocol::ServerMessage;
-use support::{DEADLINE, Ws, command, send_lines, stderr_lines, terminate};
+use support::{DEADLINE, Ws, command, next_parsed_update, send_lines, stderr_lines, terminate};
 
 mod support;
 
-/// Total invocations in the next update that satisfies `pred`.
+/// Total invocations in the next update.
 async fn next_total(ws: &mut Ws) -> u64 {
-    loop {
-        let msg = tokio::time::timeout(DEADLINE, ws.next())
-            .await
-            .expect("a frame before the deadline")
-            .expect("connection open")
-            .expect("a frame");
-        if let Ok(ServerMessage::MetricsUpdate(u)) = ServerMessage::parse(msg.to_text().unwrap()) {
-            return u.data.top_skills.iter().map(|s| s.total_invocations).sum();
-        }
-    }
+    let u = next_parsed_update(ws).await;
+    u.data.top_skills.iter().map(|s| s.total_invocations).sum()
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use skillmon::protocol::ServerMessage;
+use skillmon::protocol::{MetricsUpdate, ServerMessage};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -278,4 +278,24 @@ pub fn anomaly_keys(update: &Value) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The next `metrics_update` on a bare stream, parsed into the crate's own
+/// type (other frames skipped); panics when the stream ends or nothing
+/// parses within [`DEADLINE`].
+pub async fn next_parsed_update(ws: &mut Ws) -> MetricsUpdate {
+    let wait = async {
+        while let Some(msg) = ws.next().await {
+            let msg = msg.unwrap_or_else(|e| panic!("waiting for an update: {e}"));
+            if let Ok(text) = msg.to_text()
+                && let Ok(ServerMessage::MetricsUpdate(u)) = ServerMessage::parse(text)
+            {
+                return u;
+            }
+        }
+        panic!("connection ended before an update");
+    };
+    tokio::time::timeout(DEADLINE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("no update within {DEADLINE:?}"))
 }
