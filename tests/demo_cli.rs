@@ -2,11 +2,12 @@
 //! into it, serves it, and removes its files on exit; `--keep-db` and
 //! `--generate` never overwrite a file.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::mpsc;
 
-use support::{DEADLINE, Ws, command, next_parsed_update, send_lines, stderr_lines, terminate};
+use support::{DEADLINE, Ws, command, next_parsed_update, send_lines, spawn_logging, terminate};
 
 mod support;
 
@@ -19,14 +20,8 @@ async fn next_total(ws: &mut Ws) -> u64 {
 #[tokio::test]
 async fn demo_writes_serves_and_removes_its_files() {
     let home = tempfile::tempdir().expect("home");
-    let mut child = command(home.path())
-        .args(["demo", "--serve-only", "--port", "0", "--interval", "100ms"])
-        .env("SKILLMON_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn skillmon demo");
-    let lines = stderr_lines(&mut child);
+    let args = ["demo", "--serve-only", "--port", "0", "--interval", "100ms"].map(OsStr::new);
+    let (child, lines) = spawn_logging(home.path(), &args);
     let (mut db, mut url) = (None::<PathBuf>, None::<String>);
     while db.is_none() || url.is_none() {
         let line = lines.recv_timeout(DEADLINE).expect("demo start-up lines");

@@ -4,7 +4,8 @@
 
 mod support;
 
-use std::process::{Child, Stdio};
+use std::ffi::OsStr;
+use std::process::Child;
 use std::sync::mpsc;
 
 use support::*;
@@ -77,15 +78,8 @@ struct Running {
 /// "listening on ws://..." line on stderr.
 async fn spawn_server(db: &std::path::Path) -> Running {
     let home = db.parent().expect("the db's temp dir");
-    let mut child = command(home)
-        .args(["serve", "--port", "0", "--interval", "100ms", "--db"])
-        .arg(db)
-        .env("SKILLMON_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn skillmon serve");
-    let lines = stderr_lines(&mut child);
+    let args = ["serve", "--port", "0", "--interval", "100ms", "--db"].map(OsStr::new);
+    let (child, lines) = spawn_logging(home, &[&args[..], &[db.as_os_str()]].concat());
     let mut running = Running {
         child,
         lines,

@@ -4,7 +4,7 @@
 //! config and data dirs and `TMPDIR` all inside a temp dir the test owns, so
 //! no config file, log file or temp file of the user's is read or written.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -104,6 +104,20 @@ pub fn send_lines<T: Send + 'static>(
             }
         }
     });
+}
+
+/// Spawn `skillmon ARGS` (home `home`) logging at `info` to stderr, stdout
+/// discarded: the child and its stderr lines.
+pub fn spawn_logging(home: &Path, args: &[&OsStr]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = command(home)
+        .args(args)
+        .env("SKILLMON_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn skillmon {args:?}: {e}"));
+    let lines = stderr_lines(&mut child);
+    (child, lines)
 }
 
 /// The lines of a child's stderr (taken from it), read on a thread.
