@@ -136,8 +136,7 @@ impl Running {
 }
 
 async fn signal_closes_clients_with_1001_and_exits_0(signal: &str) {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = spawn_server(&db.path).await;
     assert!(server.url.starts_with("ws://127.0.0.1:"), "{}", server.url);
     let mut clients = Vec::new();

@@ -34,8 +34,7 @@ async fn served_again(
 /// A server on the [`seed_basic`] data (no connection to the file left
 /// open) and a client that has seen its four skills.
 async fn serving_basic() -> (TestDb, skillmon::server::Handle, Client) {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     drop(conn);
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let (mut c, _) = Client::connect(&server.url()).await;
@@ -130,8 +129,7 @@ async fn not_a_database_is_reported_and_replaced_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_by_a_writer_keeps_serving_and_recovers_after_commit() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     // Rollback-journal mode, so an exclusive lock blocks readers.
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -291,8 +289,7 @@ async fn wal_database_written_concurrently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_file_is_byte_identical_after_a_run() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     skillmon::store::fixture::insert_anomaly(
         &conn,
         "alpha",
@@ -343,8 +340,7 @@ async fn the_database_file_is_byte_identical_after_a_run() {
 
 #[test]
 fn store_runs_no_queries_on_unchanged_data() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     let mut store = Store::new(&db.path);
     let r = store.refresh();
     assert!(r.queried);
@@ -376,8 +372,7 @@ fn store_runs_no_queries_on_unchanged_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_ticks_cost_no_queries_on_unchanged_data() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let stats = &server.shared.stats;
     let (mut c, _) = Client::connect_and_update(&server.url()).await;
@@ -452,8 +447,7 @@ async fn a_directory_at_the_path_is_an_error_not_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_at_start_serves_empty_then_the_data_after_commit() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
     invoke(&conn, "alpha", true, Some(1.0));
     let server = serve(&db.path, SHORT_INTERVAL).await;

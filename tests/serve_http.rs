@@ -41,8 +41,7 @@ fn with(name: &'static str, value: &'static str) -> Vec<(&'static str, &'static 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_requests_get_426() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
     for req in [
         "GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
@@ -64,8 +63,7 @@ async fn plain_requests_get_426() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_and_metrics() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let (mut c, _) = Client::connect_and_update(&server.url()).await;
 
@@ -131,8 +129,7 @@ async fn healthz_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_upgrade_requests_get_a_status_naming_the_problem() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
     let cases: Vec<(String, u16, &str)> = vec![
         (upgrade_request("POST", "/ws", &good_headers()), 405, "GET"),
@@ -209,8 +206,7 @@ async fn malformed_upgrade_requests_get_a_status_naming_the_problem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_limit_gets_503() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let mut cfg = config(&db.path, LONG_INTERVAL, 10);
     cfg.max_connections = 1;
     let server = start(cfg).await;

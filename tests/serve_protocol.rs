@@ -15,8 +15,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connected_first_then_an_update_at_once() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     // 30 s interval: an update within the deadline cannot be a tick.
     let server = serve(&db.path, LONG_INTERVAL).await;
 
@@ -53,8 +52,7 @@ async fn connected_first_then_an_update_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn then_one_update_per_interval() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, Duration::from_millis(100)).await;
     let (mut c, hello) = Client::connect(&server.url()).await;
     assert_eq!(hello["interval_ms"], 100);
@@ -82,8 +80,7 @@ async fn then_one_update_per_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_and_ranking_equal_the_database() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
     let (_c, u) = Client::connect_and_update(&server.url()).await;
 
@@ -119,8 +116,7 @@ async fn values_and_ranking_equal_the_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_n_is_respected() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = start(config(&db.path, LONG_INTERVAL, 2)).await;
     let (_c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(names(&u), ["gamma", "alpha"]);
@@ -130,8 +126,7 @@ async fn top_n_is_respected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_update_when_another_connection_writes() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let (mut c, first) = Client::connect_and_update(&server.url()).await;
     assert!(!names(&first).contains(&"fresh".to_owned()));
@@ -162,8 +157,7 @@ async fn live_update_when_another_connection_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subscribe_form_is_confirmed_and_followed_by_an_update() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     // 30 s interval: the update after each confirmation is not a tick.
     let server = serve(&db.path, LONG_INTERVAL).await;
     let (mut c, _) = Client::connect_and_update(&server.url()).await;
@@ -246,8 +240,7 @@ async fn ping_pong_echoes_the_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seq_strictly_increases_across_subscription_changes() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let (mut c, _) = Client::connect(&server.url()).await;
     // Client::check asserts seq on every update; switch subscriptions while
@@ -281,8 +274,7 @@ async fn seq_strictly_increases_across_subscription_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_client_gets_its_rows_its_anomalies_and_every_tick() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     let recent = ts_ago(60, "%Y-%m-%dT%H:%M:%SZ");
     let older = ts_ago(120, "%Y-%m-%dT%H:%M:%SZ");
     skillmon::store::fixture::insert_anomaly(&conn, "delta", &older, "drop", Some(-2.5)).unwrap();
@@ -354,8 +346,7 @@ async fn filtered_client_gets_its_rows_its_anomalies_and_every_tick() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anomalies_of_the_last_hour_by_real_time_newest_first() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     let ins = |skill: &str, at: &str, ty: &str, score: Option<f64>| {
         skillmon::store::fixture::insert_anomaly(&conn, skill, at, ty, score).unwrap();
     };
@@ -422,8 +413,7 @@ async fn anomalies_of_the_last_hour_by_real_time_newest_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_error_frames_and_the_connection_stays_open() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
     let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let cases = [
@@ -526,8 +516,7 @@ async fn answered_again(c: &mut Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_gets_rate_limited_then_served_again() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let ping = tokio_tungstenite::tungstenite::Message::text(r#"{"type":"ping","id":1}"#);
@@ -541,8 +530,7 @@ async fn a_flood_gets_rate_limited_then_served_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binary_flood_gets_rate_limited_too() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let bin = tokio_tungstenite::tungstenite::Message::binary(vec![0u8; 16]);
@@ -553,8 +541,7 @@ async fn a_binary_flood_gets_rate_limited_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_over_64_kib_is_closed_with_1009() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
     let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let big = format!(
@@ -577,8 +564,7 @@ async fn a_message_over_64_kib_is_closed_with_1009() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_closes_every_client_with_1001_within_a_second() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let addr = server.addr;
     let mut clients = Vec::new();
@@ -613,8 +599,7 @@ async fn stop_closes_every_client_with_1001_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_before_reading_anything_are_answered_after_connected() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
     let mut c = Client::connect_raw(&server.url()).await;
     // Pipelined before a single frame was read.
@@ -687,8 +672,7 @@ async fn a_frame_in_the_same_packet_as_the_handshake_is_not_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_size_limits() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
     let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let many: Vec<String> = (0..64).map(|i| format!("s{i}")).collect();
@@ -714,8 +698,7 @@ async fn subscription_size_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anomaly_ages_out_of_the_hour_without_any_write() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     // 3 s short of an hour old, so it drops out of the window in ~3 s.
     let edge = ts_ago(3600 - 3, "%Y-%m-%dT%H:%M:%SZ");
     let fresh = ts_ago(60, "%Y-%m-%d %H:%M:%S");
@@ -778,8 +761,7 @@ async fn a_fragmented_message_over_64_kib_is_closed_with_1009() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_subscription_groups_are_dropped() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let (mut c, _) = Client::connect(&server.url()).await;
     for s in ["alpha", "beta", "gamma", "delta", "nope"] {
@@ -796,8 +778,7 @@ async fn abandoned_subscription_groups_are_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unicode_names_and_skill_plus_skills() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     let name = "café-🚀 \"quoted\" \\ tab\t";
     invoke_n(&conn, name, 2, 1);
     let server = serve(&db.path, LONG_INTERVAL).await;

@@ -31,6 +31,13 @@ impl TestDb {
         (db, conn)
     }
 
+    /// A temp dir with a database holding the [`seed_basic`] data set.
+    pub fn seeded() -> (Self, Connection) {
+        let (db, conn) = Self::new();
+        seed_basic(&conn);
+        (db, conn)
+    }
+
     /// Create the schema at `path` and return a writable connection.
     pub fn create(&self) -> Connection {
         fixture::create_db(&self.path).expect("create db")
