@@ -15,6 +15,7 @@ pub mod headless;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod tui;
 pub mod watch;
 
