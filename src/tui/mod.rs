@@ -2,9 +2,9 @@
 //!
 //! Owns raw mode, the alternate screen and mouse capture, and restores them
 //! on every exit path: quit, Ctrl-C and SIGTERM end the loop and an error
-//! returns through [`Screen`]'s `Drop`; on a panic, the hook installed by
+//! returns through `Screen`'s `Drop`; on a panic, the hook installed by
 //! [`ratatui::try_init`] restores the screen before the message is printed
-//! and unwinding drops [`Screen`] (mouse reporting off, cursor shown).
+//! and unwinding drops `Screen` (mouse reporting off, cursor shown).
 //! The loop feeds terminal events, feed events and a 1 s clock tick into
 //! [`app::App::update`] and redraws only when the app is dirty, at most
 //! ~30 frames per second. State lives in [`app`], geometry in [`layout`],

@@ -3,6 +3,11 @@
 //! flag, a quit flag and commands for the feed come out. No I/O, no clock:
 //! "now" is whatever the last event said it was, so rendering is
 //! deterministic.
+//!
+//! The parts live beside it: the data reducer in `data`, connection health
+//! counters in `health`, sort/filter/selection in `selection`; geometry is
+//! [`crate::tui::layout`]'s. Must not call into [`crate::tui::view`] (text
+//! it needs comes from [`crate::text`]).
 
 mod data;
 mod health;
