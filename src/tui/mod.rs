@@ -50,7 +50,9 @@ struct Screen {
 impl Screen {
     fn enter() -> anyhow::Result<Self> {
         let terminal = ratatui::try_init()
-            .inspect_err(|_| ratatui::restore())
+            .inspect_err(|_| {
+                let _ = ratatui::try_restore();
+            })
             .context("cannot switch the terminal to the dashboard (raw mode, alternate screen)")?;
         // From here on, `Drop` restores whatever was switched on.
         let screen = Screen { terminal };
@@ -63,7 +65,7 @@ impl Screen {
 impl Drop for Screen {
     fn drop(&mut self) {
         let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
-        ratatui::restore();
+        let _ = ratatui::try_restore();
         let _ = self.terminal.show_cursor();
     }
 }
