@@ -1,7 +1,9 @@
 //! The real `skillmon watch` binary in a pseudo-terminal against a real
 //! `skillmon serve` on a temp DB: the dashboard shows the DB's skills, and
 //! every way out (q, Ctrl-C, SIGTERM) exits 0 with the terminal restored
-//! (main screen, cursor shown, mouse reporting off). `skillmon demo` too:
+//! (main screen, cursor shown, mouse reporting off), and so does a panic
+//! (triggered through the `SKILLMON_TEST_PANIC_ON_KEY` test hook), its
+//! message readable on the main screen. `skillmon demo` too:
 //! its dashboard shows generated data and a live anomaly, and `q` removes
 //! its temporary files.
 
@@ -39,6 +41,10 @@ fn size(rows: u16, cols: u16) -> PtySize {
 
 impl Pty {
     fn spawn(home: &std::path::Path, args: &[&str]) -> Pty {
+        Pty::spawn_with_env(home, args, &[])
+    }
+
+    fn spawn_with_env(home: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Pty {
         let pair = native_pty_system().openpty(size(30, 100)).expect("openpty");
         let mut cmd = CommandBuilder::new(BIN);
         cmd.args(args);
@@ -49,6 +55,9 @@ impl Pty {
             cmd.env(k, v);
         }
         cmd.env("TERM", "xterm-256color");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = pair.slave.spawn_command(cmd).expect("spawn");
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().expect("reader");
@@ -198,6 +207,40 @@ async fn ctrl_c_and_sigterm_restore_the_terminal() {
         pty.exits_0_restored();
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_restores_the_terminal_and_prints_its_message() {
+    let db = make_db();
+    let server = serve(&db.path, WATCH_INTERVAL).await;
+    let url = server.url();
+    let home = db.dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        // The test hook: pressing 'P' panics inside the dashboard's loop.
+        let mut pty = Pty::spawn_with_env(
+            &home,
+            &["watch", &url],
+            &[("SKILLMON_TEST_PANIC_ON_KEY", "P")],
+        );
+        pty.wait_for("pytest-run", |s| live_with(s, "pytest-run"));
+        assert_ne!(
+            pty.parser.screen().mouse_protocol_mode(),
+            vt100::MouseProtocolMode::None,
+            "mouse reporting is on while the dashboard runs"
+        );
+        pty.send(b"P");
+        let status = pty.wait_exit();
+        assert!(!status.success(), "a panic is a failure: {status:?}");
+        pty.assert_restored();
+        let screen = pty.parser.screen().contents();
+        assert!(
+            screen.contains("panicked") && screen.contains("SKILLMON_TEST_PANIC_ON_KEY"),
+            "the panic message is printed on the main screen:\n{screen}"
+        );
+    })
+    .await
+    .expect("pty test");
+    server.stop().await.expect("stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
