@@ -166,6 +166,8 @@ async fn supervise(
 ) {
     let mut backoff = Backoff::default();
     let mut attempt: u32 = 0;
+    // Offer `skillmon.v1` until a server declines it (session-buddy does).
+    let mut offer_ext = true;
     loop {
         attempt += 1;
         if tx
@@ -180,7 +182,7 @@ async fn supervise(
         }
         tracing::info!("connecting to {url} (attempt {attempt})");
         let connected = tokio::select! {
-            r = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url.as_str())) => r,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&url, &mut offer_ext)) => r,
             _ = tx.closed() => return,
         };
         let (code, reason) = match connected {
@@ -202,7 +204,7 @@ async fn supervise(
                 }
                 (None, describe_connect_error(&e))
             }
-            Ok(Ok((ws, _resp))) => {
+            Ok(Ok(ws)) => {
                 match run_connection(ws, &mut subscription, &tx, &mut cmd_rx, &mut backoff).await {
                     Ended::Stop => return,
                     Ended::Closed(code, reason) => (code, reason),
@@ -258,6 +260,45 @@ async fn supervise(
             }
         }
     }
+}
+
+/// Connect to `url`, offering the `skillmon.v1` subprotocol while
+/// `offer_ext` holds. A server that does not echo it (session-buddy) fails
+/// tungstenite's client handshake, so the offer is then dropped for good
+/// and the connection made again at once, plain: one extra handshake, once
+/// per feed.
+async fn connect(
+    url: &str,
+    offer_ext: &mut bool,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tungstenite::Error,
+> {
+    use tungstenite::client::IntoClientRequest as _;
+    use tungstenite::error::{ProtocolError, SubProtocolError};
+    if *offer_ext {
+        let mut req = url.into_client_request()?;
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            tungstenite::http::HeaderValue::from_static(crate::protocol::SUBPROTOCOL),
+        );
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => return Ok(ws),
+            Err(tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
+                SubProtocolError::NoSubProtocol,
+            ))) => {
+                tracing::info!(
+                    "the server does not speak {} (session-buddy?); using the plain protocol",
+                    crate::protocol::SUBPROTOCOL
+                );
+                *offer_ext = false;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tokio_tungstenite::connect_async(url)
+        .await
+        .map(|(ws, _)| ws)
 }
 
 /// Errors that retrying cannot fix: a bad URL, or the server refusing us.
@@ -381,7 +422,8 @@ where
                         tracing::warn!("server error frame: {:?} {}", error.code, error.message);
                         FeedEvent::ServerError { error, at }
                     }
-                    Ok(ServerMessage::Unknown) => continue,
+                    // Only sent in reply to `get_metrics`, which watch never sends.
+                    Ok(ServerMessage::MetricsResponse(_) | ServerMessage::Unknown) => continue,
                 };
                 if tx.send(event).await.is_err() {
                     let _ = sink.send(Message::Close(Some(normal_close()))).await;
