@@ -489,8 +489,8 @@ async fn watch_feed_negotiates_and_gets_its_first_picture_at_once() {
 }
 
 /// Against a server that does not echo `skillmon.v1` (session-buddy's
-/// `websockets` server), `watch` connects anyway: the declined offer costs
-/// one handshake, then it connects plain and stays plain.
+/// `websockets` server), `watch` connects as before, on the first
+/// connection, and gets the server's frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_feed_works_against_a_server_that_declines_the_subprotocol() {
     use skillmon::client::{Feed, FeedEvent};
@@ -544,9 +544,40 @@ async fn watch_feed_works_against_a_server_that_declines_the_subprotocol() {
     }
     assert_eq!(
         *offers.lock().unwrap(),
-        [Some(SUBPROTOCOL.to_owned()), None],
-        "one offer, declined; then plain"
+        [Some(SUBPROTOCOL.to_owned())],
+        "one connection: the declined offer costs no reconnect"
     );
+    feed.close(rx).await;
+    fake.abort();
+}
+
+/// The hand-written `ws://` upgrade (with the offer) still reports a refused
+/// upgrade as final, naming the status, as tungstenite's did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_feed_reports_a_refused_upgrade_as_final() {
+    use skillmon::client::{Feed, FeedEvent};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let (feed, mut rx) = Feed::spawn(
+        format!("ws://{addr}/nope"),
+        skillmon::protocol::Subscription::All,
+    );
+    match next_feed_event(&mut rx).await {
+        FeedEvent::Failed { code, reason, .. } => {
+            assert_eq!(code, None);
+            assert!(reason.contains("404"), "{reason}");
+        }
+        other => panic!("expected a final failure, got {other:?}"),
+    }
     feed.close(rx).await;
     fake.abort();
 }

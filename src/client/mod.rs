@@ -5,6 +5,7 @@
 //! the dashboard state never has to. It never touches the terminal.
 
 pub mod backoff;
+pub mod handshake;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -182,7 +183,7 @@ async fn supervise(
         }
         tracing::info!("connecting to {url} (attempt {attempt})");
         let connected = tokio::select! {
-            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&url, &mut offer_ext)) => r,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, handshake::connect(&url, &mut offer_ext)) => r,
             _ = tx.closed() => return,
         };
         let (code, reason) = match connected {
@@ -204,7 +205,7 @@ async fn supervise(
                 }
                 (None, describe_connect_error(&e))
             }
-            Ok(Ok(ws)) => {
+            Ok(Ok((ws, _ext))) => {
                 match run_connection(ws, &mut subscription, &tx, &mut cmd_rx, &mut backoff).await {
                     Ended::Stop => return,
                     Ended::Closed(code, reason) => (code, reason),
@@ -260,45 +261,6 @@ async fn supervise(
             }
         }
     }
-}
-
-/// Connect to `url`, offering the `skillmon.v1` subprotocol while
-/// `offer_ext` holds. A server that does not echo it (session-buddy) fails
-/// tungstenite's client handshake, so the offer is then dropped for good
-/// and the connection made again at once, plain: one extra handshake, once
-/// per feed.
-async fn connect(
-    url: &str,
-    offer_ext: &mut bool,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    tungstenite::Error,
-> {
-    use tungstenite::client::IntoClientRequest as _;
-    use tungstenite::error::{ProtocolError, SubProtocolError};
-    if *offer_ext {
-        let mut req = url.into_client_request()?;
-        req.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            tungstenite::http::HeaderValue::from_static(crate::protocol::SUBPROTOCOL),
-        );
-        match tokio_tungstenite::connect_async(req).await {
-            Ok((ws, _)) => return Ok(ws),
-            Err(tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
-                SubProtocolError::NoSubProtocol,
-            ))) => {
-                tracing::info!(
-                    "the server does not speak {} (session-buddy?); using the plain protocol",
-                    crate::protocol::SUBPROTOCOL
-                );
-                *offer_ext = false;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    tokio_tungstenite::connect_async(url)
-        .await
-        .map(|(ws, _)| ws)
 }
 
 /// Errors that retrying cannot fix: a bad URL, or the server refusing us.
