@@ -210,6 +210,18 @@ pub struct WatchArgs {
     /// Print the effective configuration and the config file path, then exit.
     #[arg(long)]
     pub print_config: bool,
+    // -- over a network: token, TLS trust, message limit (client::connect) --
+    /// File holding the token the server requires (sent as a Bearer header
+    /// and as session-buddy's first frame) [or SKILLMON_TOKEN; config `token_file`].
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Also trust this CA certificate (PEM) for wss:// [config `ca_cert`].
+    #[arg(long, value_name = "FILE", env = "SKILLMON_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Largest message accepted from the server, e.g. 4MiB; over it the
+    /// connection is closed with 1009 [config `max_frame`; default 4MiB].
+    #[arg(long, value_name = "SIZE", env = "SKILLMON_MAX_FRAME", value_parser = crate::client::connect::parse_byte_size)]
+    pub max_frame: Option<usize>,
 }
 
 impl WatchArgs {

@@ -27,6 +27,10 @@ pub struct FileConfig {
     /// action's default keys.
     #[serde(default)]
     pub keys: BTreeMap<String, KeyList>,
+    /// Over a network (see [`NetConfig`]).
+    pub token_file: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+    pub max_frame: Option<String>,
 }
 
 /// One key or a list of keys.
@@ -150,6 +154,8 @@ pub struct WatchConfig {
     pub file_found: bool,
     /// Where logs go (`--log-file`, else the platform data dir).
     pub log_file: Option<PathBuf>,
+    /// Token source, CA file and message limit.
+    pub net: NetConfig,
 }
 
 /// Is this env var set (clap already folded it into the args)?
@@ -246,9 +252,10 @@ pub fn merge(
         theme_source,
         no_color,
         keys,
-        file: path,
         file_found: found,
         log_file: args.log_file.clone().or_else(default_log_path),
+        net: NetConfig::merge(args, &file, path.as_deref())?,
+        file: path,
     })
 }
 
@@ -295,11 +302,123 @@ impl WatchConfig {
                 ""
             }
         ));
+        out.push_str(&self.net.to_display());
         out.push_str("\n[keys]\n");
         for (action, keys) in keymap.by_action() {
             let keys: Vec<String> = keys.iter().map(|k| toml_str(k)).collect();
             out.push_str(&format!("{} = [{}]\n", action, keys.join(", ")));
         }
+        out
+    }
+}
+
+/// `watch` over a network: where the token comes from (never the token),
+/// the extra CA for `wss://`, the message limit. Precedence as everywhere:
+/// `--token-file` > `SKILLMON_TOKEN` > `token_file`; relative paths in the
+/// config file are relative to its directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetConfig {
+    pub token: Option<crate::client::TokenSource>,
+    pub token_via: Source,
+    pub ca_cert: Option<PathBuf>,
+    pub ca_cert_source: Source,
+    pub max_frame: usize,
+    pub max_frame_source: Source,
+}
+
+impl NetConfig {
+    fn merge(
+        args: &WatchArgs,
+        file: &FileConfig,
+        path: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        use crate::client::{TokenSource, connect};
+        let from_file = |p: &PathBuf| match path.and_then(Path::parent) {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.clone(),
+        };
+        let (token, token_via) = if let Some(p) = &args.token_file {
+            (Some(TokenSource::File(p.clone())), Source::Flag)
+        } else if env_set(connect::TOKEN_ENV) {
+            (Some(TokenSource::Env), Source::Env)
+        } else if let Some(p) = &file.token_file {
+            (Some(TokenSource::File(from_file(p))), Source::File)
+        } else {
+            (None, Source::Default)
+        };
+        let env_holds = |env: &str, same: &dyn Fn(&str) -> bool| {
+            std::env::var(env).is_ok_and(|v| !v.is_empty() && same(&v))
+        };
+        let (ca_cert, ca_cert_source) = match (&args.ca_cert, &file.ca_cert) {
+            (Some(p), _) => {
+                let env = env_holds("SKILLMON_CA_CERT", &|v| Path::new(v) == p);
+                (
+                    Some(p.clone()),
+                    if env { Source::Env } else { Source::Flag },
+                )
+            }
+            (None, Some(p)) => (Some(from_file(p)), Source::File),
+            (None, None) => (None, Source::Default),
+        };
+        let (max_frame, max_frame_source) = match (args.max_frame, &file.max_frame) {
+            (Some(n), _) => {
+                let env = env_holds("SKILLMON_MAX_FRAME", &|v| {
+                    connect::parse_byte_size(v) == Ok(n)
+                });
+                (n, if env { Source::Env } else { Source::Flag })
+            }
+            (None, Some(text)) => match connect::parse_byte_size(text) {
+                Ok(n) => (n, Source::File),
+                Err(e) => {
+                    return Err(ConfigError::Invalid {
+                        path: path.map(Path::to_path_buf).unwrap_or_default(),
+                        message: format!("key \"max_frame\": {e}"),
+                    });
+                }
+            },
+            (None, None) => (connect::DEFAULT_MAX_FRAME, Source::Default),
+        };
+        Ok(NetConfig {
+            token,
+            token_via,
+            ca_cert,
+            ca_cert_source,
+            max_frame,
+            max_frame_source,
+        })
+    }
+
+    /// The `--print-config` lines: the token's source, never its value.
+    fn to_display(&self) -> String {
+        use crate::client::{TokenSource, connect};
+        let mut out = String::new();
+        match &self.token {
+            Some(TokenSource::File(p)) => out.push_str(&format!(
+                "token_file = {}  # {}; token set (from file), value never shown\n",
+                toml_str(&p.display().to_string()),
+                self.token_via.as_str()
+            )),
+            Some(TokenSource::Env) => out.push_str(&format!(
+                "# token: set (from env {}), value never shown\n",
+                connect::TOKEN_ENV
+            )),
+            None => out.push_str(
+                "# token: not set (--token-file, SKILLMON_TOKEN or token_file to send one)\n",
+            ),
+        }
+        match &self.ca_cert {
+            Some(p) => out.push_str(&format!(
+                "ca_cert = {}  # {}; trusted for wss:// with the platform's roots\n",
+                toml_str(&p.display().to_string()),
+                self.ca_cert_source.as_str()
+            )),
+            None => out.push_str("# ca_cert: none (wss:// trusts the platform's roots)\n"),
+        }
+        out.push_str(&format!(
+            "max_frame = {}  # {}\n",
+            toml_str(&connect::human_bytes(self.max_frame)),
+            self.max_frame_source.as_str()
+        ));
         out
     }
 }
@@ -354,6 +473,7 @@ mod tests {
             skills: Some(vec!["f".into()]),
             theme: Some("light".into()),
             keys: BTreeMap::new(),
+            ..FileConfig::default()
         };
         let args = WatchArgs::default();
         let c = merge(&args, file.clone(), Some(p()), true, false).unwrap();

@@ -1,6 +1,8 @@
 //! Reconnect delays: exponential backoff with jitter (250 ms doubling to
-//! 10 s, each delay drawn between half and all of the current step). Pure
-//! apart from its seed.
+//! 10 s, each delay drawn between half and all of the current step). The
+//! feed resets it only after a *stable* connection (see
+//! [`crate::client::stable_after`]), so a server that accepts and closes
+//! straight away sees the whole backoff. Pure apart from its seed.
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ pub struct Backoff {
     base: Duration,
     max: Duration,
     step: Duration,
-    rng: u64,
+    rng: fastrand::Rng,
 }
 
 impl Default for Backoff {
@@ -18,16 +20,9 @@ impl Default for Backoff {
         Self::new(
             Duration::from_millis(250),
             Duration::from_secs(10),
-            random_seed(),
+            fastrand::u64(..),
         )
     }
-}
-
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x5eed);
-    h.finish() | 1
 }
 
 impl Backoff {
@@ -36,7 +31,7 @@ impl Backoff {
             base,
             max,
             step: base,
-            rng: seed | 1,
+            rng: fastrand::Rng::with_seed(seed),
         }
     }
 
@@ -47,15 +42,9 @@ impl Backoff {
 
     /// The next delay: uniform in [step/2, step], then the step doubles.
     pub fn next_delay(&mut self) -> Duration {
-        // xorshift64*
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        let r = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        let frac = (r >> 11) as f64 / (1u64 << 53) as f64;
         let step = self.step;
         self.step = (self.step * 2).min(self.max);
-        step.mul_f64(0.5 + 0.5 * frac)
+        step.mul_f64(0.5 + 0.5 * self.rng.f64())
     }
 }
 
@@ -79,5 +68,18 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(250));
+    }
+
+    #[test]
+    fn jitter_varies_with_the_seed() {
+        let a: Vec<Duration> = {
+            let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(10), 1);
+            (0..6).map(|_| b.next_delay()).collect()
+        };
+        let b: Vec<Duration> = {
+            let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(10), 2);
+            (0..6).map(|_| b.next_delay()).collect()
+        };
+        assert_ne!(a, b);
     }
 }

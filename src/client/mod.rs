@@ -1,10 +1,12 @@
 //! The `watch` client side of the protocol: the connection supervisor
-//! ([`Feed`]) that connects, subscribes, pings, and reconnects with
+//! ([`Feed`]) that connects (token, TLS and limits in [`connect`]),
+//! subscribes, pings, declares dead connections dead, and reconnects with
 //! [`backoff`], and reports everything as [`FeedEvent`]s over a bounded
 //! channel. It reads the clock (event timestamps, round-trip times) so that
 //! the dashboard state never has to. It never touches the terminal.
 
 pub mod backoff;
+pub mod connect;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use crate::protocol::{
     ClientMessage, Connected, ErrorCode, ErrorFrame, MetricsUpdate, ServerMessage, Subscription,
 };
 use backoff::Backoff;
+pub use connect::{ConnectOptions, Token, TokenSource};
 
 /// How often the feed pings the server to measure the round-trip time.
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
@@ -26,6 +29,18 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 pub const PONG_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a TCP + WebSocket handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write (ping, subscribe, token) that cannot go out within this time
+/// means the server stopped reading: the connection is dead.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection counts as stable (and resets the backoff) only once a
+/// `metrics_update` arrived and it stayed up at least this long, or three
+/// update intervals if that is longer.
+pub const STABLE_MIN: Duration = Duration::from_secs(10);
+
+/// How long a connection must stay up to reset the backoff.
+pub fn stable_after(interval: Duration) -> Duration {
+    STABLE_MIN.max(interval.saturating_mul(3))
+}
 /// How long updates are dropped while waiting for `subscription_confirmed`.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Feed events buffered before the feed waits for the consumer.
@@ -136,11 +151,21 @@ impl Feed {
         let _ = tokio::time::timeout(CLOSE_GRACE, self.task).await;
     }
 
-    /// Start connecting to `url` with `subscription`; events arrive on the receiver.
+    /// Start connecting to `url` with `subscription` (no token, no TLS,
+    /// default limits); events arrive on the receiver.
     pub fn spawn(url: String, subscription: Subscription) -> (Feed, mpsc::Receiver<FeedEvent>) {
+        Self::spawn_with(url, subscription, ConnectOptions::default())
+    }
+
+    /// [`Feed::spawn`] with a token, TLS trust and limits.
+    pub fn spawn_with(
+        url: String,
+        subscription: Subscription,
+        opts: ConnectOptions,
+    ) -> (Feed, mpsc::Receiver<FeedEvent>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
-        let task = tokio::spawn(supervise(url, subscription, tx, cmd_rx));
+        let task = tokio::spawn(supervise(url, opts, subscription, tx, cmd_rx));
         (
             Feed {
                 commands: cmd_tx,
@@ -156,10 +181,34 @@ enum Ended {
     Stop,
     /// The connection ended with this code and reason.
     Closed(Option<u16>, String),
+    /// We closed it for a reason retrying cannot fix (e.g. 1009).
+    Fatal(Option<u16>, String),
+}
+
+/// What one connection achieved, for the backoff.
+struct Track {
+    since: Instant,
+    got_update: bool,
+    interval: Duration,
+}
+
+impl Track {
+    fn new() -> Self {
+        Track {
+            since: Instant::now(),
+            got_update: false,
+            interval: Duration::from_secs(1),
+        }
+    }
+
+    fn stable(&self) -> bool {
+        self.got_update && self.since.elapsed() >= stable_after(self.interval)
+    }
 }
 
 async fn supervise(
     url: String,
+    opts: ConnectOptions,
     mut subscription: Subscription,
     tx: mpsc::Sender<FeedEvent>,
     mut cmd_rx: mpsc::Receiver<FeedCommand>,
@@ -180,7 +229,7 @@ async fn supervise(
         }
         tracing::info!("connecting to {url} (attempt {attempt})");
         let connected = tokio::select! {
-            r = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url.as_str())) => r,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect::connect(&url, &opts)) => r,
             _ = tx.closed() => return,
         };
         let (code, reason) = match connected {
@@ -189,7 +238,7 @@ async fn supervise(
                 format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
             ),
             Ok(Err(e)) => {
-                if let Some(reason) = fatal_connect_error(&e) {
+                if let Some(reason) = connect::fatal_connect_error(&e, &url, opts.token.as_ref()) {
                     tracing::warn!("giving up on {url}: {reason}");
                     let _ = tx
                         .send(FeedEvent::Failed {
@@ -203,20 +252,43 @@ async fn supervise(
                 (None, describe_connect_error(&e))
             }
             Ok(Ok((ws, _resp))) => {
-                match run_connection(ws, &mut subscription, &tx, &mut cmd_rx, &mut backoff).await {
+                let mut track = Track::new();
+                let ended =
+                    run_connection(ws, &opts, &mut subscription, &tx, &mut cmd_rx, &mut track)
+                        .await;
+                // Only a connection that delivered data for a while resets
+                // the backoff: accept-then-close servers get the full delays.
+                if track.stable() {
+                    backoff.reset();
+                }
+                match ended {
                     Ended::Stop => return,
                     Ended::Closed(code, reason) => (code, reason),
+                    Ended::Fatal(code, reason) => {
+                        tracing::warn!("closed the connection to {url}: {reason}");
+                        let _ = tx
+                            .send(FeedEvent::Failed {
+                                code,
+                                reason,
+                                at: Utc::now(),
+                            })
+                            .await;
+                        return;
+                    }
                 }
             }
         };
         if let Some(c) = code
             && !close_is_retryable(c)
         {
-            let reason = if reason.is_empty() {
+            let mut reason = if reason.is_empty() {
                 close_code_name(c).to_string()
             } else {
                 reason
             };
+            if matches!(c, 1008 | 4001 | 4401) {
+                reason = format!("{reason}; {}", connect::auth_fix(opts.token.as_ref()));
+            }
             tracing::warn!("server closed with {c} ({reason}); not retrying");
             let _ = tx
                 .send(FeedEvent::Failed {
@@ -260,24 +332,6 @@ async fn supervise(
     }
 }
 
-/// Errors that retrying cannot fix: a bad URL, or the server refusing us.
-fn fatal_connect_error(e: &tungstenite::Error) -> Option<String> {
-    match e {
-        tungstenite::Error::Url(u) => Some(format!("bad URL: {u}")),
-        tungstenite::Error::Http(resp) => {
-            let status = resp.status();
-            if matches!(status.as_u16(), 400 | 401 | 403 | 404 | 426) {
-                Some(format!(
-                    "server refused the WebSocket upgrade: HTTP {status}"
-                ))
-            } else {
-                None
-            }
-        }
-        _ => None,
-    }
-}
-
 fn describe_connect_error(e: &tungstenite::Error) -> String {
     match e {
         tungstenite::Error::Io(io) => io.to_string(),
@@ -286,24 +340,51 @@ fn describe_connect_error(e: &tungstenite::Error) -> String {
     }
 }
 
+/// Send one message, bounded by [`SEND_TIMEOUT`]: a write that cannot go
+/// out (the server stopped reading, the write buffer is full) is an error.
+async fn send_bounded<K>(sink: &mut K, msg: Message) -> Result<(), String>
+where
+    K: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
+{
+    match tokio::time::timeout(SEND_TIMEOUT, sink.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(tungstenite::Error::WriteBufferFull(_))) => {
+            Err("the server stopped reading (write buffer full)".into())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "the server stopped reading (nothing sent for {}s)",
+            SEND_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 async fn run_connection<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
+    opts: &ConnectOptions,
     subscription: &mut Subscription,
     tx: &mpsc::Sender<FeedEvent>,
     cmd_rx: &mut mpsc::Receiver<FeedCommand>,
-    backoff: &mut Backoff,
+    track: &mut Track,
 ) -> Ended
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
+    // session-buddy's auth: the token is the first frame, before anything
+    // else (skillmon serve also took it from the upgrade's header).
+    if let Some(token) = &opts.token
+        && let Err(e) = send_bounded(&mut sink, Message::text(token.first_frame())).await
+    {
+        return Ended::Closed(Some(1006), format!("cannot send the token: {e}"));
+    }
     // Updates that arrive between a `subscribe` and its confirmation are for
     // the old subscription: drop them (for at most CONFIRM_TIMEOUT).
     let mut unconfirmed: u32 = 0;
     let mut subscribed_at = Instant::now();
     if *subscription != Subscription::All {
         let msg = subscribe_message(subscription);
-        if let Err(e) = sink.send(Message::text(msg)).await {
+        if let Err(e) = send_bounded(&mut sink, Message::text(msg)).await {
             return Ended::Closed(Some(1006), format!("cannot subscribe: {e}"));
         }
         unconfirmed += 1;
@@ -312,17 +393,38 @@ where
     ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_ping_id: u64 = 1;
     let mut outstanding: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut seen_connected = false;
     loop {
         tokio::select! {
             frame = stream.next() => {
                 let msg = match frame {
                     None => return Ended::Closed(Some(1006), "connection closed without a close frame".into()),
+                    Some(Err(tungstenite::Error::Capacity(
+                        tungstenite::error::CapacityError::MessageTooLong { size, max_size },
+                    ))) => {
+                        let close = CloseFrame {
+                            code: tungstenite::protocol::frame::coding::CloseCode::Size,
+                            reason: "message too big".into(),
+                        };
+                        let _ = send_bounded(&mut sink, Message::Close(Some(close))).await;
+                        return Ended::Fatal(
+                            Some(1009),
+                            format!(
+                                "the server sent a message of {}, over the {} limit; closed with 1009 (raise --max-frame if this server's messages are really that large)",
+                                connect::human_bytes(size),
+                                connect::human_bytes(max_size)
+                            ),
+                        );
+                    }
                     Some(Err(e)) => return Ended::Closed(Some(1006), e.to_string()),
                     Some(Ok(m)) => m,
                 };
                 let text = match msg {
                     Message::Text(t) => t,
                     Message::Close(frame) => return closed_by_server(frame),
+                    // Pings are answered by tungstenite (one pending pong at
+                    // most); control frames alone never prove the server is
+                    // alive: only a `pong` to our own pings does.
                     _ => continue,
                 };
                 let at = Utc::now();
@@ -331,8 +433,15 @@ where
                         tracing::warn!("ignoring an unparsable frame from the server: {e}");
                         continue;
                     }
+                    Ok(ServerMessage::Connected(_)) if seen_connected => {
+                        tracing::debug!("ignoring a second `connected` on one connection");
+                        continue;
+                    }
                     Ok(ServerMessage::Connected(info)) => {
-                        backoff.reset();
+                        seen_connected = true;
+                        if let Some(ms) = info.interval_ms.filter(|ms| *ms > 0) {
+                            track.interval = Duration::from_millis(ms);
+                        }
                         FeedEvent::Connected { info, at }
                     }
                     Ok(ServerMessage::MetricsUpdate(_))
@@ -342,6 +451,7 @@ where
                         continue;
                     }
                     Ok(ServerMessage::MetricsUpdate(mut update)) => {
+                        track.got_update = true;
                         // session-buddy ignores `skills: [...]` and sends
                         // everything: every consumer gets only what was asked
                         // for (`raw` stays the frame as received).
@@ -384,7 +494,7 @@ where
                     Ok(ServerMessage::Unknown) => continue,
                 };
                 if tx.send(event).await.is_err() {
-                    let _ = sink.send(Message::Close(Some(normal_close()))).await;
+                    let _ = send_bounded(&mut sink, Message::Close(Some(normal_close()))).await;
                     return Ended::Stop;
                 }
             }
@@ -397,7 +507,7 @@ where
                 let id = next_ping_id;
                 next_ping_id += 1;
                 let ping = ClientMessage::Ping { id: Some(serde_json::Value::from(id)) }.encode();
-                if let Err(e) = sink.send(Message::text(ping)).await {
+                if let Err(e) = send_bounded(&mut sink, Message::text(ping)).await {
                     return Ended::Closed(Some(1006), format!("cannot send: {e}"));
                 }
                 outstanding.push_back((id, Instant::now()));
@@ -407,13 +517,13 @@ where
             }
             cmd = cmd_rx.recv() => match cmd {
                 None => {
-                    let _ = sink.send(Message::Close(Some(normal_close()))).await;
+                    let _ = send_bounded(&mut sink, Message::Close(Some(normal_close()))).await;
                     return Ended::Stop;
                 }
                 Some(FeedCommand::Subscribe(s)) => {
                     *subscription = s;
                     let msg = subscribe_message(subscription);
-                    if let Err(e) = sink.send(Message::text(msg)).await {
+                    if let Err(e) = send_bounded(&mut sink, Message::text(msg)).await {
                         return Ended::Closed(Some(1006), format!("cannot subscribe: {e}"));
                     }
                     unconfirmed += 1;
@@ -421,7 +531,7 @@ where
                 }
             },
             _ = tx.closed() => {
-                let _ = sink.send(Message::Close(Some(normal_close()))).await;
+                let _ = send_bounded(&mut sink, Message::Close(Some(normal_close()))).await;
                 return Ended::Stop;
             }
         }

@@ -103,8 +103,8 @@ impl Drop for TerminalGuard {
 }
 
 /// Run the dashboard until the user quits or a signal arrives.
-pub async fn run(mut app: App) -> anyhow::Result<()> {
-    let (feed, mut feed_rx) = Feed::spawn(app.url.clone(), app.subscription.clone());
+pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow::Result<()> {
+    let (feed, mut feed_rx) = Feed::spawn_with(app.url.clone(), app.subscription.clone(), connect);
     let mut guard = TerminalGuard::enter()?;
     if let Ok(size) = guard.terminal.size() {
         app.update(Event::Resize(size.width, size.height));
