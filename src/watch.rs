@@ -130,11 +130,21 @@ pub fn init_file_logs(path: Option<&Path>) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKILLMON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::sync::Mutex::new(file))
         .with_ansi(false)
-        .try_init();
+        .finish()
+        .with(tracing_subscriber::filter::filter_fn(no_wire_dumps));
+    let _ = subscriber.try_init();
+}
+
+/// tungstenite's trace level dumps the upgrade request and every frame,
+/// which carry the token: never log it, whatever SKILLMON_LOG says.
+fn no_wire_dumps(meta: &tracing::Metadata<'_>) -> bool {
+    !(meta.target().contains("tungstenite") && *meta.level() == tracing::Level::TRACE)
 }
 
 #[cfg(test)]
