@@ -222,6 +222,10 @@ pub struct WatchArgs {
     /// connection is closed with 1009 [config `max_frame`; default 4MiB].
     #[arg(long, value_name = "SIZE", env = "SKILLMON_MAX_FRAME", value_parser = crate::client::connect::parse_byte_size)]
     pub max_frame: Option<usize>,
+    /// Send no token whatever the environment or config file say (`demo`:
+    /// its own loopback server needs none).
+    #[arg(skip)]
+    pub no_token: bool,
 }
 
 impl WatchArgs {

@@ -337,7 +337,9 @@ impl NetConfig {
             Some(dir) if p.is_relative() => dir.join(p),
             _ => p.clone(),
         };
-        let (token, token_via) = if let Some(p) = &args.token_file {
+        let (token, token_via) = if args.no_token {
+            (None, Source::Default)
+        } else if let Some(p) = &args.token_file {
             (Some(TokenSource::File(p.clone())), Source::Flag)
         } else if env_set(connect::TOKEN_ENV) {
             (Some(TokenSource::Env), Source::Env)

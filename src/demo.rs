@@ -434,6 +434,7 @@ async fn dashboard(
 ) -> anyhow::Result<std::process::ExitCode> {
     let mut watch = crate::cli::WatchArgs::for_url(url.to_string());
     watch.json = args.json;
+    watch.no_token = true;
     tokio::select! {
         code = crate::watch::run(watch) => code,
         _ = crate::server::shutdown_signal() => Ok(std::process::ExitCode::SUCCESS),

@@ -36,10 +36,7 @@ enum Seen {
 /// A server running `behave(n, ws, report)` for its n-th connection.
 async fn hostile<F>(behave: F) -> (String, mpsc::UnboundedReceiver<Seen>)
 where
-    F: Fn(usize, Ws, mpsc::UnboundedSender<Seen>) -> BoxFuture<'static, ()>
-        + Send
-        + Sync
-        + 'static,
+    F: Fn(usize, Ws, mpsc::UnboundedSender<Seen>) -> BoxFuture<'static, ()> + Send + Sync + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("ws://{}", listener.local_addr().expect("addr"));
@@ -210,9 +207,12 @@ async fn an_oversized_message_is_closed_with_1009_and_explained() {
     })
     .await;
     let watch = Watch::start(&url, &["--max-frame", "64KiB"]);
-    let close = next_seen(&mut seen, Duration::from_secs(20), "the client's close", |s| {
-        matches!(s, Seen::ClientClosed(_))
-    })
+    let close = next_seen(
+        &mut seen,
+        Duration::from_secs(20),
+        "the client's close",
+        |s| matches!(s, Seen::ClientClosed(_)),
+    )
     .await;
     assert!(matches!(close, Seen::ClientClosed(Some(1009))), "{close:?}");
     let (code, stderr) = watch.exit(Duration::from_secs(20)).await;
@@ -244,15 +244,21 @@ async fn a_ping_flood_from_a_server_that_never_reads_is_replaced_in_bounded_memo
     })
     .await;
     let watch = Watch::start(&url, &[]);
-    next_seen(&mut seen, Duration::from_secs(10), "the first connection", |s| {
-        matches!(s, Seen::Accepted(0, _))
-    })
+    next_seen(
+        &mut seen,
+        Duration::from_secs(10),
+        "the first connection",
+        |s| matches!(s, Seen::Accepted(0, _)),
+    )
     .await;
     // Declared dead (our pings get no pong; our writes do not drain) and
     // replaced, like a silent server.
-    next_seen(&mut seen, Duration::from_secs(90), "a new connection", |s| {
-        matches!(s, Seen::Accepted(1, _))
-    })
+    next_seen(
+        &mut seen,
+        Duration::from_secs(90),
+        "a new connection",
+        |s| matches!(s, Seen::Accepted(1, _)),
+    )
     .await;
     let peak = watch.peak_rss();
     let stderr = watch.kill();
@@ -347,7 +353,9 @@ async fn connected_twice_on_one_connection_is_not_a_reconnect() {
                 }
             }
             if n == 0 {
-                let _ = ws.send(Message::text(python_update(SB_SKILLS, false))).await;
+                let _ = ws
+                    .send(Message::text(python_update(SB_SKILLS, false)))
+                    .await;
                 let _ = ws
                     .close(Some(CloseFrame {
                         code: CloseCode::Away,

@@ -576,6 +576,23 @@ mod tests {
     }
 
     #[test]
+    fn stable_means_data_and_time() {
+        assert_eq!(stable_after(Duration::from_secs(1)), STABLE_MIN);
+        assert_eq!(
+            stable_after(Duration::from_secs(5)),
+            Duration::from_secs(15)
+        );
+        let mut t = Track::new();
+        t.interval = Duration::ZERO;
+        t.since = Instant::now() - Duration::from_secs(11);
+        assert!(!t.stable(), "no update yet");
+        t.got_update = true;
+        assert!(t.stable());
+        t.interval = Duration::from_secs(5);
+        assert!(!t.stable(), "3 intervals are 15 s");
+    }
+
+    #[test]
     fn close_codes_are_classified() {
         for c in [1000, 1001, 1005, 1006, 1011, 1012, 1013] {
             assert!(close_is_retryable(c), "{c}");
