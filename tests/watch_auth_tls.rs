@@ -3,6 +3,8 @@
 //! with a private CA, and the messages when either is missing. The servers
 //! are written here (real sockets, certificates made with rcgen, JWTs
 //! minted with jsonwebtoken), independent of `skillmon serve`.
+// tungstenite's header callback must return its (large) `ErrorResponse`.
+#![allow(clippy::result_large_err)]
 
 mod watch_support;
 

@@ -143,7 +143,10 @@ async fn auth_failure_is_final() {
             assert_eq!(code, Some(4001));
             // The server's reason, then the fix (issue 12).
             assert!(reason.starts_with("Authentication failed; "), "{reason}");
-            assert!(reason.contains("pass --token-file or set SKILLMON_TOKEN"), "{reason}");
+            assert!(
+                reason.contains("pass --token-file or set SKILLMON_TOKEN"),
+                "{reason}"
+            );
         }
         other => panic!("retried a 4001: {other:?}"),
     }
