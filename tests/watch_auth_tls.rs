@@ -6,7 +6,7 @@
 // tungstenite's header callback must return its (large) `ErrorResponse`.
 #![allow(clippy::result_large_err)]
 
-mod watch_support;
+mod support;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use support::*;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use watch_support::*;
 
 const SECRET: &[u8] = b"test-secret-of-session-buddy";
 const FIX: &str = "the server requires a token: pass --token-file or set SKILLMON_TOKEN";

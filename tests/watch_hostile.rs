@@ -4,7 +4,7 @@
 //! and `connected` sent twice on one connection. Assertions count events
 //! (connections, close codes, stderr lines), never race a clock.
 
-mod watch_support;
+mod support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
+use support::*;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use watch_support::*;
 
 type Ws = WebSocketStream<tokio::net::TcpStream>;
 

@@ -34,8 +34,22 @@ use crate::protocol::{Anomaly, SkillStat, format_timestamp};
 use activity::Activity;
 use anomaly::Kind;
 
-/// Which anomalies are served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+/// Which anomalies are served. Named in lowercase (`off`, `table`, `live`,
+/// `both`) by `Display` / `FromStr`; each variant's doc line is its help text.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum AnomalySource {
     /// None.
     Off,
@@ -82,7 +96,8 @@ const MAX_SKILL_ROWS: usize = 100_000;
 const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// What the database looks like from here.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum DbState {
     /// Not read yet.
     Starting,
@@ -101,14 +116,7 @@ pub enum DbState {
 impl DbState {
     /// Short machine-friendly name (health endpoint, metrics label).
     pub fn name(&self) -> &'static str {
-        match self {
-            DbState::Starting => "starting",
-            DbState::Ok => "ok",
-            DbState::Missing => "missing",
-            DbState::NoTables => "no_tables",
-            DbState::Locked => "locked",
-            DbState::Error(_) => "error",
-        }
+        self.into()
     }
 
     /// One human line for the log and the health endpoint; `has_data` says
