@@ -562,4 +562,57 @@ mod tests {
         let e = load(&args).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/skillmon/config.toml"));
     }
+
+    #[test]
+    fn network_settings_merge_and_never_show_the_token() {
+        use crate::client::TokenSource;
+        let file = parse_file(
+            "token_file = \"tok\"\nca_cert = \"/etc/ca.pem\"\nmax_frame = \"1MiB\"\n",
+            &p(),
+        )
+        .unwrap();
+        let c = merge(
+            &WatchOptions::default(),
+            file.clone(),
+            Some(p()),
+            true,
+            false,
+        )
+        .unwrap();
+        // Relative to the config file's directory.
+        assert_eq!(
+            c.net.token,
+            Some(TokenSource::File(PathBuf::from("/tmp/tok")))
+        );
+        assert_eq!(c.net.token_via, Source::File);
+        assert_eq!(c.net.ca_cert, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(c.net.max_frame, 1 << 20);
+
+        let args = WatchOptions {
+            token: Some((TokenSource::Env, Source::Env)),
+            max_frame: Some((64 << 10, Source::Flag)),
+            ..WatchOptions::default()
+        };
+        let c = merge(&args, file.clone(), Some(p()), true, false).unwrap();
+        assert_eq!(c.net.token, Some(TokenSource::Env));
+        assert_eq!(c.net.max_frame, 64 << 10);
+        let shown = c.net.to_display();
+        assert!(
+            shown.contains("token: set (from env SKILLMON_TOKEN)"),
+            "{shown}"
+        );
+        assert!(shown.contains("max_frame = \"64 KiB\"  # flag"), "{shown}");
+
+        // `demo` sends no token whatever the file says.
+        let args = WatchOptions {
+            no_token: true,
+            ..WatchOptions::default()
+        };
+        let c = merge(&args, file, Some(p()), true, false).unwrap();
+        assert_eq!(c.net.token, None);
+
+        let bad = parse_file("max_frame = \"lots\"\n", &p()).unwrap();
+        let e = merge(&WatchOptions::default(), bad, Some(p()), true, false).unwrap_err();
+        assert!(e.to_string().contains("max_frame"), "{e}");
+    }
 }
