@@ -37,6 +37,16 @@ pub async fn run(args: WatchOptions) -> anyhow::Result<ExitCode> {
     let headless = args.json || args.once || !std::io::stdout().is_terminal();
     crate::logging::init_file(cfg.log_file.as_deref());
     let connect = connect_options(&cfg.net, tls_wanted)?;
+    if connect.token.is_some() && !tls_wanted && !crate::client::connect::is_loopback(&cfg.url) {
+        let warning = format!(
+            "sending a token over unencrypted ws:// to {}: anyone on the network path can read it; use wss://",
+            crate::client::connect::host_of(&cfg.url)
+        );
+        tracing::warn!("{warning}");
+        if headless {
+            eprintln!("skillmon watch: warning: {warning}");
+        }
+    }
     tracing::info!(
         "skillmon watch {} ({}), subscription {:?}",
         cfg.url,

@@ -282,6 +282,16 @@ pub fn host_of(url: &str) -> String {
         .unwrap_or_else(|| url.to_string())
 }
 
+/// Is `url`'s host this machine (`localhost`, 127.0.0.0/8, `::1`)?
+pub fn is_loopback(url: &str) -> bool {
+    let host = host_of(url);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// What to do about an authentication refusal, given whether we sent a token.
 pub fn auth_fix(token: Option<&Token>) -> String {
     match token {
@@ -514,5 +524,10 @@ mod tests {
         assert!(fatal_connect_error(&resp(403), "ws://h:1", None).is_some());
         assert!(fatal_connect_error(&resp(503), "ws://h:1", None).is_none());
         assert_eq!(host_of("wss://example.org:8765/ws"), "example.org");
+        assert!(is_loopback("ws://127.0.0.1:8765"));
+        assert!(is_loopback("ws://[::1]:8765/ws"));
+        assert!(is_loopback("ws://LOCALHOST:1"));
+        assert!(!is_loopback("ws://10.0.0.5:8765"));
+        assert!(!is_loopback("ws://example.org"));
     }
 }
