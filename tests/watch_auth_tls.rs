@@ -299,6 +299,8 @@ struct TestPki {
     ca_pem: String,
     cert_pem: String,
     key_pem: String,
+    /// The same name and CA, valid only in 2000.
+    expired_pem: String,
 }
 
 fn make_pki() -> TestPki {
@@ -316,18 +318,23 @@ fn make_pki() -> TestPki {
     let key = rcgen::KeyPair::generate().expect("key");
     let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
     let cert = params.signed_by(&key, &*ca).expect("sign");
+    let mut old = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    old.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    old.not_after = rcgen::date_time_ymd(2000, 12, 31);
+    let expired = old.signed_by(&key, &*ca).expect("sign");
     TestPki {
         ca_pem: ca.pem(),
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
+        expired_pem: expired.pem(),
     }
 }
 
 /// A `wss://` server (tokio-rustls + tokio-tungstenite) sending `connected`
 /// and an update every 100 ms; counts TLS connections attempted.
-async fn tls_server(pki: &TestPki) -> (u16, Arc<AtomicUsize>) {
+async fn tls_server(pki: &TestPki, cert_pem: &str) -> (u16, Arc<AtomicUsize>) {
     use rustls_pki_types::pem::PemObject as _;
-    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .expect("cert");
     let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).expect("key");
@@ -378,7 +385,7 @@ async fn tls_server(pki: &TestPki) -> (u16, Arc<AtomicUsize>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_with_a_private_ca_works_and_without_it_fails_naming_the_host() {
     let pki = make_pki();
-    let (port, count) = tls_server(&pki).await;
+    let (port, count) = tls_server(&pki, &pki.cert_pem).await;
     let home = tempfile::tempdir().expect("tempdir");
     let ca = home.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).expect("write ca");
@@ -427,6 +434,24 @@ async fn wss_with_a_private_ca_works_and_without_it_fails_naming_the_host() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("TLS certificate of 127.0.0.1 not accepted: not valid for the name"),
+        "{stderr}"
+    );
+
+    // The right CA and name, but expired.
+    let (old_port, _) = tls_server(&pki, &pki.expired_pem).await;
+    let mut c = command(home.path());
+    c.args([
+        "watch",
+        &format!("wss://localhost:{old_port}"),
+        "--once",
+        "--ca-cert",
+        ca.to_str().expect("utf8"),
+    ]);
+    let out = output(c).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("TLS certificate of localhost not accepted: expired"),
         "{stderr}"
     );
 
