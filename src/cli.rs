@@ -299,13 +299,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "K", default_value_t = 0, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(0..=10_000), |v| v as usize))]
     pub stalled: usize,
     /// Time after every client connected before measuring.
-    #[arg(long, default_value = "2s", value_parser = skillmon::duration::parse_interval)]
+    #[arg(long, default_value = "2s", value_parser = skillmon::duration::parse)]
     pub warmup: Duration,
     /// The measured window: frames stamped in it count.
     #[arg(long, default_value = "10s", value_parser = skillmon::duration::parse_interval)]
     pub duration: Duration,
     /// After the window, how long late receipts of in-window frames still count.
-    #[arg(long, default_value = "1s", value_parser = skillmon::duration::parse_interval)]
+    #[arg(long, default_value = "1s", value_parser = skillmon::duration::parse)]
     pub grace: Duration,
     /// Retries per client when connecting fails.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10))]

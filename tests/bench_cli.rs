@@ -6,12 +6,14 @@
 mod common;
 
 use std::process::Output;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{TestDb, seed_basic, serve, skillmon};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 const INTERVAL: Duration = Duration::from_millis(100);
@@ -194,14 +196,21 @@ async fn compare_runs_both_servers_alternately() {
     b.stop().await.expect("stop");
 }
 
+/// What the test server saw of each client: its `Authorization` and
+/// `Sec-WebSocket-Protocol` headers and its first text frame.
+type Seen = Arc<Mutex<Vec<(Option<String>, Option<String>, Option<String>)>>>;
+
 /// A session-buddy-like server: compat `connected`, no snapshot on
 /// connect, Python-style frames with real timestamps and no `seq`, one
 /// frame per tick to everyone, except that every fourth tick is never
-/// sent (so every client misses the same ticks).
-async fn session_buddy_skipping(interval: Duration) -> (String, tokio::task::JoinHandle<()>) {
+/// sent (so every client misses the same ticks). It accepts an offered
+/// subprotocol (echoing it) and records what clients sent.
+async fn session_buddy_skipping(interval: Duration) -> (String, Seen, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("ws://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::watch::channel(Utf8Bytes::from(""));
+    let seen: Seen = Arc::default();
+    let seen2 = seen.clone();
     let task = tokio::spawn(async move {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -222,14 +231,35 @@ async fn session_buddy_skipping(interval: Duration) -> (String, tokio::task::Joi
                 return;
             };
             let mut rx = rx.clone();
+            let seen = seen2.clone();
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                let headers = Arc::new(Mutex::new((None, None)));
+                let h = headers.clone();
+                #[allow(clippy::result_large_err)] // tungstenite's callback signature
+                let callback = move |req: &Request, mut resp: Response| {
+                    let get = |name: &str| {
+                        req.headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    let protocol = get("Sec-WebSocket-Protocol");
+                    if let Some(p) = protocol.as_deref().and_then(|p| p.parse().ok()) {
+                        resp.headers_mut().insert("Sec-WebSocket-Protocol", p);
+                    }
+                    *h.lock().unwrap_or_else(|p| p.into_inner()) = (get("Authorization"), protocol);
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
                     return;
                 };
                 let hello = "{\"type\": \"connected\", \"message\": \"Connected to Session Buddy real-time metrics\", \"authenticated\": false, \"timestamp\": \"2026-11-22T02:39:04.515314+00:00\"}";
                 if ws.send(Message::text(hello)).await.is_err() {
                     return;
                 }
+                let (auth, protocol) = headers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let mut first = None;
+                let mut recorded = false;
                 rx.borrow_and_update();
                 loop {
                     tokio::select! {
@@ -240,6 +270,7 @@ async fn session_buddy_skipping(interval: Duration) -> (String, tokio::task::Joi
                             }
                         }
                         msg = ws.next() => match msg {
+                            Some(Ok(Message::Text(t))) if first.is_none() => first = Some(t.as_str().to_owned()),
                             Some(Ok(Message::Close(_))) => {
                                 let _ = ws.flush().await;
                                 return;
@@ -248,16 +279,24 @@ async fn session_buddy_skipping(interval: Duration) -> (String, tokio::task::Joi
                             _ => return,
                         },
                     }
+                    if !recorded && (first.is_some() || auth.is_none()) {
+                        recorded = true;
+                        seen.lock().unwrap_or_else(|p| p.into_inner()).push((
+                            auth.clone(),
+                            protocol.clone(),
+                            first.clone(),
+                        ));
+                    }
                 }
             });
         }
     });
-    (url, task)
+    (url, seen, task)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gaps_come_from_timestamps_when_the_server_sends_no_seq() {
-    let (url, task) = session_buddy_skipping(INTERVAL).await;
+    let (url, _, task) = session_buddy_skipping(INTERVAL).await;
     let out = bench(&[
         &url,
         "--clients",
@@ -282,6 +321,47 @@ async fn gaps_come_from_timestamps_when_the_server_sends_no_seq() {
     // The ticks that were sent all arrived.
     assert_eq!(run["delivery"], 1.0, "{run}");
     assert!(run["first_update"]["max_ms"].as_f64().is_some(), "{run}");
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_and_ext_protocol_are_offered_as_asked() {
+    let (url, seen, task) = session_buddy_skipping(INTERVAL).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").expect("write token");
+    let token_path = token_file.to_string_lossy().into_owned();
+    let out = bench(&[
+        &url,
+        "--clients",
+        "3",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+        "--grace",
+        "200ms",
+        "--protocol",
+        "ext",
+        "--token-file",
+        &token_path,
+        "--json",
+    ])
+    .await;
+    let run = &runs(&out)[0];
+    assert_eq!(run["protocol"], "ext", "{run}");
+    assert_eq!(run["negotiated_protocol"], "skillmon.v1", "{run}");
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for (auth, protocol, first) in &seen {
+        assert_eq!(auth.as_deref(), Some("Bearer s3cret-token"));
+        assert_eq!(protocol.as_deref(), Some("skillmon.v1"));
+        let first: Value = serde_json::from_str(first.as_deref().unwrap_or("")).expect("json");
+        assert_eq!(first, serde_json::json!({"token": "s3cret-token"}));
+    }
+    // The token never reaches the output.
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cret"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"));
     task.abort();
 }
 
