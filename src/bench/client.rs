@@ -88,7 +88,12 @@ impl Endpoint {
             for cert in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(cert);
             }
-            let config = rustls::ClientConfig::builder()
+            // The ring provider explicitly: never the process default, which
+            // is ambiguous (a panic) when several providers are compiled in.
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .context("cannot set up TLS for wss://")?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
             Connector::Rustls(Arc::new(config))

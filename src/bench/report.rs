@@ -121,6 +121,8 @@ pub struct Report {
     pub error_frames: u64,
     pub bad_frames: u64,
     pub lost: u64,
+    /// Why connections were lost (sanitized), with counts.
+    pub lost_reasons: BTreeMap<String, u64>,
     /// Healthy clients the server closed, by close code.
     pub close_codes: BTreeMap<String, u64>,
     /// Healthy clients whose close 1000 the server answered.
@@ -165,6 +167,7 @@ pub fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledResult])
     let mut latency = Vec::new();
     let mut connect_errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut close_codes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut lost_reasons: BTreeMap<String, u64> = BTreeMap::new();
     let (mut ok, mut failures, mut retries, mut no_first) = (0, 0, 0u64, 0);
     let (mut error_frames, mut bad_frames, mut lost, mut clean) = (0u64, 0u64, 0u64, 0u64);
     let mut negotiated = None;
@@ -194,8 +197,9 @@ pub fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledResult])
         }
         error_frames += u64::from(c.error_frames);
         bad_frames += u64::from(c.bad_frames);
-        if c.lost.is_some() {
+        if let Some(why) = &c.lost {
             lost += 1;
+            *lost_reasons.entry(short(why)).or_default() += 1;
         }
         if let Some(code) = c.server_close {
             *close_codes.entry(code.to_string()).or_default() += 1;
@@ -347,6 +351,7 @@ pub fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledResult])
         error_frames,
         bad_frames,
         lost,
+        lost_reasons,
         close_codes,
         clean_closes: clean,
         stalled: StalledReport {
@@ -478,8 +483,14 @@ fn details(r: &Report, out: &mut String) {
     for (why, n) in &r.connect.errors {
         out.push_str(&format!("  connect failed ×{n}: {why}\n"));
     }
+    for (why, n) in &r.lost_reasons {
+        out.push_str(&format!("  connection lost ×{n}: {why}\n"));
+    }
     for (code, n) in &r.close_codes {
-        out.push_str(&format!("  closed by server ×{n}: code {code}\n"));
+        out.push_str(&format!(
+            "  closed by server ×{n}: code {code} {}\n",
+            crate::client::close_code_name(code.parse().unwrap_or(0))
+        ));
     }
     for (code, n) in &r.stalled.close_codes {
         out.push_str(&format!("  stalled closed by server ×{n}: code {code}\n"));
