@@ -366,6 +366,44 @@ async fn token_and_ext_protocol_are_offered_as_asked() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn spawn_serves_a_db_and_reads_the_servers_memory_and_cpu() {
+    let db = served_db();
+    let path = db.path.to_string_lossy().into_owned();
+    let before = std::fs::read(&db.path).expect("read db");
+    let out = bench(&[
+        "--spawn",
+        "--db",
+        &path,
+        "--interval",
+        "100ms",
+        "--clients",
+        "5",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--grace",
+        "300ms",
+        "--json",
+    ])
+    .await;
+    let run = &runs(&out)[0];
+    assert_clean(run, 5, Duration::from_secs(1));
+    let server = &run["server"];
+    assert!(u(run, "/server/pid") > 0, "{run}");
+    assert!(u(run, "/server/rss_before_kb") > 0, "{run}");
+    assert!(u(run, "/server/rss_after_kb") > 0, "{run}");
+    assert!(server["kb_per_connection"].as_f64().is_some(), "{run}");
+    assert!(server["cpu_ms"].as_f64().is_some(), "{run}");
+    assert!(server["cpu_us_per_frame"].as_f64().is_some(), "{run}");
+    assert_eq!(
+        std::fs::read(&db.path).expect("read db"),
+        before,
+        "the database is never written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_a_message_naming_the_fix() {
     let mut cmd = skillmon();
     cmd.args(["bench", "ws://127.0.0.1:9/ws", "--subscribe", "some"]);
