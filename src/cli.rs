@@ -274,7 +274,7 @@ impl WatchArgs {
         codes and errors, connect failures and retries, and its own CPU. With --server-pid (or \
         --spawn) also the server's memory per connection and CPU per delivered frame (/proc). \
         --compare runs the same load against a second server, alternating for --rounds, and \
-        prints both side by side with ratios."
+        prints both side by side with ratios (A / B: URL over URL2)."
 )]
 pub struct BenchArgs {
     /// The server to load, e.g. ws://127.0.0.1:8765/ws (not with --spawn).

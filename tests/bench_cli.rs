@@ -182,7 +182,7 @@ async fn compare_runs_both_servers_alternately() {
     args.extend(common_args);
     let table = String::from_utf8_lossy(&bench(&args).await.stdout).into_owned();
     assert!(table.contains(&url_a) && table.contains(&url_b), "{table}");
-    assert!(table.contains("B / A"), "{table}");
+    assert!(table.contains("A / B"), "{table}");
     let delivery = table
         .lines()
         .find(|l| l.trim_start().starts_with("delivery"))

@@ -536,7 +536,8 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 /// Two servers side by side: each figure is the median over the rounds,
-/// with the ratio B / A.
+/// with the ratio A / B (the server under test over the reference it is
+/// compared to).
 pub fn compare_table(a: &[Report], b: &[Report]) -> String {
     let (Some(a0), Some(b0)) = (a.first(), b.first()) else {
         return String::new();
@@ -568,11 +569,11 @@ pub fn compare_table(a: &[Report], b: &[Report]) -> String {
         .unwrap_or(0);
     out.push_str(&format!(
         "  {:<w$}  {:>12}  {:>12}  {:>8}\n",
-        "metric", "A", "B", "B / A"
+        "metric", "A", "B", "A / B"
     ));
     for ((row, va), (_, vb)) in ra.into_iter().zip(rb) {
         let ratio = match (va, vb) {
-            (Some(x), Some(y)) if x != 0.0 => format!("{:.2}", y / x),
+            (Some(x), Some(y)) if y != 0.0 => format!("{:.2}", x / y),
             _ => "—".into(),
         };
         out.push_str(&format!(
@@ -691,6 +692,9 @@ mod tests {
         let rb = build(m, &[client(0, &b)], &[]);
         let t = compare_table(&[ra], &[rb]);
         assert!(t.contains("ws://x") && t.contains("ws://y"), "{t}");
-        assert!(t.contains("2.00"), "latency ratio: {t}");
+        assert!(
+            t.contains("A / B") && t.contains("0.50"),
+            "latency ratio: {t}"
+        );
     }
 }
