@@ -197,7 +197,13 @@ impl Endpoint {
 }
 
 fn describe(e: &tungstenite::Error) -> String {
+    use tungstenite::error::{ProtocolError, SubProtocolError};
     match e {
+        tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
+            SubProtocolError::NoSubProtocol,
+        )) => format!(
+            "the server chose no subprotocol (it does not speak {EXT_PROTOCOL}); use --protocol compat"
+        ),
         tungstenite::Error::Io(io) => io.to_string(),
         tungstenite::Error::Http(resp) => format!("HTTP {}", resp.status()),
         other => other.to_string(),

@@ -108,7 +108,10 @@ pub struct Report {
     pub tick_period: Option<Dist>,
     /// Distinct ticks in the window (the most of any subscription group).
     pub ticks: u64,
+    /// Distinct in-window updates the healthy clients received.
     pub delivered: u64,
+    /// Per connected client, the in-window ticks any client of its
+    /// subscription received (a tick nobody got shows as a gap instead).
     pub expected: u64,
     pub delivery: f64,
     pub gaps: u64,
