@@ -206,8 +206,9 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     if cfg.subscribe.items.is_empty() {
         anyhow::bail!("--subscribe needs at least one item");
     }
-    // Every client is a socket (a spawned server inherits the limit too).
-    let needed = (cfg.clients + cfg.stalled) as u64 * if cfg.spawn { 2 } else { 1 } + 256;
+    // Every client is a socket, plus a few files of our own; a spawned
+    // server (one socket per client too) inherits the raised limit.
+    let needed = (cfg.clients + cfg.stalled) as u64 + 64;
     let (nofile, warning) = sys::raise_nofile(needed);
     if let Some(w) = warning {
         eprintln!("skillmon bench: warning: {w}");
