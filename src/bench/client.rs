@@ -346,6 +346,8 @@ pub async fn healthy(
                 return r;
             }
         };
+        // Receipt time before any parsing, so latency is the server's.
+        let recv = now_us();
         let Ok(head) = serde_json::from_str::<Head<'_>>(text.as_str()) else {
             r.bad_frames += 1;
             continue;
@@ -355,7 +357,6 @@ pub async fn healthy(
                 if awaiting_confirm {
                     continue;
                 }
-                let recv = now_us();
                 let Some(ts) = head.timestamp.as_deref().and_then(ts_us) else {
                     r.bad_frames += 1;
                     continue;
