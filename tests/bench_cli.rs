@@ -16,7 +16,9 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-const INTERVAL: Duration = Duration::from_millis(100);
+/// Short enough for many ticks per run, long enough that a loaded machine
+/// does not make a session skip one.
+const INTERVAL: Duration = Duration::from_millis(200);
 
 /// Run `skillmon bench ARGS` off the runtime; it must succeed.
 async fn bench(args: &[&str]) -> Output {
@@ -375,7 +377,7 @@ async fn spawn_serves_a_db_and_reads_the_servers_memory_and_cpu() {
         "--db",
         &path,
         "--interval",
-        "100ms",
+        "200ms",
         "--clients",
         "5",
         "--duration",
