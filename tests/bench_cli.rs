@@ -3,15 +3,15 @@
 //! here. Functional, not timed: every assertion is about counts (delivery,
 //! ticks, errors, gaps), never about how fast anything was.
 
-mod common;
+mod support;
 
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{TestDb, seed_basic, serve, skillmon};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
+use support::{TestDb, run_fails, seed_basic, serve};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -20,13 +20,13 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 /// does not make a session skip one.
 const INTERVAL: Duration = Duration::from_millis(200);
 
-/// Run `skillmon bench ARGS` off the runtime; it must succeed.
+/// Run `skillmon bench ARGS` (clean environment, own home) off the
+/// runtime; it must succeed.
 async fn bench(args: &[&str]) -> Output {
-    let mut cmd = skillmon();
+    let home = tempfile::tempdir().expect("home");
+    let mut cmd = support::command(home.path());
     cmd.arg("bench").args(args).env("SKILLMON_LOG", "warn");
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run skillmon bench"))
-        .await
-        .expect("join");
+    let out = support::output(cmd).await;
     assert!(
         out.status.success(),
         "skillmon bench {args:?}: {}\n{}",
@@ -407,30 +407,29 @@ async fn spawn_serves_a_db_and_reads_the_servers_memory_and_cpu() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_a_message_naming_the_fix() {
-    let mut cmd = skillmon();
-    cmd.args(["bench", "ws://127.0.0.1:9/ws", "--subscribe", "some"]);
-    let out = cmd.output().expect("run");
-    assert!(!out.status.success());
+    let home = tempfile::tempdir().expect("home");
+    let out = run_fails(
+        home.path(),
+        &["bench", "ws://127.0.0.1:9/ws", "--subscribe", "some"],
+    )
+    .await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("one:NAME"), "{err}");
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let empty = dir.path().join("token");
+    let empty = home.path().join("token");
     std::fs::write(&empty, "\n").expect("write");
-    let mut cmd = skillmon();
-    cmd.args(["bench", "ws://127.0.0.1:9/ws", "--token-file"])
-        .arg(&empty);
-    let out = cmd.output().expect("run");
-    assert!(!out.status.success());
+    let empty = empty.to_string_lossy().into_owned();
+    let out = run_fails(
+        home.path(),
+        &["bench", "ws://127.0.0.1:9/ws", "--token-file", &empty],
+    )
+    .await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--token-file") && err.contains("empty"),
         "{err}"
     );
 
-    let mut cmd = skillmon();
-    cmd.args(["bench", "http://127.0.0.1:9/"]);
-    let out = cmd.output().expect("run");
-    assert!(!out.status.success());
+    let out = run_fails(home.path(), &["bench", "http://127.0.0.1:9/"]).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("ws://"));
 }

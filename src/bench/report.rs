@@ -156,8 +156,8 @@ pub struct RunMeta {
 }
 
 fn short(s: &str) -> String {
-    let clean = crate::tui::view::sanitize(s);
-    crate::tui::view::truncate_width(&clean, 120)
+    let clean = crate::text::sanitize(s);
+    crate::text::truncate_width(&clean, 120)
 }
 
 /// Merge every client's records into the run's report.
@@ -490,10 +490,10 @@ fn details(r: &Report, out: &mut String) {
         out.push_str(&format!("  connection lost ×{n}: {why}\n"));
     }
     for (code, n) in &r.close_codes {
-        out.push_str(&format!(
-            "  closed by server ×{n}: code {code} {}\n",
-            crate::client::close_code_name(code.parse().unwrap_or(0))
-        ));
+        let label = code
+            .parse()
+            .map_or_else(|_| code.clone(), crate::text::close_code_label);
+        out.push_str(&format!("  closed by server ×{n}: code {label}\n"));
     }
     for (code, n) in &r.stalled.close_codes {
         out.push_str(&format!("  stalled closed by server ×{n}: code {code}\n"));

@@ -9,8 +9,8 @@ use ratatui::backend::TestBackend;
 
 use crate::client::FeedEvent;
 use crate::protocol::{Anomaly, SkillStat, Subscription};
-use crate::tui::app::tests::{ch, connected, key, secs, stat, t0, update};
 use crate::tui::app::{App, Event};
+use crate::tui::test_support::{ch, connected, key, secs, stat, t0, update};
 
 fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
     let mut t = Terminal::new(TestBackend::new(w, h)).expect("test backend");
