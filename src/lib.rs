@@ -11,13 +11,13 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod duration;
-pub mod headless;
+pub(crate) mod headless;
 pub mod logging;
 pub mod protocol;
 pub mod server;
 pub(crate) mod signal;
 pub mod store;
-pub mod text;
+pub(crate) mod text;
 pub mod tui;
 pub mod watch;
 

@@ -10,10 +10,10 @@
 //! (plus an optional `skillmon.v1` offer), so it works against session-buddy.
 //! Must not depend on the server module: it measures servers from outside.
 
-pub mod client;
-pub mod report;
-pub mod spawn;
-pub mod sys;
+pub(crate) mod client;
+pub(crate) mod report;
+pub(crate) mod spawn;
+pub(crate) mod sys;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;

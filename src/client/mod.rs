@@ -5,7 +5,7 @@
 //! channel. It reads the clock (event timestamps, round-trip times) so that
 //! the dashboard state never has to. It never touches the terminal.
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod connect;
 mod connection;
 mod handshake;

@@ -7,10 +7,10 @@
 //! fan-out, [`session`] one client, [`http`] the plain-HTTP routes on the same
 //! port, [`stats`] the counters behind `/metrics` and `/healthz`.
 
-pub mod http;
-pub mod hub;
-pub mod session;
-pub mod stats;
+pub(crate) mod http;
+pub(crate) mod hub;
+pub(crate) mod session;
+pub(crate) mod stats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -16,8 +16,8 @@
 //! reads that variable.
 
 pub mod app;
-pub mod keymap;
-pub mod layout;
+pub(crate) mod keymap;
+pub(crate) mod layout;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod theme;
