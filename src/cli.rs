@@ -233,6 +233,12 @@ pub struct WatchArgs {
     /// Print the effective configuration and the config file path, then exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Ring the terminal bell when a new anomaly appears [config `bell`; default off].
+    #[arg(long)]
+    pub bell: bool,
+    /// With --once: exit 3 when the snapshot holds any anomaly (0 = none, 1 = no snapshot).
+    #[arg(long, requires = "once")]
+    pub fail_on_anomaly: bool,
     // -- over a network: token, TLS trust, message limit (client::connect) --
     /// File holding the token the server requires (sent as a Bearer header
     /// and as session-buddy's first frame) [or SKILLMON_TOKEN; config `token_file`].
@@ -267,6 +273,8 @@ impl WatchArgs {
             config: self.config.clone(),
             log_file: self.log_file.clone(),
             print_config: self.print_config,
+            bell: self.bell,
+            fail_on_anomaly: self.fail_on_anomaly,
             // The token's source only: its value is read by the library
             // (`client::Token::load`) and never passes through clap.
             token: match &self.token_file {

@@ -24,12 +24,17 @@ pub struct HeadlessOptions {
     pub json: bool,
     pub once: bool,
     pub timeout: Duration,
+    /// `--fail-on-anomaly`: with `--once`, exit [`EXIT_ANOMALY`] when the
+    /// snapshot holds any anomaly.
+    pub fail_on_anomaly: bool,
     /// Token, TLS trust and limits.
     pub connect: crate::client::ConnectOptions,
 }
 
 /// Exit code when no snapshot came or the connection failed.
 pub const EXIT_NO_DATA: u8 = 1;
+/// Exit code of `--once --fail-on-anomaly` when the snapshot holds an anomaly.
+pub const EXIT_ANOMALY: u8 = 3;
 
 /// The frame as received with `received_at` added (a JSON object).
 pub fn with_received_at(raw: &str, at: DateTime<Utc>) -> String {
@@ -94,6 +99,9 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
                     break ExitCode::SUCCESS;
                 }
                 if opts.once {
+                    if opts.fail_on_anomaly && !update.data.anomalies.is_empty() {
+                        break ExitCode::from(EXIT_ANOMALY);
+                    }
                     break ExitCode::SUCCESS;
                 }
             }

@@ -41,6 +41,7 @@ pub enum Action {
     Freeze,
     Theme,
     Subscribe,
+    Seen,
 }
 
 impl Action {
@@ -72,6 +73,7 @@ impl Action {
             Action::Freeze => "freeze / unfreeze the display (data keeps arriving)",
             Action::Theme => "next colour theme",
             Action::Subscribe => "change the subscription (names, comma-separated; empty = all)",
+            Action::Seen => "mark the new anomalies as seen (clears the header count)",
         }
     }
 
@@ -87,6 +89,7 @@ impl Action {
             Action::Freeze => Some("freeze"),
             Action::Theme => Some("theme"),
             Action::Subscribe => Some("skills"),
+            Action::Seen => Some("seen"),
             _ => None,
         }
     }
@@ -112,6 +115,7 @@ impl Action {
             Action::Freeze => &["f"],
             Action::Theme => &["t"],
             Action::Subscribe => &["c"],
+            Action::Seen => &["a"],
         }
     }
 }
@@ -327,7 +331,14 @@ impl Keymap {
 
     /// (keys label, hint) for the footer; arrows shown compactly.
     pub fn hints(&self) -> Vec<(String, &'static str)> {
+        self.hints_where(|_| true)
+    }
+
+    /// [`Keymap::hints`] for the actions `show` keeps (the footer leaves
+    /// out the contextual ones, e.g. `seen` when nothing is new).
+    pub fn hints_where(&self, show: impl Fn(Action) -> bool) -> Vec<(String, &'static str)> {
         Action::all()
+            .filter(|a| show(*a))
             .filter_map(|a| {
                 let hint = a.hint()?;
                 let keys = self.keys_for(a);
@@ -441,6 +452,7 @@ mod tests {
                 "freeze",
                 "theme",
                 "subscribe",
+                "seen",
             ]
         );
         for a in Action::all() {

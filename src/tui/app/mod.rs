@@ -9,6 +9,7 @@
 //! [`crate::tui::layout`]'s. Must not call into [`crate::tui::view`] (text
 //! it needs comes from [`crate::text`]).
 
+mod attention;
 mod data;
 mod health;
 mod selection;
@@ -28,6 +29,7 @@ use crate::tui::layout::{layout, table_capacity, table_offset};
 use crate::tui::theme::Theme;
 use crate::tui::theme::ThemeName;
 
+pub use attention::{Attention, HIGHLIGHT_SECS};
 pub use data::{DataView, HISTORY_LEN, Sample, SkillRow};
 pub use health::{Health, RATE_WINDOW_SECS};
 pub use selection::SortKey;
@@ -130,6 +132,8 @@ pub struct App {
     pub quit: bool,
     /// Commands for the feed, drained by the event loop.
     pub outbox: Vec<FeedCommand>,
+    /// New anomalies: highlights, the header count, the bell.
+    pub attention: Attention,
 }
 
 impl App {
@@ -157,6 +161,7 @@ impl App {
             dirty: true,
             quit: false,
             outbox: Vec::new(),
+            attention: Attention::default(),
         }
     }
 
@@ -195,6 +200,15 @@ impl App {
             }
         }
     }
+    /// Does the footer show this action's hint now? Contextual actions
+    /// (`seen`) only when they would do something.
+    pub fn hint_applies(&self, action: Action) -> bool {
+        match action {
+            Action::Seen => self.attention.unseen > 0,
+            _ => true,
+        }
+    }
+
     /// Apply one event. Sets `dirty` when the screen must be redrawn.
     pub fn update(&mut self, event: Event) {
         match event {
@@ -206,6 +220,7 @@ impl App {
             }
             Event::Tick(now) => {
                 self.now = now;
+                self.attention.tick(now);
                 self.dirty = true;
             }
             Event::Feed(f) => self.on_feed(f),
@@ -350,6 +365,7 @@ impl App {
                 self.mode = Mode::Subscribe;
                 self.input = self.subscription.skills().join(", ");
             }
+            Action::Seen => self.attention.acknowledge(),
         }
         self.dirty = true;
     }
@@ -416,6 +432,12 @@ impl App {
                 if self.conn != ConnState::Live {
                     self.conn = ConnState::Live;
                 }
+                self.attention.observe(
+                    &self.live.anomalies,
+                    &update.data.anomalies,
+                    self.live.updates == 0,
+                    at,
+                );
                 // The feed already kept only the subscribed skills.
                 data::apply_update(
                     &mut self.live,

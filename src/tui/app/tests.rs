@@ -407,3 +407,78 @@ fn message_rate_over_the_window() {
     assert!((app.health.rate(secs(10)) - 1.0).abs() < 1e-9);
     assert_eq!(app.health.rate(secs(30)), 0.0);
 }
+
+fn anomaly(skill: &str, kind: &str) -> crate::protocol::Anomaly {
+    crate::protocol::Anomaly {
+        skill_name: skill.into(),
+        detected_at: "2026-11-22T03:00:00Z".into(),
+        anomaly_type: kind.into(),
+        deviation_score: Some(-3.0),
+        baseline_value: None,
+        observed_value: None,
+        source: None,
+    }
+}
+
+#[test]
+fn new_anomalies_are_highlighted_counted_and_cleared_by_the_seen_key() {
+    let mut app = live_app();
+    app.attention.bell = true;
+    let a = anomaly("mypy", "drop");
+    app.update(update(secs(1), Some(2), three(), vec![a.clone()]));
+    assert_eq!(app.attention.unseen, 1);
+    assert!(app.attention.is_fresh(&a, app.now));
+    assert!(app.attention.title_flash(app.now));
+    assert!(app.attention.bell_pending);
+    assert!(app.hint_applies(Action::Seen));
+    // The title flashes once a second (event time, not a clock).
+    app.update(Event::Tick(secs(2)));
+    assert!(!app.attention.title_flash(app.now));
+    app.update(Event::Tick(secs(3)));
+    assert!(app.attention.title_flash(app.now));
+    // The same (skill, type) again is not new; a second type is.
+    app.attention.bell_pending = false;
+    let b = anomaly("mypy", "spike");
+    app.update(update(
+        secs(4),
+        Some(3),
+        three(),
+        vec![a.clone(), b.clone()],
+    ));
+    assert_eq!(app.attention.unseen, 2);
+    assert!(app.attention.bell_pending);
+    // Highlights end after HIGHLIGHT_SECS; the count stays until seen.
+    app.update(Event::Tick(secs(1 + HIGHLIGHT_SECS)));
+    assert!(!app.attention.is_fresh(&a, app.now));
+    assert!(app.attention.is_fresh(&b, app.now));
+    app.update(Event::Tick(secs(4 + HIGHLIGHT_SECS)));
+    assert!(!app.attention.is_fresh(&b, app.now));
+    assert!(!app.attention.title_flash(app.now));
+    assert_eq!(app.attention.unseen, 2);
+    app.update(ch('a'));
+    assert_eq!(app.attention.unseen, 0);
+    assert!(!app.hint_applies(Action::Seen));
+}
+
+#[test]
+fn the_first_picture_and_unchanged_anomalies_ask_for_nothing() {
+    let mut app = App::new("ws://x", Subscription::All, t0());
+    app.attention.bell = true;
+    app.update(connected(t0(), Some(1000)));
+    let a = anomaly("mypy", "drop");
+    app.update(update(t0(), Some(1), three(), vec![a.clone()]));
+    assert_eq!(app.attention.unseen, 0, "the first picture is the baseline");
+    assert!(!app.attention.bell_pending);
+    app.update(update(secs(1), Some(2), three(), vec![a.clone()]));
+    assert_eq!(app.attention.unseen, 0);
+    // Gone, then back: new again.
+    app.update(update(secs(2), Some(3), three(), vec![]));
+    app.update(update(secs(3), Some(4), three(), vec![a.clone()]));
+    assert_eq!(app.attention.unseen, 1);
+    assert!(app.attention.bell_pending);
+    // Without --bell nothing rings.
+    let mut quiet = live_app();
+    quiet.update(update(secs(1), Some(2), three(), vec![a]));
+    assert_eq!(quiet.attention.unseen, 1);
+    assert!(!quiet.attention.bell_pending);
+}

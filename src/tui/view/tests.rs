@@ -385,3 +385,77 @@ fn scrolled_table_shows_the_selected_row_and_only_the_rows_that_fit() {
     let screen = format!("{:?}", draw(&app, 100, 30).backend());
     assert!(screen.contains("skill-000") && !screen.contains("skill-199"));
 }
+
+/// The text of row `y` and whether any of its cells has `modifier`.
+fn row_has(
+    t: &Terminal<TestBackend>,
+    y: u16,
+    modifier: ratatui::style::Modifier,
+) -> (String, bool) {
+    let buf = t.backend().buffer();
+    let w = buf.area.width;
+    let text: String = (0..w).map(|x| buf[(x, y)].symbol()).collect();
+    let styled = (0..w).any(|x| buf[(x, y)].modifier.contains(modifier));
+    (text, styled)
+}
+
+#[test]
+fn snapshot_new_anomalies_ask_for_attention() {
+    use ratatui::style::Modifier;
+    // A new anomaly after a quiet first picture: header count, highlighted
+    // row, flashing title, the `a seen` hint.
+    let mut app = app_with_data(3);
+    let mut s = skills();
+    s[0].total_invocations += 10;
+    let mut list = anomalies();
+    list.insert(
+        0,
+        Anomaly {
+            skill_name: "docs-build".into(),
+            detected_at: "2026-11-22T03:00:03Z".into(),
+            anomaly_type: "performance_drop".into(),
+            deviation_score: Some(-4.2),
+            baseline_value: None,
+            observed_value: None,
+            source: None,
+        },
+    );
+    app.update(Event::Feed(FeedEvent::Update {
+        update: crate::protocol::MetricsUpdate {
+            seq: Some(4),
+            timestamp: None,
+            data: crate::protocol::MetricsData {
+                top_skills: s,
+                anomalies: list,
+            },
+        },
+        raw: Default::default(),
+        at: secs(3),
+    }));
+    let t = draw(&app, 100, 30);
+    insta::assert_snapshot!(t.backend());
+    // Row 19 is the first anomaly (docs-build, new); row 20 (mypy) is from
+    // the previous update's batch and is highlighted too (first seen at 2s).
+    let (text, fresh) = row_has(&t, 19, Modifier::UNDERLINED);
+    assert!(text.contains("docs-build") && fresh, "{text}");
+    let (title, flash) = row_has(&t, 17, Modifier::REVERSED);
+    assert!(title.contains("Anomalies (5)") && flash, "{title}");
+    // One second on, the title is in its "off" phase; after HIGHLIGHT_SECS
+    // the highlight is gone, the count stays until `a`.
+    app.update(Event::Tick(secs(4)));
+    let t = draw(&app, 100, 30);
+    assert!(!row_has(&t, 17, Modifier::REVERSED).1);
+    app.update(Event::Tick(secs(3 + crate::tui::app::HIGHLIGHT_SECS)));
+    let t = draw(&app, 100, 30);
+    assert!(!row_has(&t, 19, Modifier::UNDERLINED).1);
+    assert!(row_has(&t, 0, Modifier::BOLD).0.contains("⚠ 5 new"));
+    app.update(ch('a'));
+    let t = draw(&app, 100, 30);
+    let (header, _) = row_has(&t, 0, Modifier::BOLD);
+    assert!(
+        !header.contains("new") && header.contains("ws://"),
+        "{header}"
+    );
+    let (footer, _) = row_has(&t, 29, Modifier::BOLD);
+    assert!(!footer.contains("seen"), "{footer}");
+}
