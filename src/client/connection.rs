@@ -202,8 +202,12 @@ where
                         tracing::warn!("server error frame: {:?} {}", error.code, error.message);
                         FeedEvent::ServerError { error, at }
                     }
-                    // Only sent in reply to `get_metrics`, which watch never sends.
-                    Ok(ServerMessage::MetricsResponse(_) | ServerMessage::Unknown) => continue,
+                    // Only sent in reply to `get_metrics` / `history`, which watch never sends.
+                    Ok(
+                        ServerMessage::MetricsResponse(_)
+                        | ServerMessage::History(_)
+                        | ServerMessage::Unknown,
+                    ) => continue,
                 };
                 if tx.send(event).await.is_err() {
                     let _ = send_bounded(&mut sink, Message::Close(Some(normal_close()))).await;

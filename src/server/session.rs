@@ -294,6 +294,15 @@ where
                 self.send_text(pong.encode().into()).await?;
                 Ok(None)
             }
+            Ok(ClientMessage::History { .. }) => {
+                // Answered for real once the hub builds histories.
+                self.send_error(ClientError {
+                    code: ErrorCode::UnknownType,
+                    message: "history is not offered by this server yet".into(),
+                })
+                .await?;
+                Ok(None)
+            }
             Ok(ClientMessage::Auth { .. }) => {
                 // Authentication is off: accept and ignore, as session-buddy does.
                 tracing::debug!("token frame ignored: authentication is not enabled");
