@@ -111,6 +111,8 @@ pub struct WatchOptions {
     pub bell: bool,
     /// `--fail-on-anomaly` (with `--once`): exit 3 when the snapshot holds an anomaly.
     pub fail_on_anomaly: bool,
+    /// `--history 1h|24h` (with `--once --json`): include that history frame.
+    pub history: Option<crate::protocol::HistoryWindow>,
     /// Over a network (see [`NetConfig`]): where the token comes from
     /// (`--token-file`, else `SKILLMON_TOKEN` when set; never the value),
     /// `--ca-cert` / `SKILLMON_CA_CERT`, `--max-frame` / `SKILLMON_MAX_FRAME`.

@@ -62,6 +62,7 @@ pub async fn run(args: WatchOptions) -> anyhow::Result<ExitCode> {
             timeout: args.timeout.unwrap_or(DEFAULT_TIMEOUT),
             connect,
             fail_on_anomaly: args.fail_on_anomaly,
+            history: args.history,
         })
         .await;
     }

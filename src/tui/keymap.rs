@@ -42,6 +42,7 @@ pub enum Action {
     Theme,
     Subscribe,
     Seen,
+    Window,
 }
 
 impl Action {
@@ -74,6 +75,7 @@ impl Action {
             Action::Theme => "next colour theme",
             Action::Subscribe => "change the subscription (names, comma-separated; empty = all)",
             Action::Seen => "mark the new anomalies as seen (clears the header count)",
+            Action::Window => "detail view: switch the charts between the last 24h and 1h",
         }
     }
 
@@ -90,6 +92,7 @@ impl Action {
             Action::Theme => Some("theme"),
             Action::Subscribe => Some("skills"),
             Action::Seen => Some("seen"),
+            Action::Window => Some("1h/24h"),
             _ => None,
         }
     }
@@ -116,6 +119,7 @@ impl Action {
             Action::Theme => &["t"],
             Action::Subscribe => &["c"],
             Action::Seen => &["a"],
+            Action::Window => &["w"],
         }
     }
 }
@@ -453,6 +457,7 @@ mod tests {
                 "theme",
                 "subscribe",
                 "seen",
+                "window",
             ]
         );
         for a in Action::all() {

@@ -52,6 +52,7 @@ pub fn connected(at: DateTime<Utc>, interval_ms: Option<u64>) -> Event {
             interval_ms,
             session_id: None,
         },
+        ext: false,
         at,
     })
 }

@@ -12,6 +12,7 @@
 mod attention;
 mod data;
 mod health;
+mod history;
 mod selection;
 
 use std::time::Duration;
@@ -22,7 +23,7 @@ use crossterm::event::{
 };
 
 use crate::client::{FeedCommand, FeedEvent};
-use crate::protocol::Subscription;
+use crate::protocol::{HistoryWindow, Subscription};
 use crate::text::subscription_label;
 use crate::tui::keymap::{Action, Keymap};
 use crate::tui::layout::{layout, table_capacity, table_offset};
@@ -32,6 +33,7 @@ use crate::tui::theme::ThemeName;
 pub use attention::{Attention, HIGHLIGHT_SECS};
 pub use data::{DataView, HISTORY_LEN, Sample, SkillRow};
 pub use health::{Health, RATE_WINDOW_SECS};
+pub use history::{Bucket, MAX_SKILLS as MAX_HISTORY_SKILLS, Marker, Series, ServerHistory};
 pub use selection::SortKey;
 
 /// The update interval assumed when the server does not announce one.
@@ -134,6 +136,10 @@ pub struct App {
     pub outbox: Vec<FeedCommand>,
     /// New anomalies: highlights, the header count, the bell.
     pub attention: Attention,
+    /// (ext) The server's history of the skills in view and in the detail view.
+    pub history: ServerHistory,
+    /// The detail view's chart window (the `window` key switches it).
+    pub window: HistoryWindow,
 }
 
 impl App {
@@ -162,6 +168,8 @@ impl App {
             quit: false,
             outbox: Vec::new(),
             attention: Attention::default(),
+            history: ServerHistory::default(),
+            window: HistoryWindow::Day,
         }
     }
 
@@ -205,6 +213,7 @@ impl App {
     pub fn hint_applies(&self, action: Action) -> bool {
         match action {
             Action::Seen => self.attention.unseen > 0,
+            Action::Window => matches!(self.overlay, Overlay::Detail(_)),
             _ => true,
         }
     }
@@ -336,7 +345,18 @@ impl App {
                             None => Overlay::None,
                         }
                     }
+                };
+                if let Overlay::Detail(name) = &self.overlay {
+                    let asks = self.history.detail_requests(name);
+                    self.outbox.extend(asks);
                 }
+            }
+            Action::Window => {
+                self.window = match self.window {
+                    HistoryWindow::Hour => HistoryWindow::Day,
+                    HistoryWindow::Day => HistoryWindow::Hour,
+                };
+                self.status = Some(format!("detail charts: last {}", self.window));
             }
             Action::SortNext => {
                 self.sort = self.sort.next();
@@ -419,10 +439,20 @@ impl App {
                     _ => ConnState::Connecting,
                 };
             }
-            FeedEvent::Connected { info, at } => {
+            FeedEvent::Connected { info, ext, at } => {
                 h.message(at);
                 h.connected(info.server, info.interval_ms, at);
                 self.conn = ConnState::Live;
+                // A new connection (or a reconnect) asks again.
+                self.history.connected(ext);
+                if let Overlay::Detail(name) = &self.overlay {
+                    let asks = self.history.detail_requests(name);
+                    self.outbox.extend(asks);
+                }
+            }
+            FeedEvent::History { history, at, .. } => {
+                h.message(at);
+                self.history.receive(history);
             }
             FeedEvent::Update { update, at, .. } => {
                 h.message(at);
@@ -445,9 +475,25 @@ impl App {
                     update.data.anomalies,
                     at,
                 );
+                let deltas: Vec<(String, i64)> = self
+                    .live
+                    .rows
+                    .iter()
+                    .filter_map(|r| r.delta.map(|d| (r.stat.skill_name.clone(), d)))
+                    .collect();
+                self.history.extend(&deltas, at);
+                let stats: Vec<_> = self.live.rows.iter().map(|r| r.stat.clone()).collect();
+                if let Some(ask) = self.history.trend_request(&stats) {
+                    self.outbox.push(ask);
+                }
             }
             FeedEvent::Subscribed { at } => {
                 h.message(at);
+                // The skills in view change: their history is asked for
+                // at the next update.
+                if self.history.offered() {
+                    self.history.trend_wanted = true;
+                }
                 if self
                     .status
                     .as_deref()
