@@ -482,3 +482,114 @@ fn the_first_picture_and_unchanged_anomalies_ask_for_nothing() {
     assert_eq!(quiet.attention.unseen, 1);
     assert!(!quiet.attention.bell_pending);
 }
+
+mod server_history {
+    use super::*;
+    use crate::protocol::HistoryWindow::{Day, Hour};
+    use crate::tui::test_support::{connected_ext, history};
+
+    fn asks(app: &mut App) -> Vec<FeedCommand> {
+        std::mem::take(&mut app.outbox)
+    }
+
+    fn ask(skills: &[&str], window: HistoryWindow) -> FeedCommand {
+        FeedCommand::History {
+            skills: Some(skills.iter().map(|s| s.to_string()).collect()),
+            window,
+        }
+    }
+
+    #[test]
+    fn the_skills_in_view_are_asked_for_after_connect_subscribe_and_reconnect() {
+        let mut app = App::new("ws://x", Subscription::All, t0());
+        app.update(connected_ext(t0()));
+        assert!(asks(&mut app).is_empty(), "no skills known yet");
+        app.update(update(t0(), Some(1), three(), vec![]));
+        assert_eq!(
+            asks(&mut app),
+            vec![ask(&["pytest-run", "ruff-check", "mypy"], Hour)]
+        );
+        app.update(update(secs(1), Some(2), three(), vec![]));
+        assert!(asks(&mut app).is_empty(), "once per connection");
+        // A subscription change: asked at the first update after the confirmation.
+        app.update(Event::Feed(FeedEvent::Subscribed { at: secs(2) }));
+        app.update(update(secs(2), Some(3), three()[..1].to_vec(), vec![]));
+        assert_eq!(asks(&mut app), vec![ask(&["pytest-run"], Hour)]);
+        // A reconnect asks again.
+        app.update(Event::Feed(FeedEvent::Disconnected {
+            code: Some(1006),
+            reason: String::new(),
+            retry_in: Duration::from_millis(250),
+            at: secs(3),
+        }));
+        app.update(connected_ext(secs(4)));
+        app.update(update(secs(4), Some(1), three(), vec![]));
+        assert_eq!(asks(&mut app).len(), 1);
+    }
+
+    #[test]
+    fn a_server_without_history_is_never_asked() {
+        let mut app = live_app(); // `connected` without skillmon.v1
+        app.update(Event::Feed(FeedEvent::Subscribed { at: secs(1) }));
+        app.update(update(secs(1), Some(2), three(), vec![]));
+        app.update(key(KeyCode::Enter));
+        assert!(app.outbox.is_empty(), "{:?}", app.outbox);
+        assert_eq!(app.history.offered, Some(false));
+    }
+
+    #[test]
+    fn the_detail_view_asks_for_both_windows_and_a_key_switches() {
+        let mut app = App::new("ws://x", Subscription::All, t0());
+        app.update(connected_ext(t0()));
+        app.update(update(t0(), Some(1), three(), vec![]));
+        asks(&mut app);
+        assert_eq!(app.window, Day);
+        assert!(!app.hint_applies(Action::Window));
+        app.update(key(KeyCode::Enter));
+        assert_eq!(
+            asks(&mut app),
+            vec![ask(&["pytest-run"], Hour), ask(&["pytest-run"], Day)]
+        );
+        assert!(app.hint_applies(Action::Window));
+        app.update(ch('w'));
+        assert_eq!(app.window, Hour);
+        app.update(ch('w'));
+        assert_eq!(app.window, Day);
+        // A reconnect while the detail view is open asks for it again.
+        app.update(connected_ext(secs(5)));
+        assert_eq!(asks(&mut app).len(), 2);
+    }
+
+    #[test]
+    fn frames_are_kept_bounded_and_live_updates_extend_them() {
+        let mut app = App::new("ws://x", Subscription::All, t0());
+        app.update(connected_ext(t0()));
+        let names: Vec<String> = (0..70).map(|i| format!("s{i:02}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        app.update(history(Hour, t0(), &refs, |i| i as u64, &[]));
+        let hour = &app.history.series[&Hour];
+        assert_eq!(hour.len(), MAX_HISTORY_SKILLS);
+        assert!(hour.values().all(|s| s.buckets.len() == 60));
+        // A later frame for other skills evicts the oldest series.
+        app.update(history(Hour, t0(), &["pytest-run"], |_| 2, &[]));
+        assert_eq!(app.history.series[&Hour].len(), MAX_HISTORY_SKILLS);
+        assert!(app.history.get(Hour, "pytest-run").is_some());
+
+        // Live: 3 new invocations at 03:00:30 go into the 03:00 bucket;
+        // the next minute opens a bucket and the oldest one drops.
+        app.update(update(secs(0), Some(1), three(), vec![]));
+        let mut s = three();
+        s[0].total_invocations += 3;
+        app.update(update(secs(30), Some(2), s.clone(), vec![]));
+        let series = app.history.get(Hour, "pytest-run").unwrap();
+        assert_eq!(series.buckets.len(), 60);
+        assert_eq!(series.buckets[59].invocations, 5);
+        s[0].total_invocations += 4;
+        app.update(update(secs(61), Some(3), s, vec![]));
+        let series = app.history.get(Hour, "pytest-run").unwrap();
+        assert_eq!(series.buckets.len(), 60);
+        assert_eq!(series.buckets[58].invocations, 5);
+        assert_eq!(series.buckets[59].invocations, 4);
+        assert_eq!(series.buckets[59].start, secs(60));
+    }
+}

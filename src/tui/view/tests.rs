@@ -459,3 +459,98 @@ fn snapshot_new_anomalies_ask_for_attention() {
     let (footer, _) = row_has(&t, 29, Modifier::BOLD);
     assert!(!footer.contains("seen"), "{footer}");
 }
+
+mod server_history {
+    use super::*;
+    use crate::protocol::HistoryWindow::{Day, Hour};
+    use crate::tui::test_support::{connected_ext, history};
+
+    const NAMES: [&str; 5] = [
+        "pytest-run",
+        "ruff-check",
+        "mypy",
+        "git-commit",
+        "docs-build",
+    ];
+
+    /// Connected to a server with history at t0 (03:00 UTC): the first
+    /// update, then the Trend column's 1 h for every skill.
+    fn app_ext() -> App {
+        let mut app = App::new("ws://127.0.0.1:8765/ws", Subscription::All, t0());
+        app.update(Event::Resize(100, 30));
+        app.update(connected_ext(t0()));
+        app.update(update(t0(), Some(1), skills(), vec![]));
+        app.update(history(Hour, t0(), &NAMES, |i| ((i * 7) % 11) as u64, &[]));
+        app.outbox.clear();
+        app
+    }
+
+    /// pytest-run's day and hour with two incidents each.
+    fn with_detail(mut app: App) -> App {
+        let incidents = |a: i64, b: i64| {
+            [
+                (
+                    "pytest-run",
+                    "performance_drop",
+                    t0() - chrono::Duration::minutes(a),
+                ),
+                (
+                    "pytest-run",
+                    "duration_spike",
+                    t0() - chrono::Duration::minutes(b),
+                ),
+            ]
+        };
+        app.update(key(KeyCode::Enter));
+        app.update(history(
+            Day,
+            t0(),
+            &["pytest-run"],
+            // A quiet night, a busy morning.
+            |i| if i < 40 { 2 } else { 10 + (i % 5) as u64 * 3 },
+            &incidents(9 * 60, 2 * 60 + 30),
+        ));
+        app.update(history(
+            Hour,
+            t0(),
+            &["pytest-run"],
+            |i| (i % 6) as u64,
+            &incidents(45, 12),
+        ));
+        app.update(Event::Tick(secs(1)));
+        app
+    }
+
+    #[test]
+    fn snapshot_trend_column_shows_the_last_hour_at_once() {
+        let app = app_ext();
+        insta::assert_snapshot!(draw(&app, 100, 30).backend());
+    }
+
+    #[test]
+    fn snapshot_detail_24h_with_anomaly_markers() {
+        let app = with_detail(app_ext());
+        assert_eq!(app.window, Day);
+        insta::assert_snapshot!(draw(&app, 100, 30).backend());
+    }
+
+    #[test]
+    fn snapshot_detail_1h_with_anomaly_markers() {
+        let mut app = with_detail(app_ext());
+        app.update(ch('w'));
+        insta::assert_snapshot!(draw(&app, 100, 30).backend());
+    }
+
+    #[test]
+    fn detail_waits_for_its_history() {
+        let mut app = app_ext();
+        app.update(ch('j'));
+        app.update(key(KeyCode::Enter));
+        let t = draw(&app, 100, 30);
+        let text = format!("{:?}", t.backend());
+        assert!(
+            text.contains("asking the server for the last 24h"),
+            "{text}"
+        );
+    }
+}
