@@ -287,3 +287,36 @@ fn demo_shows_live_data_and_q_removes_its_files() {
     let after: Vec<_> = std::fs::read_dir(&tmp).expect("tmp").collect();
     assert!(after.is_empty(), "left behind: {after:?}");
 }
+
+#[test]
+fn demo_detail_shows_the_back_filled_day_with_its_incidents() {
+    // Issue 9's "done when": Enter on a skill of the demo, and the 24 h
+    // chart is the server's day (the back-fill), its incident marked (the
+    // demo's detector row for crackerjack-lint, 12 minutes ago).
+    let home = tempfile::tempdir().expect("home");
+    let mut pty = Pty::spawn(home.path(), &["demo", "--interval", "200ms"]);
+    pty.wait_for("the demo dashboard", |s| live_with(s, "crackerjack-lint"));
+    pty.send(b"/crackerjack-lint\r");
+    pty.wait_for("the filtered table", |s| {
+        s.contents().contains("Top skills (1 of")
+    });
+    pty.send(b"\r");
+    let opened = Instant::now();
+    // A marker is a `•` on a chart row (the legend line has one too).
+    let marked = |s: &vt100::Screen| {
+        s.contents()
+            .lines()
+            .any(|l| l.starts_with("││") && l.contains('•'))
+    };
+    pty.wait_for("the 24h history chart with its incident", |s| {
+        let c = s.contents();
+        c.contains("Invocations per 15 min") && c.contains("history: last 24h") && marked(s)
+    });
+    eprintln!("24h chart on screen {:?} after Enter", opened.elapsed());
+    pty.send(b"w");
+    pty.wait_for("the 1h history chart with its incident", |s| {
+        s.contents().contains("Invocations per minute") && marked(s)
+    });
+    pty.send(b"q");
+    pty.exits_0_restored();
+}
