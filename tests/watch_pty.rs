@@ -20,6 +20,8 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 struct Pty {
     parser: vt100::Parser,
+    /// BEL bytes seen in the output so far.
+    bells: usize,
     output: mpsc::Receiver<Vec<u8>>,
     writer: Box<dyn Write + Send>,
     master: Box<dyn MasterPty + Send>,
@@ -79,6 +81,7 @@ impl Pty {
         });
         Pty {
             parser: vt100::Parser::new(nz(30), nz(100), 0),
+            bells: 0,
             output: rx,
             writer,
             master: pair.master,
@@ -95,13 +98,18 @@ impl Pty {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {
-                Ok(bytes) => self.parser.process(&bytes),
+                Ok(bytes) => self.process(&bytes),
                 Err(_) => panic!(
                     "timed out waiting for {what}; screen:\n{}",
                     self.parser.screen().contents()
                 ),
             }
         }
+    }
+
+    fn process(&mut self, bytes: &[u8]) {
+        self.bells += bytes.iter().filter(|b| **b == 0x07).count();
+        self.parser.process(bytes);
     }
 
     fn send(&mut self, bytes: &[u8]) {
@@ -118,12 +126,12 @@ impl Pty {
             }
             assert!(Instant::now() < deadline, "the child did not exit");
             if let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(50)) {
-                self.parser.process(&bytes);
+                self.process(&bytes);
             }
         };
         // The rest of the output (the reader ends when the pty closes).
         while let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(500)) {
-            self.parser.process(&bytes);
+            self.process(&bytes);
         }
         status
     }
@@ -319,4 +327,33 @@ fn demo_detail_shows_the_back_filled_day_with_its_incidents() {
     });
     pty.send(b"q");
     pty.exits_0_restored();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_anomaly_asks_for_attention_and_rings_with_bell() {
+    on_served_db(|home, url| {
+        let mut pty = Pty::spawn(home, &["watch", url, "--bell"]);
+        pty.wait_for("the first picture", |s| {
+            live_with(s, "pytest-run") && s.contents().contains("Anomalies (1)")
+        });
+        assert_eq!(pty.bells, 0, "the first picture is the baseline");
+        // An outside detector writes a new anomaly.
+        let conn = rusqlite::Connection::open(home.join("skills.db")).expect("open db");
+        let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+        skillmon::store::fixture::insert_anomaly(&conn, "pytest-run", &now, "spike", Some(3.1))
+            .expect("insert anomaly");
+        pty.wait_for("the new-anomaly count", |s| {
+            s.contents().contains("⚠ 1 new") && s.contents().contains("a seen")
+        });
+        assert_eq!(pty.bells, 1, "one BEL for one new anomaly");
+        pty.send(b"a");
+        pty.wait_for("the count cleared", |s| {
+            let c = s.contents();
+            live_with(s, "pytest-run") && !c.contains("⚠") && !c.contains("a seen")
+        });
+        pty.send(b"q");
+        pty.exits_0_restored();
+        assert_eq!(pty.bells, 1);
+    })
+    .await;
 }
