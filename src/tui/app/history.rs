@@ -17,6 +17,9 @@ use crate::protocol::{History, HistoryWindow, SkillStat, parse_timestamp};
 /// Most skills kept per window (as many as one request may name).
 pub const MAX_SKILLS: usize = crate::protocol::MAX_HISTORY_SKILLS;
 
+/// Average durations at or above this (a year, in seconds) are dropped.
+const MAX_DURATION: f64 = 365.0 * 86_400.0;
+
 /// One bucket of a series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bucket {
@@ -191,7 +194,8 @@ impl ServerHistory {
                         start: parse_timestamp(&b.start)?,
                         invocations: b.invocations,
                         completed: b.completed,
-                        avg_duration: b.avg_duration.filter(|d| d.is_finite() && *d >= 0.0),
+                        // Beyond a year is no duration: a broken server.
+                        avg_duration: b.avg_duration.filter(|d| (0.0..MAX_DURATION).contains(d)),
                     })
                 })
                 .collect();

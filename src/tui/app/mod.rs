@@ -138,6 +138,8 @@ pub struct App {
     pub attention: Attention,
     /// (ext) The server's history of the skills in view and in the detail view.
     pub history: ServerHistory,
+    /// The Trend column's history as it was when the display was frozen.
+    pub frozen_history: Option<ServerHistory>,
     /// The detail view's chart window (the `window` key switches it).
     pub window: HistoryWindow,
 }
@@ -169,6 +171,7 @@ impl App {
             outbox: Vec::new(),
             attention: Attention::default(),
             history: ServerHistory::default(),
+            frozen_history: None,
             window: HistoryWindow::Day,
         }
     }
@@ -184,6 +187,11 @@ impl App {
     /// What the screen shows: the frozen copy, else the live data.
     pub fn view(&self) -> &DataView {
         self.frozen.as_ref().unwrap_or(&self.live)
+    }
+
+    /// The history the Trend column shows: the frozen copy, else the live one.
+    pub fn trend_history(&self) -> &ServerHistory {
+        self.frozen_history.as_ref().unwrap_or(&self.history)
     }
 
     /// The expected update interval (announced by skillmon, else 1 s).
@@ -371,7 +379,8 @@ impl App {
                 self.frozen = match self.frozen.take() {
                     Some(_) => None,
                     None => Some(self.live.clone()),
-                }
+                };
+                self.frozen_history = self.frozen.as_ref().map(|_| self.history.clone());
             }
             Action::Theme => {
                 if self.no_color {
@@ -543,4 +552,4 @@ impl App {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -593,3 +593,96 @@ mod server_history {
         assert_eq!(series.buckets[59].start, secs(60));
     }
 }
+
+pub(crate) mod hostile_history {
+    use super::*;
+    use crate::protocol::{History, HistoryBucket, HistoryWindow, SkillHistory};
+    use crate::tui::test_support::connected_ext;
+
+    /// A frame no honest server sends: 500 buckets, out of order, absurd
+    /// counts and durations, unparsable times.
+    pub(crate) fn broken_frame() -> Event {
+        let buckets = (0..500)
+            .map(|i| HistoryBucket {
+                start: if i % 7 == 0 {
+                    "not a time".into()
+                } else {
+                    crate::protocol::format_bucket_start(1_700_000_000 - (i as i64 * 37_777))
+                },
+                invocations: u64::MAX - i as u64,
+                completed: u64::MAX,
+                avg_duration: [
+                    Some(f64::NAN),
+                    Some(f64::INFINITY),
+                    Some(-1.0),
+                    Some(1e300),
+                    Some(2.0),
+                ][i % 5],
+            })
+            .collect();
+        Event::Feed(FeedEvent::History {
+            history: History {
+                window: HistoryWindow::Hour,
+                bucket_seconds: -5,
+                start: String::new(),
+                timestamp: None,
+                skills: vec![SkillHistory {
+                    skill_name: "pytest-run".into(),
+                    buckets,
+                    anomalies: Vec::new(),
+                }],
+            },
+            raw: Default::default(),
+            at: t0(),
+        })
+    }
+
+    #[test]
+    fn a_broken_history_frame_is_bounded_and_cleaned() {
+        let mut app = App::new("ws://x", Subscription::All, t0());
+        app.update(connected_ext(t0()));
+        app.update(update(t0(), Some(1), three(), vec![]));
+        app.update(broken_frame());
+        let s = app.history.get(HistoryWindow::Hour, "pytest-run").unwrap();
+        assert_eq!(s.buckets.len(), 60);
+        assert!(s.buckets.windows(2).all(|w| w[0].start <= w[1].start));
+        assert!(
+            s.buckets
+                .iter()
+                .filter_map(|b| b.avg_duration)
+                .all(|d| d == 2.0)
+        );
+        assert!(s.buckets.iter().all(|b| b.completion() == Some(100.0)));
+        // Live updates still fold in without overflow.
+        let mut st = three();
+        st[0].total_invocations += 5;
+        app.update(update(secs(1), Some(2), st, vec![]));
+    }
+
+    #[test]
+    fn freeze_keeps_the_trend_column_still() {
+        let mut app = App::new("ws://x", Subscription::All, t0());
+        app.update(connected_ext(t0()));
+        app.update(update(t0(), Some(1), three(), vec![]));
+        app.update(crate::tui::test_support::history(
+            HistoryWindow::Hour,
+            t0(),
+            &["pytest-run"],
+            |_| 1,
+            &[],
+        ));
+        app.update(ch('f'));
+        let mut st = three();
+        st[0].total_invocations += 9;
+        app.update(update(secs(1), Some(2), st, vec![]));
+        let newest = |h: &ServerHistory| {
+            h.get(HistoryWindow::Hour, "pytest-run")
+                .and_then(|s| s.buckets.last())
+                .map(|b| b.invocations)
+        };
+        assert_eq!(newest(&app.history), Some(10));
+        assert_eq!(newest(app.trend_history()), Some(1));
+        app.update(ch('f'));
+        assert_eq!(newest(app.trend_history()), Some(10));
+    }
+}

@@ -253,7 +253,10 @@ fn history_charts(series: &Series, frame: &mut Frame, area: Rect, theme: &Theme)
         HistoryWindow::Hour => "minute",
         HistoryWindow::Day => "15 min",
     };
-    let total: u64 = series.buckets.iter().map(|b| b.invocations).sum();
+    let total = series
+        .buckets
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(b.invocations));
     let [top, bottom] = Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(area);
     let [left, right] =
         Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(bottom);

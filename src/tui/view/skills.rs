@@ -262,7 +262,7 @@ fn row<'a>(
         Col::H1 => Cell::from(format!("{:>5}", opt(s.invocations_1h))),
         Col::H24 => Cell::from(format!("{:>6}", opt(s.invocations_24h))),
         Col::Trend => {
-            if let Some(series) = app.history.get(HistoryWindow::Hour, &s.skill_name) {
+            if let Some(series) = app.trend_history().get(HistoryWindow::Hour, &s.skill_name) {
                 let per_cell = fold(&series.invocations(), trend_w);
                 return Cell::from(Span::styled(sparkline(&per_cell, trend_w), theme.spark));
             }
@@ -289,10 +289,11 @@ pub fn fold(values: &[u64], width: usize) -> Vec<u64> {
     let rem = values.len() % per;
     let (head, tail) = values.split_at(rem);
     let mut out = Vec::with_capacity(width);
+    let sum = |c: &[u64]| c.iter().fold(0u64, |a, b| a.saturating_add(*b));
     if !head.is_empty() {
-        out.push(head.iter().sum());
+        out.push(sum(head));
     }
-    out.extend(tail.chunks(per).map(|c| c.iter().sum::<u64>()));
+    out.extend(tail.chunks(per).map(sum));
     out
 }
 

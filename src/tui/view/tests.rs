@@ -554,3 +554,19 @@ mod server_history {
         );
     }
 }
+
+#[test]
+fn a_broken_history_frame_draws_without_panicking() {
+    let mut app = App::new("ws://h:1", Subscription::All, t0());
+    app.update(Event::Resize(100, 30));
+    app.update(crate::tui::test_support::connected_ext(t0()));
+    app.update(update(t0(), Some(1), skills(), vec![]));
+    app.update(crate::tui::app::tests::hostile_history::broken_frame());
+    let t = draw(&app, 100, 30);
+    assert!(format!("{:?}", t.backend()).contains("pytest-run"));
+    app.update(key(KeyCode::Enter));
+    app.update(ch('w'));
+    assert_eq!(app.window, crate::protocol::HistoryWindow::Hour);
+    let t = draw(&app, 100, 30);
+    assert!(format!("{:?}", t.backend()).contains("Invocations per minute"));
+}
