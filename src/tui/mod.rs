@@ -167,7 +167,9 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
         }
         for cmd in app.outbox.drain(..) {
             if feed.commands.try_send(cmd).is_err() {
-                tracing::warn!("feed is busy or gone; a subscription change was dropped");
+                tracing::warn!(
+                    "feed is busy or gone; a command for it (subscribe or history) was dropped"
+                );
             }
         }
         if app.quit {
