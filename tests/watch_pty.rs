@@ -173,8 +173,13 @@ fn live_with(screen: &vt100::Screen, skill: &str) -> bool {
 async fn dashboard_shows_the_db_and_q_restores_the_terminal() {
     on_served_db(|home, url| {
         let mut pty = Pty::spawn(home, &["watch", url]);
+        // The whole first picture: a frame can arrive in several reads,
+        // so wait for its last part (the panels) too.
         pty.wait_for("pytest-run on a live dashboard", |s| {
             live_with(s, "pytest-run")
+                && s.contents().contains("Anomalies (1)")
+                && s.contents().contains("Connected  ")
+                && !s.contents().contains("CONNECTING")
         });
         let screen = pty.parser.screen().contents();
         assert!(
