@@ -323,7 +323,9 @@ fn demo_detail_shows_the_back_filled_day_with_its_incidents() {
     };
     pty.wait_for("the 24h history chart with its incident", |s| {
         let c = s.contents();
-        c.contains("Invocations per 15 min") && c.contains("history: last 24h") && marked(s)
+        c.contains("Invocations per 15 min")
+            && c.contains("history: server's last 24h")
+            && marked(s)
     });
     eprintln!("24h chart on screen {:?} after Enter", opened.elapsed());
     pty.send(b"w");

@@ -141,11 +141,11 @@ fn history_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
                 HistoryWindow::Day => "15-min",
             };
             let mut text = format!(
-                "history: last {} from the server, {buckets} buckets, times UTC, • = anomaly",
+                "history: server's last {} ({buckets} buckets, UTC) · • = anomaly",
                 app.window
             );
             if let Some(k) = key {
-                text.push_str(&format!(" · {k} shows {other}"));
+                text.push_str(&format!(" · {k}: {other}"));
             }
             Line::styled(text, theme.dim)
         }

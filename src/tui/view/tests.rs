@@ -542,6 +542,34 @@ mod server_history {
     }
 
     #[test]
+    fn snapshot_detail_24h_80x24() {
+        let mut app = with_detail(app_ext());
+        app.update(Event::Resize(80, 24));
+        insta::assert_snapshot!(draw(&app, 80, 24).backend());
+    }
+
+    #[test]
+    fn detail_from_session_buddy_says_it_has_no_history() {
+        let mut app = App::new("ws://127.0.0.1:8765", Subscription::All, t0());
+        let mut c = connected(t0(), None);
+        if let Event::Feed(FeedEvent::Connected { info, .. }) = &mut c {
+            info.server = None;
+            info.protocol = None;
+        }
+        app.update(c);
+        app.update(update(t0(), None, skills(), vec![]));
+        app.update(update(secs(1), None, skills(), vec![]));
+        app.update(key(KeyCode::Enter));
+        assert!(app.outbox.is_empty(), "{:?}", app.outbox);
+        let text = format!("{:?}", draw(&app, 100, 30).backend());
+        assert!(
+            text.contains("history: this server does not offer it"),
+            "{text}"
+        );
+        assert!(text.contains("03:00:00"), "wall-clock axis: {text}");
+    }
+
+    #[test]
     fn detail_waits_for_its_history() {
         let mut app = app_ext();
         app.update(ch('j'));
