@@ -167,3 +167,26 @@ async fn history_against_session_buddy_is_null_and_never_asked() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bell_comes_from_the_flag_or_the_config_file() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = run_ok(home.path(), &["watch", "--print-config"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bell = false  # default"), "{text}");
+    assert!(text.contains("seen = [\"a\"]"), "{text}");
+    assert!(text.contains("window = [\"w\"]"), "{text}");
+    let out = run_ok(home.path(), &["watch", "--print-config", "--bell"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bell = true  # flag"), "{text}");
+    let cfg = home.path().join("c.toml");
+    std::fs::write(&cfg, "bell = true\n").expect("write");
+    let cfg_arg = cfg.to_str().expect("a UTF-8 temp path");
+    let out = run_ok(
+        home.path(),
+        &["watch", "--print-config", "--config", cfg_arg],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bell = true  # file"), "{text}");
+}
