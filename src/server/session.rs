@@ -109,6 +109,8 @@ struct Session<S> {
     /// A compat session gets its first picture only after its first
     /// `subscription_confirmed` (or at the first tick).
     confirmed_once: bool,
+    /// What the client is subscribed to now (the default of `history`).
+    subscription: Subscription,
     seq: u64,
     last_tick: Option<u64>,
     tokens: f64,
@@ -126,6 +128,7 @@ where
         shared,
         mode,
         confirmed_once: false,
+        subscription: Subscription::All,
         seq: 0,
         last_tick: None,
         tokens: RATE_BURST,
@@ -190,6 +193,7 @@ where
                         Ok(Message::Text(text)) => {
                             if let Some(sub) = self.on_text(&text).await? {
                                 rx = self.join(&sub);
+                                self.subscription = sub;
                             }
                         }
                         Ok(Message::Binary(_)) => {
@@ -292,6 +296,16 @@ where
                     id: id.filter(|v| !v.is_null()),
                 });
                 self.send_text(pong.encode().into()).await?;
+                Ok(None)
+            }
+            Ok(ClientMessage::History { skills, window }) => {
+                // (ext) Only ever sent in reply; shared by every session
+                // asking the same in this tick.
+                let skills =
+                    skills.unwrap_or_else(|| self.shared.hub.visible_skills(&self.subscription));
+                tracing::debug!(skills = skills.len(), %window, "history");
+                let text = self.shared.hub.history(skills, window).await;
+                self.send_text(text).await?;
                 Ok(None)
             }
             Ok(ClientMessage::Auth { .. }) => {
