@@ -308,6 +308,7 @@ mod tests {
                 }],
                 anomalies: vec![],
             },
+            rows: Default::default(),
         };
         let at = crate::protocol::parse_timestamp("2026-11-22T03:00:00Z").unwrap();
         let t = snapshot_table(&u, at);

@@ -70,6 +70,7 @@ pub fn update(
                 top_skills: skills,
                 anomalies,
             },
+            rows: Default::default(),
         },
         raw: Default::default(),
         at,
