@@ -754,7 +754,12 @@ mod tests {
         let ServerMessage::MetricsUpdate(u) = ServerMessage::parse(text).unwrap() else {
             panic!("not an update")
         };
-        let names: Vec<&str> = u.data.top_skills.iter().map(|s| s.skill_name.as_str()).collect();
+        let names: Vec<&str> = u
+            .data
+            .top_skills
+            .iter()
+            .map(|s| s.skill_name.as_str())
+            .collect();
         assert_eq!(names, ["good-1", "good-2"]);
         assert_eq!(u.data.anomalies.len(), 1);
         assert_eq!(u.data.anomalies[0].skill_name, "b");

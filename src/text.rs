@@ -238,14 +238,18 @@ mod tests {
 
     #[test]
     fn sanitize_line_cuts_long_messages() {
-        assert_eq!(sanitize_line("abc\x1b]52;c;Zm9v\x07", 100), "abc�]52;c;Zm9v�");
+        assert_eq!(
+            sanitize_line("abc\x1b]52;c;Zm9v\x07", 100),
+            "abc�]52;c;Zm9v�"
+        );
         assert_eq!(sanitize_line("abcdef", 3), "abc…");
         assert_eq!(sanitize_line("abc", 3), "abc");
     }
 
     #[test]
     fn json_escaping_keeps_the_value_and_drops_raw_unsafe_characters() {
-        let v = serde_json::json!({"name": "x\u{1b}[2J\u{9b}\u{202e}\u{ad}\u{e0041}\u{7f}y", "n": 1});
+        let v =
+            serde_json::json!({"name": "x\u{1b}[2J\u{9b}\u{202e}\u{ad}\u{e0041}\u{7f}y", "n": 1});
         let text = escape_json_unsafe(v.to_string());
         assert!(text.chars().all(|c| !is_unsafe_char(c)), "{text}");
         assert!(!text.bytes().any(|b| b < 0x20 || b == 0x7f), "{text}");

@@ -64,6 +64,10 @@ pub enum FeedEvent {
         retry_in: Duration,
         at: DateTime<Utc>,
     },
+    /// A text frame that is not a protocol message (not JSON, not an
+    /// object, no string `type`) was skipped; `reason` says why (raw server
+    /// text may be in it: sanitize before printing).
+    Ignored { reason: String, at: DateTime<Utc> },
     /// The server refused us for good (auth, policy, bad URL): no retry.
     Failed {
         code: Option<u16>,
@@ -82,7 +86,8 @@ impl FeedEvent {
             | FeedEvent::Pong { at, .. }
             | FeedEvent::ServerError { at, .. }
             | FeedEvent::Disconnected { at, .. }
-            | FeedEvent::Failed { at, .. } => *at,
+            | FeedEvent::Failed { at, .. }
+            | FeedEvent::Ignored { at, .. } => *at,
         }
     }
 }
@@ -313,7 +318,7 @@ where
                 let event = match ServerMessage::parse(text.as_str()) {
                     Err(e) => {
                         tracing::warn!("ignoring an unparsable frame from the server: {e}");
-                        continue;
+                        FeedEvent::Ignored { reason: e.to_string(), at }
                     }
                     Ok(ServerMessage::Connected(info)) => {
                         backoff.reset();

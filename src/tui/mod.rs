@@ -7,7 +7,11 @@
 //! and unwinding drops `Screen` (mouse reporting off, cursor shown).
 //! The loop feeds terminal events, feed events and a 1 s clock tick into
 //! [`app::App::update`] and redraws only when the app is dirty, at most
-//! ~30 frames per second. State lives in [`app`], geometry in [`layout`],
+//! ~30 frames per second. Its select is biased: a signal (caught by its own
+//! task, never lost), then input, then the clock and the feed; the feed
+//! arrives in batches with only the newest update
+//! ([`crate::watch::latest`]), so the work per turn is bounded whatever
+//! the server sends. State lives in [`app`], geometry in [`layout`],
 //! drawing in [`view`].
 //!
 //! Test hook: with `SKILLMON_TEST_PANIC_ON_KEY=<char>` in the environment,
@@ -32,7 +36,10 @@ use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::time::Instant;
 
-use crate::client::Feed;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Feed, FeedEvent};
+use crate::watch::latest::Latest;
 use app::{App, Event};
 
 /// Shortest time between two frames (~30 fps).
@@ -82,7 +89,37 @@ fn test_panic_key() -> Option<char> {
 
 /// Run the dashboard until the user quits or a signal arrives.
 pub async fn run(mut app: App) -> anyhow::Result<()> {
-    let (feed, mut feed_rx) = Feed::spawn(app.url.clone(), app.subscription.clone());
+    let (feed, feed_rx) = Feed::spawn(app.url.clone(), app.subscription.clone());
+    // Latest update wins: a burst of frames costs one update's work.
+    let latest = Latest::spawn(feed_rx);
+    // The first SIGINT/SIGTERM is caught by its own task, so it is never
+    // lost while the loop is busy; the loop checks it first.
+    let stop = CancellationToken::new();
+    let signal_task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            if crate::signal::shutdown().await == crate::signal::Shutdown::Terminate {
+                tracing::info!("SIGTERM: quitting");
+            }
+            stop.cancel();
+        }
+    });
+    let result = event_loop(&mut app, &feed, &latest, &stop).await;
+    signal_task.abort();
+    match latest.into_receiver().await {
+        Some(rx) => feed.close(rx).await,
+        None => feed.task.abort(),
+    }
+    result
+}
+
+/// The loop proper; the terminal is restored when it returns (`Screen`).
+async fn event_loop(
+    app: &mut App,
+    feed: &Feed,
+    latest: &Latest,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
     let panic_key = test_panic_key();
     let mut screen = Screen::enter()?;
     if let Ok(size) = screen.terminal.size() {
@@ -92,14 +129,14 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut shutdown = std::pin::pin!(crate::signal::shutdown());
     let mut feed_open = true;
+    let mut rows_logged = false;
     let mut last_draw: Option<Instant> = None;
     loop {
         if app.dirty && last_draw.is_none_or(|t| t.elapsed() >= MIN_FRAME) {
             screen
                 .terminal
-                .draw(|f| view::render(&app, f))
+                .draw(|f| view::render(app, f))
                 .context("cannot draw to the terminal")?;
             app.dirty = false;
             last_draw = Some(Instant::now());
@@ -108,13 +145,11 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
             (true, Some(t)) => Some(t + MIN_FRAME),
             _ => None,
         };
+        // Biased: a signal first, then input, then the clock and the
+        // feed, so `q` and Ctrl-C are answered whatever the server sends.
         tokio::select! {
-            _ = async {
-                match next_draw {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            } => {}
+            biased;
+            _ = stop.cancelled() => break,
             ev = events.next() => match ev {
                 Some(Ok(ev)) => {
                     if let (Some(c), crossterm::event::Event::Key(k)) = (panic_key, &ev)
@@ -129,15 +164,36 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
                 Some(Err(e)) => return Err(e).context("cannot read terminal events"),
                 None => break,
             },
-            fe = feed_rx.recv(), if feed_open => match fe {
-                Some(e) => {
-                    app.update(Event::Feed(e));
-                    // Drain what is already queued so a burst costs one frame.
-                    for _ in 0..64 {
-                        match feed_rx.try_recv() {
-                            Ok(e) => app.update(Event::Feed(e)),
-                            Err(_) => break,
+            _ = tick.tick() => app.update(Event::Tick(Utc::now())),
+            _ = async {
+                match next_draw {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            batch = latest.next_batch(), if feed_open => match batch {
+                Some(batch) => {
+                    // At most one update per batch (the newest), plus the
+                    // small events in order.
+                    if batch.skipped > 0 || batch.dropped > 0 {
+                        app.update(Event::FeedSkipped {
+                            updates: batch.skipped,
+                            events: batch.dropped,
+                        });
+                    }
+                    for e in batch.events {
+                        if let FeedEvent::Update { update, .. } = &e
+                            && !rows_logged
+                            && let Some(why) = &update.rows.first_error
+                        {
+                            rows_logged = true;
+                            tracing::warn!(
+                                "left out {} row(s) with bad values from an update (logged once): {}",
+                                update.rows.rejected,
+                                crate::text::sanitize_line(why, crate::text::MAX_MESSAGE_CHARS)
+                            );
                         }
+                        app.update(Event::Feed(e));
                     }
                 }
                 None => {
@@ -149,13 +205,6 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
                     }
                 }
             },
-            _ = tick.tick() => app.update(Event::Tick(Utc::now())),
-            sig = &mut shutdown => {
-                if sig == crate::signal::Shutdown::Terminate {
-                    tracing::info!("SIGTERM: quitting");
-                }
-                break;
-            }
         }
         for cmd in app.outbox.drain(..) {
             if feed.commands.try_send(cmd).is_err() {
@@ -167,7 +216,6 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
         }
     }
     drop(screen);
-    feed.close(feed_rx).await;
     Ok(())
 }
 

@@ -44,6 +44,12 @@ pub enum Event {
     Mouse(MouseEvent),
     Resize(u16, u16),
     Feed(FeedEvent),
+    /// Feed events dropped before they reached the app: `updates` superseded
+    /// by a newer one, `events` small events lost in a flood.
+    FeedSkipped {
+        updates: u64,
+        events: u64,
+    },
     /// The clock moved (the 1 s tick).
     Tick(DateTime<Utc>),
 }
@@ -130,6 +136,11 @@ pub struct App {
     pub quit: bool,
     /// Commands for the feed, drained by the event loop.
     pub outbox: Vec<FeedCommand>,
+    /// The visible rows (indices into `view().rows`), filtered and sorted
+    /// when the data, the sort or the filter changed, not per draw.
+    order: Vec<usize>,
+    /// What `order` was computed for.
+    order_key: Option<selection::OrderKey>,
 }
 
 impl App {
@@ -157,6 +168,8 @@ impl App {
             dirty: true,
             quit: false,
             outbox: Vec::new(),
+            order: Vec::new(),
+            order_key: None,
         }
     }
 
@@ -209,7 +222,14 @@ impl App {
                 self.dirty = true;
             }
             Event::Feed(f) => self.on_feed(f),
+            Event::FeedSkipped { updates, events } => {
+                let h = &mut self.health;
+                h.skipped_updates = h.skipped_updates.saturating_add(updates);
+                h.ignored_frames = h.ignored_frames.saturating_add(events);
+                self.dirty = true;
+            }
         }
+        self.refresh_order();
     }
 
     fn on_key(&mut self, k: KeyEvent) {
@@ -416,12 +436,17 @@ impl App {
                 if self.conn != ConnState::Live {
                     self.conn = ConnState::Live;
                 }
+                h.rejected_rows = h.rejected_rows.saturating_add(update.rows.rejected);
+                // Per-skill history is kept for what the user can see or
+                // has selected (plus the top ranks, see `data`).
+                let wanted = self.wanted_history();
                 // The feed already kept only the subscribed skills.
                 data::apply_update(
                     &mut self.live,
                     update.data.top_skills,
                     update.data.anomalies,
                     at,
+                    &wanted,
                 );
             }
             FeedEvent::Subscribed { at } => {
@@ -464,6 +489,9 @@ impl App {
                     retry_at: Some(at + retry),
                     attempt,
                 };
+            }
+            FeedEvent::Ignored { .. } => {
+                h.ignored_frames = h.ignored_frames.saturating_add(1);
             }
             FeedEvent::Failed { code, reason, .. } => {
                 h.connected_since = None;
