@@ -28,7 +28,7 @@ use crate::tui::layout::{layout, table_capacity, table_offset};
 use crate::tui::theme::Theme;
 use crate::tui::theme::ThemeName;
 
-pub use data::{DataView, HISTORY_LEN, Sample, SkillRow};
+pub use data::{DataView, HISTORY_LEN, HISTORY_SKILLS, HISTORY_TOP, Sample, SkillRow};
 pub use health::{Health, RATE_WINDOW_SECS};
 pub use selection::SortKey;
 
