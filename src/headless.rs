@@ -148,19 +148,20 @@ impl Notes {
 
 /// Run until done; returns the process exit code.
 pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
-    let (feed, rx) = Feed::spawn(opts.url.clone(), opts.subscription.clone());
-    let latest = Latest::spawn(rx);
-    // The first SIGINT/SIGTERM cancels `stop` from its own task, so a signal
-    // that comes while this loop is busy is never lost; the loop checks it
-    // first at every turn (biased select) and between events.
+    // The first SIGINT/SIGTERM (handlers installed here, before anything
+    // else) cancels `stop` from its own task, so a signal that comes while
+    // this loop is busy is never lost; the loop checks it first at every
+    // turn (biased select) and between events.
     let stop = CancellationToken::new();
     let signal_task = tokio::spawn({
-        let stop = stop.clone();
+        let (stop, signal) = (stop.clone(), crate::signal::shutdown());
         async move {
-            crate::signal::shutdown().await;
+            signal.await;
             stop.cancel();
         }
     });
+    let (feed, rx) = Feed::spawn(opts.url.clone(), opts.subscription.clone());
+    let latest = Latest::spawn(rx);
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let mut connected_before = false;
     let mut notes = Notes::default();

@@ -89,21 +89,22 @@ fn test_panic_key() -> Option<char> {
 
 /// Run the dashboard until the user quits or a signal arrives.
 pub async fn run(mut app: App) -> anyhow::Result<()> {
-    let (feed, feed_rx) = Feed::spawn(app.url.clone(), app.subscription.clone());
-    // Latest update wins: a burst of frames costs one update's work.
-    let latest = Latest::spawn(feed_rx);
-    // The first SIGINT/SIGTERM is caught by its own task, so it is never
-    // lost while the loop is busy; the loop checks it first.
+    // The first SIGINT/SIGTERM (handlers installed here) is caught by its
+    // own task, so it is never lost while the loop is busy; the loop checks
+    // it first.
     let stop = CancellationToken::new();
     let signal_task = tokio::spawn({
-        let stop = stop.clone();
+        let (stop, signal) = (stop.clone(), crate::signal::shutdown());
         async move {
-            if crate::signal::shutdown().await == crate::signal::Shutdown::Terminate {
+            if signal.await == crate::signal::Shutdown::Terminate {
                 tracing::info!("SIGTERM: quitting");
             }
             stop.cancel();
         }
     });
+    let (feed, feed_rx) = Feed::spawn(app.url.clone(), app.subscription.clone());
+    // Latest update wins: a burst of frames costs one update's work.
+    let latest = Latest::spawn(feed_rx);
     let result = event_loop(&mut app, &feed, &latest, &stop).await;
     signal_task.abort();
     match latest.into_receiver().await {
