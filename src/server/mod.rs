@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use crate::store::Store;
 use hub::Hub;
@@ -345,24 +346,31 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let io = tokio::io::join(AsyncReadExt::chain(std::io::Cursor::new(head), replay), wr);
     let ws = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
-        r = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            tokio_tungstenite::accept_async_with_config(io, Some(ws_config())),
-        ) => r,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, session::handshake(io, ws_config())) => r,
     };
-    let ws = match ws {
+    let (ws, mode) = match ws {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
-            tracing::debug!("handshake with {peer} failed: {e}");
+            tracing::debug!(peer = %peer, "handshake failed: {e}");
             return;
         }
         Err(_) => return,
     };
     stats.connections_total.fetch_add(1, Relaxed);
-    let id = shared.next_session.fetch_add(1, Relaxed);
-    tracing::debug!("client {peer} connected (session {id})");
-    session::run(ws, shared.clone(), format!("{}-{id}", std::process::id())).await;
-    tracing::debug!("client {peer} gone (session {id})");
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        shared.next_session.fetch_add(1, Relaxed)
+    );
+    // Every line a session logs carries its id and peer (filter on either).
+    let span = tracing::info_span!("session", session = %id, peer = %peer);
+    async {
+        tracing::info!(peer = %peer, session = %id, mode = mode.name(), "connected");
+        session::run(ws, shared.clone(), id.clone(), mode).await;
+        tracing::info!(peer = %peer, session = %id, "disconnected");
+    }
+    .instrument(span)
+    .await;
 }
 
 /// Decrements a gauge when dropped.
