@@ -25,8 +25,9 @@ pub const PLACEHOLDER_PLAIN: &str = "-";
 /// follows) and the other invisible format characters (soft hyphen,
 /// zero-width space/joiners, word joiner, BOM, interlinear annotation, tag
 /// characters…): terminals disagree with `unicode-width` about how many
-/// columns those take (U+00AD is width 1 for `unicode-width` 0.2 yet many
-/// terminals draw nothing), which shifts every border drawn after them.
+/// columns those take (U+00AD is width 0 for `unicode-width` 0.2, yet
+/// xterm and VTE draw it as a one-column `-`), which shifts every border
+/// drawn after them.
 pub fn is_unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -234,6 +235,17 @@ mod tests {
         assert_eq!(sanitize(s).width(), 18);
         // Accents, CJK and emoji are text, not format characters.
         assert!(matches!(sanitize("café 日本 🚀 é"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn unicode_width_and_terminals_disagree_on_format_characters() {
+        // Why they are replaced: unicode-width 0.2 gives a soft hyphen (and
+        // zero-width characters) no column, while many terminals (xterm,
+        // VTE) draw a soft hyphen as a one-column `-`: everything right of
+        // it shifts. After `sanitize` both count the same.
+        assert_eq!(('\u{ad}'.width(), "a\u{ad}b".width()), (Some(0), 2));
+        assert_eq!("a\u{200b}b".width(), 2);
+        assert_eq!(sanitize("a\u{ad}b\u{200b}c").width(), 5);
     }
 
     #[test]
