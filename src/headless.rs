@@ -95,9 +95,33 @@ struct Notes {
     first_ignored: Option<String>,
     first_rejected: Option<String>,
     last: Option<tokio::time::Instant>,
+    /// Error frames not printed yet (one line a second at most) and the
+    /// newest of them.
+    errors: u64,
+    last_error: Option<String>,
+    last_error_at: Option<tokio::time::Instant>,
 }
 
 impl Notes {
+    /// An `error` frame: printed at once unless one was printed less than a
+    /// second ago (then counted, and summed up by [`Notes::flush`]).
+    fn server_error(&mut self, message: &str) {
+        let now = tokio::time::Instant::now();
+        if self
+            .last_error_at
+            .is_none_or(|t| now - t >= Duration::from_secs(1))
+        {
+            eprintln!(
+                "skillmon watch: server error: {}",
+                sanitize_line(message, MAX_MESSAGE_CHARS)
+            );
+            self.last_error_at = Some(now);
+        } else {
+            self.errors += 1;
+            self.last_error = Some(message.to_owned());
+        }
+    }
+
     /// Print what accumulated, if the last note is old enough (or `force`).
     fn flush(&mut self, url: &str, force: bool) {
         let now = tokio::time::Instant::now();
@@ -130,6 +154,17 @@ impl Notes {
                 self.rejected_rows
             );
             self.rejected_rows = 0;
+            printed = true;
+        }
+        if self.errors > 0 {
+            let last = self.last_error.take().unwrap_or_default();
+            eprintln!(
+                "skillmon watch: {} more server error(s), the last: {}",
+                self.errors,
+                sanitize_line(&last, MAX_MESSAGE_CHARS)
+            );
+            self.errors = 0;
+            self.last_error_at = Some(now);
             printed = true;
         }
         if self.skipped > 0 {
@@ -257,12 +292,7 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
                     );
                     break 'run ExitCode::from(EXIT_NO_DATA);
                 }
-                FeedEvent::ServerError { error, .. } => {
-                    eprintln!(
-                        "skillmon watch: server error: {}",
-                        sanitize_line(&error.message, MAX_MESSAGE_CHARS)
-                    );
-                }
+                FeedEvent::ServerError { error, .. } => notes.server_error(&error.message),
                 FeedEvent::Connecting { .. }
                 | FeedEvent::Subscribed { .. }
                 | FeedEvent::Pong { .. } => {}

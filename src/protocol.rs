@@ -295,6 +295,9 @@ impl ServerMessage {
 pub const MAX_TOP_SKILLS: usize = 10_000;
 /// Most anomalies a client keeps from one `metrics_update`.
 pub const MAX_ANOMALIES: usize = 1_000;
+/// Longest `skill_name` of a row a client keeps, in bytes (a longer one is
+/// a bad row: a name is a key of the dashboard's per-skill history).
+pub const MAX_ROW_NAME_BYTES: usize = 1024;
 
 /// The rows a tolerant parse of a `metrics_update` left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -354,6 +357,7 @@ fn parse_rows<'a, T: Deserialize<'a>>(
     raw: Option<&'a serde_json::value::RawValue>,
     cap: usize,
     what: &str,
+    name: fn(&T) -> &str,
     report: &mut RowReport,
 ) -> Vec<T> {
     let Some(raw) = raw else { return Vec::new() };
@@ -374,15 +378,18 @@ fn parse_rows<'a, T: Deserialize<'a>>(
     report.over_cap += rows.over_cap;
     let mut out = Vec::with_capacity(rows.rows.len());
     for (i, r) in rows.rows.into_iter().enumerate() {
-        match serde_json::from_str::<T>(r.get()) {
-            Ok(v) => out.push(v),
-            Err(e) => {
-                report.rejected += 1;
-                report
-                    .first_error
-                    .get_or_insert_with(|| format!("{what}[{i}] dropped: {e}"));
+        let why = match serde_json::from_str::<T>(r.get()) {
+            Ok(v) if name(&v).len() <= MAX_ROW_NAME_BYTES => {
+                out.push(v);
+                continue;
             }
-        }
+            Ok(_) => format!("skill_name longer than {MAX_ROW_NAME_BYTES} bytes"),
+            Err(e) => e.to_string(),
+        };
+        report.rejected += 1;
+        report
+            .first_error
+            .get_or_insert_with(|| format!("{what}[{i}] dropped: {why}"));
     }
     out
 }
@@ -417,8 +424,20 @@ fn parse_update(text: &str) -> Result<MetricsUpdate, serde_json::Error> {
             WireData::default()
         }),
     };
-    let top_skills = parse_rows(data.top_skills, MAX_TOP_SKILLS, "top_skills", &mut rows);
-    let anomalies = parse_rows(data.anomalies, MAX_ANOMALIES, "anomalies", &mut rows);
+    let top_skills = parse_rows(
+        data.top_skills,
+        MAX_TOP_SKILLS,
+        "top_skills",
+        |s: &SkillStat| &s.skill_name,
+        &mut rows,
+    );
+    let anomalies = parse_rows(
+        data.anomalies,
+        MAX_ANOMALIES,
+        "anomalies",
+        |a: &Anomaly| &a.skill_name,
+        &mut rows,
+    );
     Ok(MetricsUpdate {
         seq: wire.seq.and_then(|r| serde_json::from_str(r.get()).ok()),
         timestamp: wire
@@ -974,10 +993,12 @@ mod tests {
             {"skill_name":"neg","total_invocations":-1,"completion_rate":1.0,"avg_duration_seconds":null},
             {"skill_name":["not","a","name"],"total_invocations":1,"completion_rate":1.0},
             "not a row",
+            {"skill_name":"NAME","total_invocations":1,"completion_rate":1.0},
             {"skill_name":"good-2","total_invocations":2,"completion_rate":1.0,"avg_duration_seconds":1.5}
         ],"anomalies":[{"skill_name":"a","detected_at":"t","anomaly_type":"spike","deviation_score":"high"},
                        {"skill_name":"b","detected_at":"t","anomaly_type":"spike","deviation_score":3.5}]}}"#;
-        let ServerMessage::MetricsUpdate(u) = ServerMessage::parse(text).unwrap() else {
+        let text = text.replace("NAME", &"n".repeat(MAX_ROW_NAME_BYTES + 1));
+        let ServerMessage::MetricsUpdate(u) = ServerMessage::parse(&text).unwrap() else {
             panic!("not an update")
         };
         let names: Vec<&str> = u
@@ -989,7 +1010,7 @@ mod tests {
         assert_eq!(names, ["good-1", "good-2"]);
         assert_eq!(u.data.anomalies.len(), 1);
         assert_eq!(u.data.anomalies[0].skill_name, "b");
-        assert_eq!(u.rows.rejected, 5);
+        assert_eq!(u.rows.rejected, 6);
         assert_eq!(u.rows.over_cap, 0);
         let why = u.rows.first_error.unwrap();
         assert!(why.starts_with("top_skills[1] dropped"), "{why}");

@@ -29,8 +29,10 @@ pub const PONG_TIMEOUT: Duration = Duration::from_secs(20);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long updates are dropped while waiting for `subscription_confirmed`.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
-/// Feed events buffered before the feed waits for the consumer.
-pub const CHANNEL_CAPACITY: usize = 256;
+/// Feed events buffered before the feed waits for the consumer. Small:
+/// `watch::latest` drains it continuously, and each event may hold a whole
+/// frame, so this times the maximum frame bounds the memory held here.
+pub const CHANNEL_CAPACITY: usize = 8;
 
 /// What the feed reports, each stamped with the wall-clock time it happened.
 #[derive(Debug, Clone, PartialEq)]

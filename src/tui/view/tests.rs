@@ -471,3 +471,24 @@ fn snapshot_hostile_names_are_sanitized_with_borders_intact() {
     }));
     assert_clean_and_aligned(&draw(&app, 100, 30));
 }
+
+#[test]
+fn dropped_line_shows_only_when_something_was_dropped() {
+    let mut app = app_with_data(3);
+    let text = |app: &App| format!("{:?}", draw(app, 100, 30).backend());
+    assert!(!text(&app).contains("Dropped"));
+    app.update(Event::FeedSkipped {
+        updates: 7,
+        events: 2,
+    });
+    let mut u = update(secs(3), Some(4), skills(), vec![]);
+    if let Event::Feed(FeedEvent::Update { update, .. }) = &mut u {
+        update.rows.rejected = 3;
+    }
+    app.update(u);
+    assert!(
+        text(&app).contains("Dropped    7 skipped · 3 bad rows · 2"),
+        "{}",
+        text(&app)
+    );
+}
