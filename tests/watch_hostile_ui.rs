@@ -364,10 +364,10 @@ async fn dashboard_under_a_flood_of_large_frames_stays_bounded_and_quits_on_q() 
         );
         let asked = Instant::now();
         pty.send(b"q");
-        let status = pty
+        let (status, exited) = pty
             .exit_within(Duration::from_secs(5))
             .expect("the dashboard did not quit within 5 s of q");
-        let took = asked.elapsed();
+        let took = exited - asked;
         eprintln!("dashboard flood: q to exit {took:?}");
         assert!(status.success(), "{status:?}");
         assert!(took < Duration::from_secs(1), "q took {took:?}");

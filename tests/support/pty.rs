@@ -99,21 +99,23 @@ impl Pty {
         self.writer.flush().expect("flush");
     }
 
-    /// Wait (reading its output) until the child exits; `None` after `within`.
-    pub fn exit_within(&mut self, within: Duration) -> Option<portable_pty::ExitStatus> {
+    /// Wait (reading its output) until the child exits: its status and when
+    /// the exit was seen (within a few ms); `None` after `within`.
+    pub fn exit_within(&mut self, within: Duration) -> Option<(portable_pty::ExitStatus, Instant)> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let seen = Instant::now();
                 // The rest of the output (the reader ends when the pty closes).
                 while let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(300)) {
                     self.parser.process(&bytes);
                 }
-                return Some(status);
+                return Some((status, seen));
             }
             if Instant::now() >= deadline {
                 return None;
             }
-            if let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(5)) {
+            if let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(2)) {
                 self.parser.process(&bytes);
             }
         }
