@@ -49,7 +49,7 @@ fn update(n: u64, skills: usize) -> MetricsUpdate {
                 })
                 .collect(),
         },
-        rows: Default::default(),
+        rows: skillmon::protocol::RowReport::default(),
     }
 }
 
@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
     for u in &updates {
         app.update(Event::Feed(FeedEvent::Update {
             update: u.clone(),
-            raw: Default::default(),
+            raw: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
             at: now,
         }));
     }
@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
         // A live update between frames, as in real use (not timed).
         app.update(Event::Feed(FeedEvent::Update {
             update: updates[i % updates.len()].clone(),
-            raw: Default::default(),
+            raw: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
             at: now,
         }));
         let t = Instant::now();

@@ -32,6 +32,8 @@ pub struct HeadlessOptions {
     pub json: bool,
     pub once: bool,
     pub timeout: Duration,
+    /// Token, TLS trust and limits.
+    pub connect: crate::client::ConnectOptions,
 }
 
 /// Exit code when no snapshot came or the connection failed.
@@ -195,7 +197,11 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
             stop.cancel();
         }
     });
-    let (feed, rx) = Feed::spawn(opts.url.clone(), opts.subscription.clone());
+    let (feed, rx) = Feed::spawn_with(
+        opts.url.clone(),
+        opts.subscription.clone(),
+        opts.connect.clone(),
+    );
     let latest = Latest::spawn(rx);
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let mut connected_before = false;
@@ -204,8 +210,8 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
     let code = 'run: loop {
         let batch = tokio::select! {
             biased;
-            _ = stop.cancelled() => break ExitCode::SUCCESS,
-            _ = tokio::time::sleep_until(deadline), if opts.once => {
+            () = stop.cancelled() => break ExitCode::SUCCESS,
+            () = tokio::time::sleep_until(deadline), if opts.once => {
                 let what = match &opts.subscription {
                     Subscription::All => String::new(),
                     s @ Subscription::Skills(_) => format!(" for {}", subscription_label(s)),
@@ -237,27 +243,25 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
                     if update.rows.rejected > 0 {
                         notes.rejected_rows += update.rows.rejected;
                         if notes.first_rejected.is_none() {
-                            notes.first_rejected = update.rows.first_error.clone();
+                            notes.first_rejected.clone_from(&update.rows.first_error);
                         }
                     }
                     let text = if opts.once && !opts.json {
                         snapshot_table(&update, at)
                     } else if opts.json {
-                        match json_line(raw.as_str(), at) {
-                            Some(line) => line,
-                            None => {
-                                notes.ignored += 1;
-                                notes
-                                    .first_ignored
-                                    .get_or_insert_with(|| "not a JSON object".into());
-                                continue;
-                            }
-                        }
+                        let Some(line) = json_line(raw.as_str(), at) else {
+                            notes.ignored += 1;
+                            notes
+                                .first_ignored
+                                .get_or_insert_with(|| "not a JSON object".into());
+                            continue;
+                        };
+                        line
                     } else {
                         continue;
                     };
                     let mut out = std::io::stdout().lock();
-                    if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+                    if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
                         // The reader went away (e.g. `| head`): a normal end.
                         break 'run ExitCode::SUCCESS;
                     }
@@ -514,7 +518,7 @@ mod tests {
                 }],
                 anomalies: vec![],
             },
-            rows: Default::default(),
+            rows: crate::protocol::RowReport::default(),
         };
         let at = crate::protocol::parse_timestamp("2026-11-22T03:00:00Z").unwrap();
         let t = snapshot_table(&u, at);

@@ -6,6 +6,7 @@
 //! in [`tui`], fed by [`client`], or the [`headless`] printers) consumes them. [`protocol`] holds the wire types both sides share,
 //! [`store`] the read-only database access.
 
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -32,7 +32,7 @@ async fn next_matching(
     };
     match tokio::time::timeout(Duration::from_secs(10), wait).await {
         Ok(ev) => ev,
-        Err(_) => panic!("no {what} within 10 s"),
+        Err(tokio::time::error::Elapsed { .. }) => panic!("no {what} within 10 s"),
     }
 }
 
@@ -156,7 +156,12 @@ async fn auth_failure_is_final() {
     match ev {
         FeedEvent::Failed { code, reason, .. } => {
             assert_eq!(code, Some(4001));
-            assert_eq!(reason, "Authentication failed");
+            // The server's reason, then the fix (issue 12).
+            assert!(reason.starts_with("Authentication failed; "), "{reason}");
+            assert!(
+                reason.contains("pass --token-file or set SKILLMON_TOKEN"),
+                "{reason}"
+            );
         }
         other => panic!("retried a 4001: {other:?}"),
     }

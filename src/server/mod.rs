@@ -158,7 +158,9 @@ async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
         let stats = &shared.stats;
         let started = Instant::now();
         let (refresh, status) = {
-            let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let r = s.refresh();
             (r, s.status())
         };
@@ -189,7 +191,7 @@ async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            () = shared.shutdown.cancelled() => return,
             _ = ticker.tick() => refresh_and_publish(&store, &shared).await,
         }
     }
@@ -204,7 +206,7 @@ async fn accept_loop(
     tracker.spawn(tick_loop(shared.clone(), store));
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
+            () = shared.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
@@ -271,7 +273,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let (mut rd, mut wr) = stream.into_split();
     let mut head = Vec::with_capacity(1024);
     let read = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
+        () = shared.shutdown.cancelled() => return,
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, http::read_head(&mut rd, &mut head)) => r,
     };
     let head_end = match read {
@@ -345,7 +347,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let replay = AsyncReadExt::chain(std::io::Cursor::new(tail), rd);
     let io = tokio::io::join(AsyncReadExt::chain(std::io::Cursor::new(head), replay), wr);
     let ws = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
+        () = shared.shutdown.cancelled() => return,
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, session::handshake(io, ws_config())) => r,
     };
     let (ws, mode) = match ws {

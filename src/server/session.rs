@@ -171,7 +171,7 @@ where
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
+                () = shutdown.cancelled() => {
                     self.close(CloseCode::Away, "server shutting down").await;
                     return Ok(());
                 }
@@ -381,7 +381,7 @@ where
             // Shutting down while a write is blocked: it gets only the close
             // timeout to finish, so a stuck peer cannot keep its session
             // (and the socket) alive past stop()'s grace period.
-            _ = shutdown.cancelled() => match tokio::time::timeout(CLOSE_TIMEOUT, &mut send).await {
+            () = shutdown.cancelled() => match tokio::time::timeout(CLOSE_TIMEOUT, &mut send).await {
                 Ok(r) => r,
                 Err(_) => return Err(End::Gone),
             },

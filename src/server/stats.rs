@@ -71,11 +71,14 @@ impl Stats {
     }
 
     pub fn db(&self) -> DbStatus {
-        self.db.lock().map(|g| g.clone()).unwrap_or(DbStatus {
-            state: DbState::Error("poisoned".into()),
-            has_data: false,
-            detail: String::new(),
-        })
+        self.db.lock().map_or(
+            DbStatus {
+                state: DbState::Error("poisoned".into()),
+                has_data: false,
+                detail: String::new(),
+            },
+            |g| g.clone(),
+        )
     }
 
     pub fn uptime_secs(&self) -> f64 {

@@ -88,7 +88,7 @@ fn test_panic_key() -> Option<char> {
 }
 
 /// Run the dashboard until the user quits or a signal arrives.
-pub async fn run(mut app: App) -> anyhow::Result<()> {
+pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow::Result<()> {
     // The first SIGINT/SIGTERM (handlers installed here) is caught by its
     // own task, so it is never lost while the loop is busy; the loop checks
     // it first.
@@ -102,7 +102,7 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
             stop.cancel();
         }
     });
-    let (feed, feed_rx) = Feed::spawn(app.url.clone(), app.subscription.clone());
+    let (feed, feed_rx) = Feed::spawn_with(app.url.clone(), app.subscription.clone(), connect);
     // Latest update wins: a burst of frames costs one update's work.
     let latest = Latest::spawn(feed_rx);
     let result = event_loop(&mut app, &feed, &latest, &stop).await;
@@ -150,7 +150,7 @@ async fn event_loop(
         // feed, so `q` and Ctrl-C are answered whatever the server sends.
         tokio::select! {
             biased;
-            _ = stop.cancelled() => break,
+            () = stop.cancelled() => break,
             ev = events.next() => match ev {
                 Some(Ok(ev)) => {
                     if let (Some(c), crossterm::event::Event::Key(k)) = (panic_key, &ev)
@@ -166,14 +166,13 @@ async fn event_loop(
                 None => break,
             },
             _ = tick.tick() => app.update(Event::Tick(Utc::now())),
-            _ = async {
+            () = async {
                 match next_draw {
                     Some(t) => tokio::time::sleep_until(t).await,
                     None => std::future::pending().await,
                 }
             } => {}
-            batch = latest.next_batch(), if feed_open => match batch {
-                Some(batch) => {
+            batch = latest.next_batch(), if feed_open => if let Some(batch) = batch {
                     // At most one update per batch (the newest), plus the
                     // small events in order.
                     if batch.skipped > 0 || batch.dropped > 0 {
@@ -196,14 +195,12 @@ async fn event_loop(
                         }
                         app.update(Event::Feed(e));
                     }
-                }
-                None => {
-                    feed_open = false;
-                    // The feed only ends by itself after a final failure; any
-                    // other end is a bug (e.g. a panic in its task).
-                    if !matches!(app.conn, app::ConnState::Failed { .. }) {
-                        anyhow::bail!("the connection task stopped unexpectedly");
-                    }
+            } else {
+                feed_open = false;
+                // The feed only ends by itself after a final failure; any
+                // other end is a bug (e.g. a panic in its task).
+                if !matches!(app.conn, app::ConnState::Failed { .. }) {
+                    anyhow::bail!("the connection task stopped unexpectedly");
                 }
             },
         }

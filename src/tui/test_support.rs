@@ -70,9 +70,9 @@ pub fn update(
                 top_skills: skills,
                 anomalies,
             },
-            rows: Default::default(),
+            rows: crate::protocol::RowReport::default(),
         },
-        raw: Default::default(),
+        raw: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
         at,
     })
 }

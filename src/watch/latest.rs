@@ -116,7 +116,7 @@ async fn drain(
     loop {
         let ev = tokio::select! {
             biased;
-            _ = stop.cancelled() => return rx,
+            () = stop.cancelled() => return rx,
             ev = rx.recv() => ev,
         };
         let Some(ev) = ev else {
@@ -194,10 +194,10 @@ mod tests {
             update: MetricsUpdate {
                 seq: Some(seq),
                 timestamp: None,
-                data: Default::default(),
-                rows: Default::default(),
+                data: crate::protocol::MetricsData::default(),
+                rows: crate::protocol::RowReport::default(),
             },
-            raw: Default::default(),
+            raw: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
             at: chrono::DateTime::UNIX_EPOCH,
         }
     }

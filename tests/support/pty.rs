@@ -42,7 +42,7 @@ impl Pty {
         let writer = pair.master.take_writer().expect("writer");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
+            let mut buf = vec![0u8; 65536];
             loop {
                 match reader.read(&mut buf) {
                     Ok(0) | Err(_) => return,
@@ -79,8 +79,8 @@ impl Pty {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {
                 Ok(bytes) => self.parser.process(&bytes),
-                Err(_) => panic!(
-                    "timed out waiting for {what}; screen:\n{}",
+                Err(e) => panic!(
+                    "waiting for {what}: {e}; screen:\n{}",
                     self.parser.screen().contents()
                 ),
             }
