@@ -87,6 +87,37 @@ fn compact_json(json: &str) -> String {
     out
 }
 
+/// How long a signal waits for a line being written to stdout to end.
+const LAST_WRITE_GRACE: Duration = Duration::from_millis(50);
+
+/// What printing one update came to.
+enum Printed {
+    Written,
+    /// `--json` and the frame is not a JSON object: nothing written.
+    NotAnObject,
+    /// stdout is closed (or the printing task failed).
+    Closed,
+}
+
+/// Format one update (`--json` line or `--once` table) and write it to
+/// stdout. Blocking: runs on the blocking pool.
+fn print_update(update: &MetricsUpdate, raw: &str, at: DateTime<Utc>, json: bool) -> Printed {
+    let text = if json {
+        match json_line(raw, at) {
+            Some(line) => line,
+            None => return Printed::NotAnObject,
+        }
+    } else {
+        snapshot_table(update, at)
+    };
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+        Printed::Closed
+    } else {
+        Printed::Written
+    }
+}
+
 /// Messages about frames the server sent that are not for stdout, at most
 /// one line a second after the first (a flood must not flood stderr).
 #[derive(Default)]
@@ -246,27 +277,38 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
                             notes.first_rejected.clone_from(&update.rows.first_error);
                         }
                     }
-                    let text = if opts.once && !opts.json {
-                        snapshot_table(&update, at)
-                    } else if opts.json {
-                        let Some(line) = json_line(raw.as_str(), at) else {
+                    if !opts.json && !opts.once {
+                        continue;
+                    }
+                    // Formatting (megabytes for a large frame) and the write
+                    // (which waits while the reader is slow) run off this
+                    // loop, so a signal still ends it at once; one at a time,
+                    // so memory stays bounded.
+                    let json = opts.json;
+                    let work = tokio::task::spawn_blocking(move || {
+                        print_update(&update, raw.as_str(), at, json)
+                    });
+                    tokio::pin!(work);
+                    let printed = tokio::select! {
+                        biased;
+                        () = stop.cancelled() => {
+                            // Let a line being written end, briefly.
+                            let _ = tokio::time::timeout(LAST_WRITE_GRACE, &mut work).await;
+                            break 'run ExitCode::SUCCESS;
+                        }
+                        r = &mut work => r.unwrap_or(Printed::Closed),
+                    };
+                    match printed {
+                        Printed::NotAnObject => {
                             notes.ignored += 1;
                             notes
                                 .first_ignored
                                 .get_or_insert_with(|| "not a JSON object".into());
-                            continue;
-                        };
-                        line
-                    } else {
-                        continue;
-                    };
-                    let mut out = std::io::stdout().lock();
-                    if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+                        }
                         // The reader went away (e.g. `| head`): a normal end.
-                        break 'run ExitCode::SUCCESS;
-                    }
-                    if opts.once {
-                        break 'run ExitCode::SUCCESS;
+                        Printed::Closed => break 'run ExitCode::SUCCESS,
+                        Printed::Written if opts.once => break 'run ExitCode::SUCCESS,
+                        Printed::Written => {}
                     }
                 }
                 FeedEvent::Ignored { reason, .. } => {

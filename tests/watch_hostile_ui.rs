@@ -382,3 +382,32 @@ async fn dashboard_under_a_flood_of_large_frames_stays_bounded_and_quits_on_q() 
     .await
     .expect("pty test");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_ends_on_sigint_even_when_stdout_is_not_read() {
+    // The reader never reads: the first large line fills the pipe and the
+    // write blocks. SIGINT must still end `watch` (the write is off the loop).
+    let server = hostile(flood_script()).await;
+    let home = home();
+    let mut child = command(home.path())
+        .args(["watch", &server.url, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn skillmon");
+    let stalled = child.stdout.take().expect("stdout");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Frames keep being read (and superseded) while stdout is stuck.
+    while server.sent() < 40 {
+        assert!(Instant::now() < deadline, "the flood did not get going");
+        tokio::task::yield_now().await;
+    }
+    let pid = child.id();
+    let asked = Instant::now();
+    kill(pid, "INT");
+    let status = tokio::task::block_in_place(|| wait_within(child, Duration::from_secs(10)));
+    let status = status.expect("watch --json did not exit within 10 s of SIGINT");
+    eprintln!("stalled stdout: SIGINT to exit {:?}", asked.elapsed());
+    assert!(status.success(), "{status:?}");
+    drop(stalled);
+}
