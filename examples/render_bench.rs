@@ -49,6 +49,7 @@ fn update(n: u64, skills: usize) -> MetricsUpdate {
                 })
                 .collect(),
         },
+        rows: skillmon::protocol::RowReport::default(),
     }
 }
 

@@ -57,7 +57,11 @@ fn demo(args: &cli::DemoArgs) -> anyhow::Result<ExitCode> {
 /// The dashboard logs to a file (set up by `watch::run`), never to stderr.
 fn watch(args: &cli::WatchArgs, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(skillmon::watch::run(args.to_options(matches)))
+    let result = rt.block_on(skillmon::watch::run(args.to_options(matches)));
+    // A headless write to a stalled reader may still be blocked in the
+    // blocking pool after a signal: do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
 }
 
 /// Warnings only on stderr: the table or the JSON lines are the output.

@@ -130,6 +130,10 @@ pub struct MetricsUpdate {
     pub timestamp: Option<String>,
     #[serde(default)]
     pub data: MetricsData,
+    /// What the tolerant parse ([`ServerMessage::parse`]) left out; never on
+    /// the wire.
+    #[serde(skip)]
+    pub rows: RowReport,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,7 +270,25 @@ pub enum ServerMessage {
 impl ServerMessage {
     /// Parse one text frame from a server. Errors only on non-JSON or a
     /// frame without a string `type`; unknown types are `Unknown`.
+    ///
+    /// A `metrics_update` degrades by row, not by frame: each row of
+    /// `top_skills` and `anomalies` is parsed on its own, a row with a bad
+    /// value (a number out of range, a wrong type) is left out and counted
+    /// in [`MetricsUpdate::rows`], and at most [`MAX_TOP_SKILLS`] /
+    /// [`MAX_ANOMALIES`] rows are kept (the first ones: the protocol sends
+    /// the top skills by rank and anomalies newest first); a bad `seq` or
+    /// `timestamp` reads as absent.
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            #[serde(rename = "type", borrow, default)]
+            ty: Option<std::borrow::Cow<'a, str>>,
+        }
+        if let Ok(Head { ty: Some(t) }) = serde_json::from_str::<Head>(text)
+            && t == "metrics_update"
+        {
+            return parse_update(text).map(ServerMessage::MetricsUpdate);
+        }
         serde_json::from_str(text)
     }
 
@@ -275,6 +297,167 @@ impl ServerMessage {
         // Serializing these plain structs cannot fail (no maps with non-string keys).
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// Most `top_skills` rows a client keeps from one `metrics_update`.
+pub const MAX_TOP_SKILLS: usize = 10_000;
+/// Most anomalies a client keeps from one `metrics_update`.
+pub const MAX_ANOMALIES: usize = 1_000;
+/// Longest `skill_name` of a row a client keeps, in bytes (a longer one is
+/// a bad row: a name is a key of the dashboard's per-skill history).
+pub const MAX_ROW_NAME_BYTES: usize = 1024;
+
+/// The rows a tolerant parse of a `metrics_update` left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowReport {
+    /// Rows with a bad value (wrong type, number out of range), dropped.
+    pub rejected: u64,
+    /// Rows beyond [`MAX_TOP_SKILLS`] / [`MAX_ANOMALIES`], not kept.
+    pub over_cap: u64,
+    /// Why the first rejected row was rejected.
+    pub first_error: Option<String>,
+}
+
+/// The rows of one array, each still unparsed, at most `cap` of them.
+struct CappedRows<'a> {
+    rows: Vec<&'a serde_json::value::RawValue>,
+    over_cap: u64,
+}
+
+struct CappedRowsSeed(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for CappedRowsSeed {
+    type Value = CappedRows<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct V(usize);
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CappedRows<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of rows")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.0));
+                let mut over_cap = 0u64;
+                while rows.len() < self.0 {
+                    match seq.next_element::<&'de serde_json::value::RawValue>()? {
+                        Some(r) => rows.push(r),
+                        None => return Ok(CappedRows { rows, over_cap }),
+                    }
+                }
+                // The rest is skipped without being interpreted.
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    over_cap += 1;
+                }
+                Ok(CappedRows { rows, over_cap })
+            }
+        }
+        d.deserialize_seq(V(self.0))
+    }
+}
+
+/// Parse `raw` (a JSON array, `null` or absent) row by row into at most
+/// `cap` values of `T`, reporting what was left out.
+fn parse_rows<'a, T: Deserialize<'a>>(
+    raw: Option<&'a serde_json::value::RawValue>,
+    cap: usize,
+    what: &str,
+    name: fn(&T) -> &str,
+    report: &mut RowReport,
+) -> Vec<T> {
+    let Some(raw) = raw else { return Vec::new() };
+    if raw.get() == "null" {
+        return Vec::new();
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let rows = match serde::de::DeserializeSeed::deserialize(CappedRowsSeed(cap), &mut de) {
+        Ok(r) => r,
+        Err(e) => {
+            report.rejected += 1;
+            report
+                .first_error
+                .get_or_insert_with(|| format!("`{what}` is not an array of rows: {e}"));
+            return Vec::new();
+        }
+    };
+    report.over_cap += rows.over_cap;
+    let mut out = Vec::with_capacity(rows.rows.len());
+    for (i, r) in rows.rows.into_iter().enumerate() {
+        let why = match serde_json::from_str::<T>(r.get()) {
+            Ok(v) if name(&v).len() <= MAX_ROW_NAME_BYTES => {
+                out.push(v);
+                continue;
+            }
+            Ok(_) => format!("skill_name longer than {MAX_ROW_NAME_BYTES} bytes"),
+            Err(e) => e.to_string(),
+        };
+        report.rejected += 1;
+        report
+            .first_error
+            .get_or_insert_with(|| format!("{what}[{i}] dropped: {why}"));
+    }
+    out
+}
+
+/// The row-tolerant `metrics_update` parse behind [`ServerMessage::parse`].
+fn parse_update(text: &str) -> Result<MetricsUpdate, serde_json::Error> {
+    use serde_json::value::RawValue;
+    #[derive(Deserialize)]
+    struct Wire<'a> {
+        #[serde(borrow, default)]
+        seq: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        timestamp: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        data: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize, Default)]
+    struct WireData<'a> {
+        #[serde(borrow, default)]
+        top_skills: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        anomalies: Option<&'a RawValue>,
+    }
+    let wire: Wire = serde_json::from_str(text)?;
+    let mut rows = RowReport::default();
+    let data: WireData = match wire.data {
+        None => WireData::default(),
+        Some(d) if d.get() == "null" => WireData::default(),
+        Some(d) => serde_json::from_str(d.get()).unwrap_or_else(|e| {
+            rows.rejected += 1;
+            rows.first_error = Some(format!("`data` is not an object: {e}"));
+            WireData::default()
+        }),
+    };
+    let top_skills = parse_rows(
+        data.top_skills,
+        MAX_TOP_SKILLS,
+        "top_skills",
+        |s: &SkillStat| &s.skill_name,
+        &mut rows,
+    );
+    let anomalies = parse_rows(
+        data.anomalies,
+        MAX_ANOMALIES,
+        "anomalies",
+        |a: &Anomaly| &a.skill_name,
+        &mut rows,
+    );
+    Ok(MetricsUpdate {
+        seq: wire.seq.and_then(|r| serde_json::from_str(r.get()).ok()),
+        timestamp: wire
+            .timestamp
+            .and_then(|r| serde_json::from_str::<Option<String>>(r.get()).ok())
+            .flatten(),
+        data: MetricsData {
+            top_skills,
+            anomalies,
+        },
+        rows,
+    })
 }
 
 /// What a client asks to receive.
@@ -826,6 +1009,65 @@ mod tests {
     }
 
     #[test]
+    fn one_bad_row_costs_only_itself() {
+        // Out of range (1e400, -1 for a u64), wrong types: those rows go,
+        // the good ones stay, in order.
+        let text = r#"{"type":"metrics_update","seq":"x","timestamp":7,"data":{"top_skills":[
+            {"skill_name":"good-1","total_invocations":1,"completion_rate":50.0,"avg_duration_seconds":null},
+            {"skill_name":"huge","total_invocations":1,"completion_rate":1e400,"avg_duration_seconds":null},
+            {"skill_name":"neg","total_invocations":-1,"completion_rate":1.0,"avg_duration_seconds":null},
+            {"skill_name":["not","a","name"],"total_invocations":1,"completion_rate":1.0},
+            "not a row",
+            {"skill_name":"NAME","total_invocations":1,"completion_rate":1.0},
+            {"skill_name":"good-2","total_invocations":2,"completion_rate":1.0,"avg_duration_seconds":1.5}
+        ],"anomalies":[{"skill_name":"a","detected_at":"t","anomaly_type":"spike","deviation_score":"high"},
+                       {"skill_name":"b","detected_at":"t","anomaly_type":"spike","deviation_score":3.5}]}}"#;
+        let text = text.replace("NAME", &"n".repeat(MAX_ROW_NAME_BYTES + 1));
+        let ServerMessage::MetricsUpdate(u) = ServerMessage::parse(&text).unwrap() else {
+            panic!("not an update")
+        };
+        let names: Vec<&str> = u
+            .data
+            .top_skills
+            .iter()
+            .map(|s| s.skill_name.as_str())
+            .collect();
+        assert_eq!(names, ["good-1", "good-2"]);
+        assert_eq!(u.data.anomalies.len(), 1);
+        assert_eq!(u.data.anomalies[0].skill_name, "b");
+        assert_eq!(u.rows.rejected, 6);
+        assert_eq!(u.rows.over_cap, 0);
+        let why = u.rows.first_error.unwrap();
+        assert!(why.starts_with("top_skills[1] dropped"), "{why}");
+        assert_eq!((u.seq, u.timestamp), (None, None));
+    }
+
+    #[test]
+    fn rows_beyond_the_cap_are_counted_not_kept() {
+        let row = r#"{"skill_name":"s","total_invocations":1,"completion_rate":1.0,"avg_duration_seconds":null}"#;
+        let rows = vec![row; MAX_TOP_SKILLS + 5].join(",");
+        let text = format!(
+            r#"{{"type":"metrics_update","data":{{"top_skills":[{rows}],"anomalies":"oops"}}}}"#
+        );
+        let ServerMessage::MetricsUpdate(u) = ServerMessage::parse(&text).unwrap() else {
+            panic!("not an update")
+        };
+        assert_eq!(u.data.top_skills.len(), MAX_TOP_SKILLS);
+        assert_eq!(u.rows.over_cap, 5);
+        // `anomalies` of the wrong type: one rejected "row", the skills stay.
+        assert_eq!(u.rows.rejected, 1);
+        // Broken JSON is still an error for the whole frame.
+        assert!(ServerMessage::parse(r#"{"type":"metrics_update","data":{"#).is_err());
+        // A bad `data` costs its rows, not the frame.
+        let ServerMessage::MetricsUpdate(u) =
+            ServerMessage::parse(r#"{"type":"metrics_update","seq":4,"data":"x"}"#).unwrap()
+        else {
+            panic!("not an update")
+        };
+        assert_eq!((u.seq, u.rows.rejected), (Some(4), 1));
+    }
+
+    #[test]
     fn retain_subscribed_keeps_only_the_asked_skills() {
         let ServerMessage::MetricsUpdate(u) = ServerMessage::parse(PY_UPDATE).unwrap() else {
             panic!("not an update")
@@ -895,6 +1137,7 @@ mod tests {
                         source: Some("table".into()),
                     }],
                 },
+                rows: RowReport::default(),
             }),
             ServerMessage::SubscriptionConfirmed(SubscriptionConfirmed::new(
                 json!(""),

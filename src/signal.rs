@@ -13,19 +13,27 @@ pub enum Shutdown {
     Terminate,
 }
 
-/// Resolves on the first SIGINT or SIGTERM. The SIGTERM handler is
-/// installed when this is called (inside the runtime), so keep one pinned
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed
+/// when this is called (inside the runtime), so keep one pinned
 /// future across a loop (`std::pin::pin!`) rather than calling this each
 /// iteration, and no signal between two polls is missed. If the SIGTERM
 /// handler cannot be installed only SIGINT is awaited.
 pub fn shutdown() -> impl Future<Output = Shutdown> {
+    // Both handlers are installed now, not at the first poll: a signal that
+    // comes after this call is never lost (nor kills the process).
     #[cfg(unix)]
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let (int, term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
     async move {
         #[cfg(unix)]
-        if let Some(mut term) = term {
+        if let (Some(mut int), Some(mut term)) = (int, term) {
             return tokio::select! {
-                () = ctrl_c() => Shutdown::Interrupt,
+                _ = int.recv() => Shutdown::Interrupt,
                 _ = term.recv() => Shutdown::Terminate,
             };
         }

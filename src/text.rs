@@ -19,18 +19,103 @@ pub const PLACEHOLDER_SCREEN: &str = "—";
 /// so that it survives any pipe or locale.
 pub const PLACEHOLDER_PLAIN: &str = "-";
 
-/// Replace control characters (which would move the cursor or change the
-/// terminal state) with U+FFFD.
+/// Is `c` unsafe to draw or print as it is? Control characters (C0, DEL,
+/// C1: they move the cursor or change the terminal state, ESC starts every
+/// escape sequence), bidirectional overrides and isolates (they reorder what
+/// follows) and the other invisible format characters (soft hyphen,
+/// zero-width space/joiners, word joiner, BOM, interlinear annotation, tag
+/// characters…): terminals disagree with `unicode-width` about how many
+/// columns those take (U+00AD is width 0 for `unicode-width` 0.2, yet
+/// xterm and VTE draw it as a one-column `-`), which shifts every border
+/// drawn after them.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFFB}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// The one sanitizer for every string that came from the network, in every
+/// mode (dashboard, `--once` table, stderr messages, health panel): each
+/// [unsafe character](is_unsafe_char) becomes U+FFFD `�` (one column
+/// everywhere), so nothing a server sends can reach the terminal as a
+/// control sequence and the width `unicode-width` computes is the width
+/// drawn. Borrowed when there is nothing to replace.
 pub fn sanitize(s: &str) -> Cow<'_, str> {
-    if s.chars().any(char::is_control) {
+    if s.chars().any(is_unsafe_char) {
         Cow::Owned(
             s.chars()
-                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                .map(|c| if is_unsafe_char(c) { '\u{fffd}' } else { c })
                 .collect(),
         )
     } else {
         Cow::Borrowed(s)
     }
+}
+
+/// [`sanitize`], then cut to at most `max_chars` characters (`…` marks the
+/// cut): for messages a server chose the length of (error frames, close
+/// reasons, refused-connection bodies) on one stderr line.
+pub fn sanitize_line(s: &str, max_chars: usize) -> String {
+    let s = sanitize(s);
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.into_owned(),
+    }
+}
+
+/// Longest server-chosen message printed on one line (error frames, close
+/// reasons, refused-connection text), in characters.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// JSON text made safe for a terminal without changing its meaning: every
+/// [unsafe character](is_unsafe_char) that JSON allows raw inside a string
+/// (DEL, C1, bidi and format characters) is written as a `\uXXXX` escape
+/// (a surrogate pair beyond the BMP). `json` must come from `serde_json`'s
+/// serializer, which already escapes C0 (`\u001b`) and uses no
+/// non-ASCII character outside strings, so the result parses to the same value.
+pub fn escape_json_unsafe(json: String) -> String {
+    if !json.chars().any(is_unsafe_char) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if is_unsafe_char(c) {
+            let mut buf = [0u16; 2];
+            for unit in c.encode_utf16(&mut buf) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Fit `s` into `max` terminal columns, ending with `…` when cut. Cuts
@@ -86,8 +171,12 @@ pub fn close_code_label(code: u16) -> String {
 }
 
 /// A close for a sentence: "shutdown (close code 1001, server going away)",
-/// the reason alone without a code, the code alone without a reason.
+/// the reason alone without a code, the code alone without a reason. The
+/// reason comes from the server: it is sanitized and cut to
+/// [`MAX_MESSAGE_CHARS`].
 pub fn describe_close(code: Option<u16>, reason: &str) -> String {
+    let reason = sanitize_line(reason, MAX_MESSAGE_CHARS);
+    let reason = reason.as_str();
     let c = match code {
         Some(c) => match close_code_name(c) {
             Some(n) => format!("close code {c}, {n}"),
@@ -138,6 +227,50 @@ mod tests {
     }
 
     #[test]
+    fn sanitize_replaces_c1_del_bidi_and_format_characters() {
+        // C1 CSI, DEL, a bidi override, an isolate, soft hyphen, zero-width
+        // space and joiner, BOM, a tag character: each one column of U+FFFD.
+        let s = "a\u{9b}b\u{7f}c\u{202e}d\u{2066}e\u{ad}f\u{200b}g\u{200d}h\u{feff}i\u{e0041}";
+        assert_eq!(sanitize(s), "a�b�c�d�e�f�g�h�i�");
+        assert_eq!(sanitize(s).width(), 18);
+        // Accents, CJK and emoji are text, not format characters.
+        assert!(matches!(sanitize("café 日本 🚀 é"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn unicode_width_and_terminals_disagree_on_format_characters() {
+        // Why they are replaced: unicode-width 0.2 gives a soft hyphen (and
+        // zero-width characters) no column, while many terminals (xterm,
+        // VTE) draw a soft hyphen as a one-column `-`: everything right of
+        // it shifts. After `sanitize` both count the same.
+        assert_eq!(('\u{ad}'.width(), "a\u{ad}b".width()), (Some(0), 2));
+        assert_eq!("a\u{200b}b".width(), 2);
+        assert_eq!(sanitize("a\u{ad}b\u{200b}c").width(), 5);
+    }
+
+    #[test]
+    fn sanitize_line_cuts_long_messages() {
+        assert_eq!(
+            sanitize_line("abc\x1b]52;c;Zm9v\x07", 100),
+            "abc�]52;c;Zm9v�"
+        );
+        assert_eq!(sanitize_line("abcdef", 3), "abc…");
+        assert_eq!(sanitize_line("abc", 3), "abc");
+    }
+
+    #[test]
+    fn json_escaping_keeps_the_value_and_drops_raw_unsafe_characters() {
+        let v =
+            serde_json::json!({"name": "x\u{1b}[2J\u{9b}\u{202e}\u{ad}\u{e0041}\u{7f}y", "n": 1});
+        let text = escape_json_unsafe(v.to_string());
+        assert!(text.chars().all(|c| !is_unsafe_char(c)), "{text}");
+        assert!(!text.bytes().any(|b| b < 0x20 || b == 0x7f), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(escape_json_unsafe("{}".into()), "{}");
+    }
+
+    #[test]
     fn truncate_counts_display_width() {
         assert_eq!(truncate_width("abcdef", 6), "abcdef");
         assert_eq!(truncate_width("abcdef", 4), "abc…");
@@ -158,6 +291,10 @@ mod tests {
         );
         assert_eq!(describe_close(Some(4999), ""), "close code 4999");
         assert_eq!(describe_close(None, "refused"), "refused");
+        assert_eq!(
+            describe_close(Some(1000), "\x1b]0;owned\x07"),
+            "�]0;owned� (close code 1000, normal close)"
+        );
     }
 
     #[test]

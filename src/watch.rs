@@ -3,6 +3,8 @@
 //! printer ([`crate::headless`]). [`run`] is the one entry point (also used
 //! by `skillmon demo` inside its own runtime).
 
+pub mod latest;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;

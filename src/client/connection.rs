@@ -143,7 +143,7 @@ where
                 let event = match ServerMessage::parse(text.as_str()) {
                     Err(e) => {
                         tracing::warn!("ignoring an unparsable frame from the server: {e}");
-                        continue;
+                        FeedEvent::Ignored { reason: e.to_string(), at }
                     }
                     Ok(ServerMessage::Connected(_)) if seen_connected => {
                         tracing::debug!("ignoring a second `connected` on one connection");

@@ -44,8 +44,10 @@ pub fn stable_after(interval: Duration) -> Duration {
 }
 /// How long updates are dropped while waiting for `subscription_confirmed`.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
-/// Feed events buffered before the feed waits for the consumer.
-pub const CHANNEL_CAPACITY: usize = 256;
+/// Feed events buffered before the feed waits for the consumer. Small:
+/// `watch::latest` drains it continuously, and each event may hold a whole
+/// frame, so this times the maximum frame bounds the memory held here.
+pub const CHANNEL_CAPACITY: usize = 8;
 
 /// What the feed reports, each stamped with the wall-clock time it happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +94,10 @@ pub enum FeedEvent {
         retry_in: Duration,
         at: DateTime<Utc>,
     },
+    /// A text frame that is not a protocol message (not JSON, not an
+    /// object, no string `type`) was skipped; `reason` says why (raw server
+    /// text may be in it: sanitize before printing).
+    Ignored { reason: String, at: DateTime<Utc> },
     /// The server refused us for good (auth, policy, bad URL): no retry.
     Failed {
         code: Option<u16>,
@@ -111,7 +117,8 @@ impl FeedEvent {
             | FeedEvent::Pong { at, .. }
             | FeedEvent::ServerError { at, .. }
             | FeedEvent::Disconnected { at, .. }
-            | FeedEvent::Failed { at, .. } => *at,
+            | FeedEvent::Failed { at, .. }
+            | FeedEvent::Ignored { at, .. } => *at,
         }
     }
 }

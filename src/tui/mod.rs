@@ -7,7 +7,11 @@
 //! and unwinding drops `Screen` (mouse reporting off, cursor shown).
 //! The loop feeds terminal events, feed events and a 1 s clock tick into
 //! [`app::App::update`] and redraws only when the app is dirty, at most
-//! ~30 frames per second. State lives in [`app`], geometry in [`layout`],
+//! ~30 frames per second. Its select is biased: a signal (caught by its own
+//! task, never lost), then input, then the clock and the feed; the feed
+//! arrives in batches with only the newest update
+//! ([`crate::watch::latest`]), so the work per turn is bounded whatever
+//! the server sends. State lives in [`app`], geometry in [`layout`],
 //! drawing in [`view`].
 //!
 //! With `--bell`, the loop writes one BEL byte when the app says a new
@@ -35,7 +39,10 @@ use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::time::Instant;
 
-use crate::client::Feed;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Feed, FeedEvent};
+use crate::watch::latest::Latest;
 use app::{App, Event};
 
 /// Shortest time between two frames (~30 fps).
@@ -85,7 +92,38 @@ fn test_panic_key() -> Option<char> {
 
 /// Run the dashboard until the user quits or a signal arrives.
 pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow::Result<()> {
-    let (feed, mut feed_rx) = Feed::spawn_with(app.url.clone(), app.subscription.clone(), connect);
+    // The first SIGINT/SIGTERM (handlers installed here) is caught by its
+    // own task, so it is never lost while the loop is busy; the loop checks
+    // it first.
+    let stop = CancellationToken::new();
+    let signal_task = tokio::spawn({
+        let (stop, signal) = (stop.clone(), crate::signal::shutdown());
+        async move {
+            if signal.await == crate::signal::Shutdown::Terminate {
+                tracing::info!("SIGTERM: quitting");
+            }
+            stop.cancel();
+        }
+    });
+    let (feed, feed_rx) = Feed::spawn_with(app.url.clone(), app.subscription.clone(), connect);
+    // Latest update wins: a burst of frames costs one update's work.
+    let latest = Latest::spawn(feed_rx);
+    let result = event_loop(&mut app, &feed, &latest, &stop).await;
+    signal_task.abort();
+    match latest.into_receiver().await {
+        Some(rx) => feed.close(rx).await,
+        None => feed.task.abort(),
+    }
+    result
+}
+
+/// The loop proper; the terminal is restored when it returns (`Screen`).
+async fn event_loop(
+    app: &mut App,
+    feed: &Feed,
+    latest: &Latest,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
     let panic_key = test_panic_key();
     let mut screen = Screen::enter()?;
     if let Ok(size) = screen.terminal.size() {
@@ -95,8 +133,8 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut shutdown = std::pin::pin!(crate::signal::shutdown());
     let mut feed_open = true;
+    let mut rows_logged = false;
     let mut last_draw: Option<Instant> = None;
     loop {
         if app.attention.bell_pending {
@@ -107,7 +145,7 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
         if app.dirty && last_draw.is_none_or(|t| t.elapsed() >= MIN_FRAME) {
             screen
                 .terminal
-                .draw(|f| view::render(&app, f))
+                .draw(|f| view::render(app, f))
                 .context("cannot draw to the terminal")?;
             app.dirty = false;
             last_draw = Some(Instant::now());
@@ -116,13 +154,11 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
             (true, Some(t)) => Some(t + MIN_FRAME),
             _ => None,
         };
+        // Biased: a signal first, then input, then the clock and the
+        // feed, so `q` and Ctrl-C are answered whatever the server sends.
         tokio::select! {
-            () = async {
-                match next_draw {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            } => {}
+            biased;
+            () = stop.cancelled() => break,
             ev = events.next() => match ev {
                 Some(Ok(ev)) => {
                     if let (Some(c), crossterm::event::Event::Key(k)) = (panic_key, &ev)
@@ -137,15 +173,36 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
                 Some(Err(e)) => return Err(e).context("cannot read terminal events"),
                 None => break,
             },
-            fe = feed_rx.recv(), if feed_open => if let Some(e) = fe {
-                app.update(Event::Feed(e));
-                // Drain what is already queued so a burst costs one frame.
-                for _ in 0..64 {
-                    match feed_rx.try_recv() {
-                        Ok(e) => app.update(Event::Feed(e)),
-                        Err(_) => break,
-                    }
+            _ = tick.tick() => app.update(Event::Tick(Utc::now())),
+            () = async {
+                match next_draw {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
                 }
+            } => {}
+            batch = latest.next_batch(), if feed_open => if let Some(batch) = batch {
+                    // At most one update per batch (the newest), plus the
+                    // small events in order.
+                    if batch.skipped > 0 || batch.dropped > 0 {
+                        app.update(Event::FeedSkipped {
+                            updates: batch.skipped,
+                            events: batch.dropped,
+                        });
+                    }
+                    for e in batch.events {
+                        if let FeedEvent::Update { update, .. } = &e
+                            && !rows_logged
+                            && let Some(why) = &update.rows.first_error
+                        {
+                            rows_logged = true;
+                            tracing::warn!(
+                                "left out {} row(s) with bad values from an update (logged once): {}",
+                                update.rows.rejected,
+                                crate::text::sanitize_line(why, crate::text::MAX_MESSAGE_CHARS)
+                            );
+                        }
+                        app.update(Event::Feed(e));
+                    }
             } else {
                 feed_open = false;
                 // The feed only ends by itself after a final failure; any
@@ -154,13 +211,6 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
                     anyhow::bail!("the connection task stopped unexpectedly");
                 }
             },
-            _ = tick.tick() => app.update(Event::Tick(Utc::now())),
-            sig = &mut shutdown => {
-                if sig == crate::signal::Shutdown::Terminate {
-                    tracing::info!("SIGTERM: quitting");
-                }
-                break;
-            }
         }
         for cmd in app.outbox.drain(..) {
             if feed.commands.try_send(cmd).is_err() {
@@ -174,7 +224,6 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
         }
     }
     drop(screen);
-    feed.close(feed_rx).await;
     Ok(())
 }
 

@@ -71,6 +71,7 @@ pub fn update(
                 top_skills: skills,
                 anomalies,
             },
+            rows: crate::protocol::RowReport::default(),
         },
         raw: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
         at,

@@ -8,14 +8,19 @@
 //!   sleeps to synchronize) and checks the protocol invariants on every frame;
 //! - [`http`]: a raw HTTP client and `/healthz` polling;
 //! - [`bin`]: the real binary, run with one clean environment;
-//! - [`session_buddy`]: a tiny session-buddy-like server (compat frames only).
+//! - [`session_buddy`]: a tiny session-buddy-like server (compat frames only);
+//! - [`hostile`]: a server that misbehaves on purpose (scripted frames,
+//!   floods, hostile close reasons, refused upgrades);
+//! - [`pty`]: the binary in a pseudo-terminal, and its peak memory.
 //!
 //! It owns no test: the assertions stay in the test files.
 #![allow(dead_code, unused_imports)] // each test crate uses a different subset
 
 pub mod bin;
 pub mod db;
+pub mod hostile;
 pub mod http;
+pub mod pty;
 pub mod server;
 pub mod session_buddy;
 pub mod ws;
@@ -24,7 +29,9 @@ use std::time::Duration;
 
 pub use bin::*;
 pub use db::*;
+pub use hostile::*;
 pub use http::*;
+pub use pty::*;
 pub use server::*;
 pub use session_buddy::*;
 pub use ws::*;

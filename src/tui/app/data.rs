@@ -1,8 +1,15 @@
 //! The data reducer: each `metrics_update` becomes table rows (rank and
 //! change since the previous update) plus a bounded per-skill history for
 //! the sparklines and the detail charts. Pure; owns no connection state.
+//!
+//! Bounds, whatever a server sends: the rows and anomalies of one update
+//! are already capped by the protocol parse
+//! ([`crate::protocol::MAX_TOP_SKILLS`], [`crate::protocol::MAX_ANOMALIES`]);
+//! history ([`HISTORY_LEN`] samples) is recorded only for the
+//! [`HISTORY_TOP`] best-ranked skills and the ones the user can see or has
+//! selected, and kept for at most [`HISTORY_SKILLS`] skills.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 
@@ -10,6 +17,11 @@ use crate::protocol::{Anomaly, SkillStat};
 
 /// Points of per-skill history kept for sparklines and charts.
 pub const HISTORY_LEN: usize = 240;
+/// History is recorded for the skills ranked this high or better…
+pub const HISTORY_TOP: usize = 500;
+/// …and kept for at most this many skills (the ones in the latest update's
+/// recorded set win).
+pub const HISTORY_SKILLS: usize = 1000;
 
 /// One row of the top-skills table.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +58,7 @@ pub(super) fn apply_update(
     skills: Vec<SkillStat>,
     anomalies: Vec<Anomaly>,
     at: DateTime<Utc>,
+    wanted: &HashSet<String>,
 ) {
     let prev: HashMap<&str, u64> = view
         .rows
@@ -67,7 +80,11 @@ pub(super) fn apply_update(
             }
         })
         .collect();
-    for r in &rows {
+    let recorded: Vec<&SkillRow> = rows
+        .iter()
+        .filter(|r| r.rank <= HISTORY_TOP || wanted.contains(&r.stat.skill_name))
+        .collect();
+    for r in &recorded {
         let h = view.history.entry(r.stat.skill_name.clone()).or_default();
         h.push_back(Sample {
             at,
@@ -79,10 +96,12 @@ pub(super) fn apply_update(
             h.pop_front();
         }
     }
-    // Forget skills gone for a long time so memory stays bounded.
-    if view.history.len() > 1000 {
-        let keep: std::collections::HashSet<&str> =
-            rows.iter().map(|r| r.stat.skill_name.as_str()).collect();
+    // Forget the others once there are too many, so memory stays bounded.
+    if view.history.len() > HISTORY_SKILLS {
+        let keep: HashSet<&str> = recorded
+            .iter()
+            .map(|r| r.stat.skill_name.as_str())
+            .collect();
         view.history.retain(|k, _| keep.contains(k.as_str()));
     }
     view.rows = rows;

@@ -1,5 +1,6 @@
 //! Connection health counters: messages and their rate, round-trip times,
-//! `seq` gaps and duplicates, reconnects, the last close and error. Updated
+//! `seq` gaps and duplicates, reconnects, the last close and error, what was
+//! dropped (skipped updates, rejected rows, ignored frames). Updated
 //! by [`super::App`] from feed events; read by the health panel.
 
 use std::collections::VecDeque;
@@ -29,6 +30,14 @@ pub struct Health {
     pub reconnects: u32,
     pub last_close: Option<(Option<u16>, String)>,
     pub last_error: Option<String>,
+    /// Updates dropped for a newer one because they came faster than the
+    /// dashboard could take them.
+    pub skipped_updates: u64,
+    /// Rows of updates left out for a bad value.
+    pub rejected_rows: u64,
+    /// Frames that were not protocol messages, and small events dropped
+    /// from a flood.
+    pub ignored_frames: u64,
 }
 
 impl Health {

@@ -31,7 +31,7 @@ use crate::tui::theme::Theme;
 use crate::tui::theme::ThemeName;
 
 pub use attention::{Attention, HIGHLIGHT_SECS};
-pub use data::{DataView, HISTORY_LEN, Sample, SkillRow};
+pub use data::{DataView, HISTORY_LEN, HISTORY_SKILLS, HISTORY_TOP, Sample, SkillRow};
 pub use health::{Health, RATE_WINDOW_SECS};
 pub use history::{Bucket, MAX_SKILLS as MAX_HISTORY_SKILLS, Marker, Series, ServerHistory};
 pub use selection::SortKey;
@@ -48,6 +48,12 @@ pub enum Event {
     Mouse(MouseEvent),
     Resize(u16, u16),
     Feed(FeedEvent),
+    /// Feed events dropped before they reached the app: `updates` superseded
+    /// by a newer one, `events` small events lost in a flood.
+    FeedSkipped {
+        updates: u64,
+        events: u64,
+    },
     /// The clock moved (the 1 s tick).
     Tick(DateTime<Utc>),
 }
@@ -142,6 +148,11 @@ pub struct App {
     pub frozen_history: Option<ServerHistory>,
     /// The detail view's chart window (the `window` key switches it).
     pub window: HistoryWindow,
+    /// The visible rows (indices into `view().rows`), filtered and sorted
+    /// when the data, the sort or the filter changed, not per draw.
+    order: Vec<usize>,
+    /// What `order` was computed for.
+    order_key: Option<selection::OrderKey>,
 }
 
 impl App {
@@ -173,6 +184,8 @@ impl App {
             history: ServerHistory::default(),
             frozen_history: None,
             window: HistoryWindow::Day,
+            order: Vec::new(),
+            order_key: None,
         }
     }
 
@@ -241,7 +254,14 @@ impl App {
                 self.dirty = true;
             }
             Event::Feed(f) => self.on_feed(f),
+            Event::FeedSkipped { updates, events } => {
+                let h = &mut self.health;
+                h.skipped_updates = h.skipped_updates.saturating_add(updates);
+                h.ignored_frames = h.ignored_frames.saturating_add(events);
+                self.dirty = true;
+            }
         }
+        self.refresh_order();
     }
 
     fn on_key(&mut self, k: KeyEvent) {
@@ -476,12 +496,17 @@ impl App {
                     self.live.updates == 0,
                     at,
                 );
+                h.rejected_rows = h.rejected_rows.saturating_add(update.rows.rejected);
+                // Per-skill history is kept for what the user can see or
+                // has selected (plus the top ranks, see `data`).
+                let wanted = self.wanted_history();
                 // The feed already kept only the subscribed skills.
                 data::apply_update(
                     &mut self.live,
                     update.data.top_skills,
                     update.data.anomalies,
                     at,
+                    &wanted,
                 );
                 let deltas: Vec<(String, i64)> = self
                     .live
@@ -540,6 +565,9 @@ impl App {
                     retry_at: Some(at + retry),
                     attempt,
                 };
+            }
+            FeedEvent::Ignored { .. } => {
+                h.ignored_frames = h.ignored_frames.saturating_add(1);
             }
             FeedEvent::Failed { code, reason, .. } => {
                 h.connected_since = None;

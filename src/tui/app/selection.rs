@@ -1,6 +1,8 @@
 //! Sort, filter and selection of the skills table: which rows are visible
 //! and in what order, and the selected skill (by name, so it survives
-//! re-sorting and new data).
+//! re-sorting and new data). The order is computed when the data, the sort
+//! or the filter changes ([`App::refresh_order`], after every event), not
+//! per draw.
 
 use crate::tui::layout::{layout, table_capacity};
 
@@ -47,19 +49,90 @@ impl SortKey {
     }
 }
 
+/// What the cached order was computed from.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct OrderKey {
+    rows: usize,
+    len: usize,
+    updates: u64,
+    frozen: bool,
+    sort: SortKey,
+    reversed: bool,
+    filter: String,
+}
+
 impl App {
+    fn order_key(&self) -> OrderKey {
+        let view = self.view();
+        OrderKey {
+            rows: view.rows.as_ptr() as usize,
+            len: view.rows.len(),
+            updates: view.updates,
+            frozen: self.frozen.is_some(),
+            sort: self.sort,
+            reversed: self.reversed,
+            filter: self.filter.clone(),
+        }
+    }
+
+    /// Recompute the visible order if the data, sort or filter changed.
+    pub(super) fn refresh_order(&mut self) {
+        let key = self.order_key();
+        if self.order_key.as_ref() != Some(&key) {
+            self.order = self.compute_order();
+            self.order_key = Some(key);
+        }
+    }
+
     /// The rows on screen: filtered, then sorted.
     pub fn visible_rows(&self) -> Vec<&SkillRow> {
-        let needle = self.filter.to_lowercase();
-        let mut rows: Vec<&SkillRow> = self
-            .view()
-            .rows
+        if self.order_key.as_ref() == Some(&self.order_key()) {
+            let rows = &self.view().rows;
+            return self.order.iter().filter_map(|&i| rows.get(i)).collect();
+        }
+        // Not refreshed yet (between an edit and the end of `update`).
+        let rows = &self.view().rows;
+        self.compute_order()
+            .into_iter()
+            .filter_map(|i| rows.get(i))
+            .collect()
+    }
+
+    /// The names of the rows the table shows now and the selected skill:
+    /// the skills whose history must be kept.
+    pub(super) fn wanted_history(&self) -> std::collections::HashSet<String> {
+        let rows = self.visible_rows();
+        let cap = self.table_capacity();
+        let offset = crate::tui::layout::table_offset(self.selected_index(), cap);
+        let mut names: std::collections::HashSet<String> = rows
             .iter()
-            .filter(|r| needle.is_empty() || r.stat.skill_name.to_lowercase().contains(&needle))
+            .skip(offset)
+            .take(cap)
+            .map(|r| r.stat.skill_name.clone())
+            .collect();
+        names.extend(self.selected.clone());
+        if let Overlay::Detail(n) = &self.overlay {
+            names.insert(n.clone());
+        }
+        names
+    }
+
+    /// Indices into `view().rows`: filtered, then sorted.
+    fn compute_order(&self) -> Vec<usize> {
+        let all = &self.view().rows;
+        let needle = self.filter.to_lowercase();
+        let mut rows: Vec<usize> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                needle.is_empty() || r.stat.skill_name.to_lowercase().contains(&needle)
+            })
+            .map(|(i, _)| i)
             .collect();
         let key = self.sort;
-        rows.sort_by(|a, b| {
+        rows.sort_by(|&a, &b| {
             use std::cmp::Ordering;
+            let (a, b) = (&all[a], &all[b]);
             let f = |x: f64, y: f64| x.partial_cmp(&y).unwrap_or(Ordering::Equal);
             let ord = match key {
                 SortKey::Rank => a.rank.cmp(&b.rank),

@@ -691,3 +691,56 @@ pub(crate) mod hostile_history {
         assert_eq!(newest(app.trend_history()), Some(10));
     }
 }
+
+#[test]
+fn history_is_kept_for_a_bounded_set_of_skills() {
+    let mut app = live_app();
+    // Select a skill far down the list: its history must be kept.
+    let many = |round: usize| -> Vec<SkillStat> {
+        (0..2_000)
+            .map(|i| stat(&format!("r{round}-s{i}"), 5_000 - i as u64, 50.0, None))
+            .collect()
+    };
+    app.update(update(secs(1), None, many(0), vec![]));
+    app.selected = Some("r0-s1500".into());
+    for round in 0..4 {
+        let mut rows = many(round + 1);
+        rows.push(stat("r0-s1500", 1, 50.0, None));
+        app.update(update(secs(2 + round as i64), None, rows, vec![]));
+        assert!(
+            app.live.history.len() <= HISTORY_SKILLS,
+            "{}",
+            app.live.history.len()
+        );
+    }
+    // Not recorded while it was neither top-ranked nor selected.
+    assert_eq!(app.live.history["r0-s1500"].len(), 4);
+    assert!(!app.live.history.contains_key("r1-s1999"));
+}
+
+#[test]
+fn the_visible_order_follows_sort_filter_and_data() {
+    let mut app = live_app();
+    let names = |app: &App| -> Vec<String> {
+        app.visible_rows()
+            .iter()
+            .map(|r| r.stat.skill_name.clone())
+            .collect()
+    };
+    let by_rank = names(&app);
+    app.update(ch('s')); // sort by name
+    let mut sorted = by_rank.clone();
+    sorted.sort();
+    assert_eq!(names(&app), sorted);
+    app.update(ch('/'));
+    app.update(ch('y'));
+    assert!(names(&app).iter().all(|n| n.contains('y')));
+    app.update(key(KeyCode::Esc));
+    app.update(update(
+        secs(9),
+        None,
+        vec![stat("zzz", 1, 1.0, None)],
+        vec![],
+    ));
+    assert_eq!(names(&app), ["zzz"]);
+}

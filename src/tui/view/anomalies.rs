@@ -10,7 +10,7 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
 use super::ago;
 use crate::protocol::{Anomaly, parse_timestamp};
-use crate::text::truncate_width;
+use crate::text::{sanitize, truncate_width};
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
 
@@ -94,7 +94,7 @@ pub fn table<'a>(
         && inner >= 60;
     let type_w = list
         .iter()
-        .map(|a| unicode_width::UnicodeWidthStr::width(a.anomaly_type.as_str()))
+        .map(|a| unicode_width::UnicodeWidthStr::width(sanitize(&a.anomaly_type).as_ref()))
         .max()
         .unwrap_or(4)
         // Room for `performance_spike` when the panel is wide enough.

@@ -1,6 +1,6 @@
 //! The connection-health panel: state, URL, connected since, round-trip
-//! time (last / average), messages and rate, seq gaps, reconnects, last
-//! close code and reason.
+//! time (last / average), messages and rate, seq gaps, reconnects, what
+//! was dropped (only when something was), last close code and reason.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -89,6 +89,20 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         Span::styled(gaps, gap_style),
         Span::raw(format!(" · reconnects {}", h.reconnects)),
     ]));
+    // Shown only when something was dropped: a well-behaved server never
+    // sees this line.
+    if h.skipped_updates > 0 || h.rejected_rows > 0 || h.ignored_frames > 0 {
+        lines.push(Line::from(vec![
+            label("Dropped"),
+            Span::styled(
+                format!(
+                    "{} skipped · {} bad rows · {} ignored",
+                    h.skipped_updates, h.rejected_rows, h.ignored_frames
+                ),
+                theme.warn,
+            ),
+        ]));
+    }
     let close = match &h.last_close {
         None => "—".to_string(),
         Some((code, reason)) => {

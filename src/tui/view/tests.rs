@@ -428,6 +428,7 @@ fn snapshot_new_anomalies_ask_for_attention() {
                 top_skills: s,
                 anomalies: list,
             },
+            rows: crate::protocol::RowReport::default(),
         },
         raw: Default::default(),
         at: secs(3),
@@ -597,4 +598,111 @@ fn a_broken_history_frame_draws_without_panicking() {
     assert_eq!(app.window, crate::protocol::HistoryWindow::Hour);
     let t = draw(&app, 100, 30);
     assert!(format!("{:?}", t.backend()).contains("Invocations per minute"));
+}
+
+/// Every cell drawn holds only safe text, and every line of the screen has
+/// its borders where a well-behaved screen has them: `│` (or a corner) in the
+/// first and last column of each bordered row.
+fn assert_clean_and_aligned(t: &Terminal<TestBackend>) {
+    let buf = t.backend().buffer();
+    let (w, h) = (buf.area.width, buf.area.height);
+    for y in 0..h {
+        for x in 0..w {
+            let sym = buf[(x, y)].symbol();
+            assert!(
+                !sym.chars().any(crate::text::is_unsafe_char),
+                "unsafe character {sym:?} drawn at ({x}, {y})"
+            );
+        }
+        let first = buf[(0, y)].symbol();
+        let last = buf[(w - 1, y)].symbol();
+        if "│┌└╭╰".contains(first) && first != " " {
+            assert!(
+                "│┐┘╮╯".contains(last) && last != " ",
+                "row {y}: border shifted, last cell {last:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn snapshot_hostile_names_are_sanitized_with_borders_intact() {
+    let mut app = App::new("ws://127.0.0.1:8765", Subscription::All, t0());
+    app.update(Event::Resize(100, 30));
+    app.update(connected(t0(), Some(1000)));
+    let names = [
+        "soft\u{ad}hyphen\u{ad}name",
+        "bidi-\u{202e}gnp.exe\u{202c}-name",
+        "zero\u{200b}width\u{2060}joiner\u{feff}",
+        "esc-\u{1b}[31mred\u{1b}]52;c;Zm9v\u{7}-c1\u{9b}2J",
+        "plain-name",
+    ];
+    let s: Vec<SkillStat> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| stat(n, 10 - i as u64, 90.0, Some(1.0)))
+        .collect();
+    let mut a = anomalies();
+    a[0].skill_name = names[0].into();
+    a[0].anomaly_type = "drop\u{202e}\u{ad}".into();
+    app.update(update(t0(), Some(1), s.clone(), a.clone()));
+    app.update(update(secs(1), Some(2), s, a));
+    app.update(Event::Feed(FeedEvent::ServerError {
+        error: crate::protocol::ErrorFrame {
+            code: crate::protocol::ErrorCode::Other,
+            message: "boom\u{1b}]0;title\u{7}\u{202e}".into(),
+        },
+        at: secs(1),
+    }));
+    app.update(Event::Tick(secs(1)));
+    let t = draw(&app, 100, 30);
+    assert_clean_and_aligned(&t);
+    insta::assert_snapshot!(t.backend());
+    // Open and close the help and the detail overlays on one terminal
+    // (ratatui draws only the differences, as on a real one): after each
+    // close the screen is exactly a fresh drawing of the same state.
+    let mut term = t;
+    for keys in [
+        vec![ch('?'), key(KeyCode::Esc)],
+        vec![key(KeyCode::Enter), key(KeyCode::Esc)],
+    ] {
+        for k in keys {
+            app.update(k);
+            term.draw(|f| super::render(&app, f)).expect("draw");
+            assert_clean_and_aligned(&term);
+        }
+        assert_eq!(
+            term.backend().buffer(),
+            draw(&app, 100, 30).backend().buffer()
+        );
+    }
+    // A close with a hostile reason, in the health panel.
+    app.update(Event::Feed(FeedEvent::Disconnected {
+        code: Some(1011),
+        reason: "bye\u{1b}[2J\u{9b}\u{ad}".into(),
+        retry_in: Duration::from_secs(1),
+        at: secs(2),
+    }));
+    assert_clean_and_aligned(&draw(&app, 100, 30));
+}
+
+#[test]
+fn dropped_line_shows_only_when_something_was_dropped() {
+    let mut app = app_with_data(3);
+    let text = |app: &App| format!("{:?}", draw(app, 100, 30).backend());
+    assert!(!text(&app).contains("Dropped"));
+    app.update(Event::FeedSkipped {
+        updates: 7,
+        events: 2,
+    });
+    let mut u = update(secs(3), Some(4), skills(), vec![]);
+    if let Event::Feed(FeedEvent::Update { update, .. }) = &mut u {
+        update.rows.rejected = 3;
+    }
+    app.update(u);
+    assert!(
+        text(&app).contains("Dropped    7 skipped · 3 bad rows · 2"),
+        "{}",
+        text(&app)
+    );
 }
