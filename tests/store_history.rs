@@ -264,3 +264,40 @@ fn anomalies_in_the_window_ride_along() {
     );
     assert_eq!(h.skills[0].anomalies.len(), 2, "both inside the day");
 }
+
+#[test]
+fn anomalies_no_longer_served_stay_on_the_day_chart() {
+    let (db, conn) = TestDb::new();
+    let now = 1_796_031_427.25;
+    write(&conn, "busy", &rows_for(now, 5, 100));
+    insert_anomaly(&conn, "busy", &ts(now - 600.0), "drop", Some(-3.5)).unwrap();
+    let mut store = Store::with_options(
+        &db.path,
+        StoreOptions {
+            anomalies: AnomalySource::Table,
+            ..StoreOptions::default()
+        },
+    );
+    let snap = store.refresh_at(now).snapshot;
+    assert_eq!(snap.anomalies.len(), 1);
+    // Two hours on, a new row makes the store read again: the table row is
+    // past its hour and no longer served...
+    let later = now + 2.0 * HOUR;
+    write(&conn, "busy", &[(later - 1.0, true, Some(1.0))]);
+    let snap = store.refresh_at(later).snapshot;
+    assert!(snap.anomalies.is_empty(), "{:?}", snap.anomalies);
+    // ...but the day's chart still marks it, the hour's does not.
+    let day = history::build(&snap, &["busy".to_owned()], HistoryWindow::Day, later);
+    assert_eq!(day.skills[0].anomalies.len(), 1);
+    assert_eq!(day.skills[0].anomalies[0].detected_at, ts(now - 600.0));
+    assert_eq!(day.skills[0].anomalies[0].deviation_score, Some(-3.5));
+    let hour = history::build(&snap, &["busy".to_owned()], HistoryWindow::Hour, later);
+    assert!(hour.skills[0].anomalies.is_empty());
+    // A day later it is forgotten.
+    let next_day = now + DAY + 60.0;
+    write(&conn, "busy", &[(next_day - 1.0, true, Some(1.0))]);
+    let snap = store.refresh_at(next_day).snapshot;
+    let day = history::build(&snap, &["busy".to_owned()], HistoryWindow::Day, next_day);
+    assert!(day.skills[0].anomalies.is_empty());
+    assert_eq!(snap.anomaly_log().of("busy").len(), 0);
+}
