@@ -301,3 +301,41 @@ fn anomalies_no_longer_served_stay_on_the_day_chart() {
     assert!(day.skills[0].anomalies.is_empty());
     assert_eq!(snap.anomaly_log().of("busy").len(), 0);
 }
+
+#[test]
+fn the_demo_day_is_on_the_chart_with_its_incidents() {
+    let db = TestDb::missing();
+    let now = chrono::Utc::now();
+    skillmon::demo::create_demo_db(&db.path, now, 7).unwrap();
+    let now = now.timestamp_millis() as f64 / 1000.0;
+    let mut store = Store::new(&db.path);
+    let snap = store.refresh_at(now).snapshot;
+    let names: Vec<String> = snap.skills.iter().map(|s| s.skill_name.clone()).collect();
+    let h = history::build(&snap, &names, HistoryWindow::Day, now);
+    let first = HistoryWindow::Day.first_bucket_start(now);
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    for s in &h.skills {
+        let want: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM skill_invocation
+                  WHERE skill_name = ?1 AND unixepoch(invoked_at, 'subsec') >= ?2",
+                rusqlite::params![s.skill_name, first],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let got: u64 = s.buckets.iter().map(|b| b.invocations).sum();
+        assert_eq!(got as i64, want, "{}", s.skill_name);
+        assert!(got > 0, "{} has a back-filled day", s.skill_name);
+    }
+    let mypy = h.skills.iter().find(|s| s.skill_name == "mypy").unwrap();
+    assert!(
+        mypy.anomalies
+            .iter()
+            .any(|a| a.source.as_deref() == Some("live")),
+        "the demo's mypy incident is marked: {:?}",
+        mypy.anomalies
+    );
+    // Failing through the last hour: the buckets inside it completed nothing.
+    assert!(mypy.buckets[93..].iter().all(|b| b.completed == 0));
+    assert!(mypy.buckets[..88].iter().any(|b| b.completed > 0));
+}
