@@ -264,3 +264,78 @@ fn anomalies_in_the_window_ride_along() {
     );
     assert_eq!(h.skills[0].anomalies.len(), 2, "both inside the day");
 }
+
+#[test]
+fn anomalies_no_longer_served_stay_on_the_day_chart() {
+    let (db, conn) = TestDb::new();
+    let now = 1_796_031_427.25;
+    write(&conn, "busy", &rows_for(now, 5, 100));
+    insert_anomaly(&conn, "busy", &ts(now - 600.0), "drop", Some(-3.5)).unwrap();
+    let mut store = Store::with_options(
+        &db.path,
+        StoreOptions {
+            anomalies: AnomalySource::Table,
+            ..StoreOptions::default()
+        },
+    );
+    let snap = store.refresh_at(now).snapshot;
+    assert_eq!(snap.anomalies.len(), 1);
+    // Two hours on, a new row makes the store read again: the table row is
+    // past its hour and no longer served...
+    let later = now + 2.0 * HOUR;
+    write(&conn, "busy", &[(later - 1.0, true, Some(1.0))]);
+    let snap = store.refresh_at(later).snapshot;
+    assert!(snap.anomalies.is_empty(), "{:?}", snap.anomalies);
+    // ...but the day's chart still marks it, the hour's does not.
+    let day = history::build(&snap, &["busy".to_owned()], HistoryWindow::Day, later);
+    assert_eq!(day.skills[0].anomalies.len(), 1);
+    assert_eq!(day.skills[0].anomalies[0].detected_at, ts(now - 600.0));
+    assert_eq!(day.skills[0].anomalies[0].deviation_score, Some(-3.5));
+    let hour = history::build(&snap, &["busy".to_owned()], HistoryWindow::Hour, later);
+    assert!(hour.skills[0].anomalies.is_empty());
+    // A day later it is forgotten.
+    let next_day = now + DAY + 60.0;
+    write(&conn, "busy", &[(next_day - 1.0, true, Some(1.0))]);
+    let snap = store.refresh_at(next_day).snapshot;
+    let day = history::build(&snap, &["busy".to_owned()], HistoryWindow::Day, next_day);
+    assert!(day.skills[0].anomalies.is_empty());
+    assert_eq!(snap.anomaly_log().of("busy").len(), 0);
+}
+
+#[test]
+fn the_demo_day_is_on_the_chart_with_its_incidents() {
+    let db = TestDb::missing();
+    let now = chrono::Utc::now();
+    skillmon::demo::create_demo_db(&db.path, now, 7).unwrap();
+    let now = now.timestamp_millis() as f64 / 1000.0;
+    let mut store = Store::new(&db.path);
+    let snap = store.refresh_at(now).snapshot;
+    let names: Vec<String> = snap.skills.iter().map(|s| s.skill_name.clone()).collect();
+    let h = history::build(&snap, &names, HistoryWindow::Day, now);
+    let first = HistoryWindow::Day.first_bucket_start(now);
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    for s in &h.skills {
+        let want: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM skill_invocation
+                  WHERE skill_name = ?1 AND unixepoch(invoked_at, 'subsec') >= ?2",
+                rusqlite::params![s.skill_name, first],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let got: u64 = s.buckets.iter().map(|b| b.invocations).sum();
+        assert_eq!(got as i64, want, "{}", s.skill_name);
+        assert!(got > 0, "{} has a back-filled day", s.skill_name);
+    }
+    let mypy = h.skills.iter().find(|s| s.skill_name == "mypy").unwrap();
+    assert!(
+        mypy.anomalies
+            .iter()
+            .any(|a| a.source.as_deref() == Some("live")),
+        "the demo's mypy incident is marked: {:?}",
+        mypy.anomalies
+    );
+    // Failing through the last hour: the buckets inside it completed nothing.
+    assert!(mypy.buckets[93..].iter().all(|b| b.completed == 0));
+    assert!(mypy.buckets[..88].iter().any(|b| b.completed > 0));
+}

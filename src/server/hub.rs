@@ -21,8 +21,8 @@ use tokio::sync::{OnceCell, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::protocol::{
-    EncodedUpdate, ErrorCode, ErrorFrame, HistoryWindow, ServerMessage, SkillStat, Subscription,
-    format_timestamp,
+    EncodedUpdate, ErrorCode, ErrorFrame, HistoryWindow, MAX_HISTORY_SKILLS, ServerMessage,
+    SkillStat, Subscription, format_timestamp,
 };
 use crate::store::{Snapshot, history, unix_now};
 
@@ -153,7 +153,9 @@ impl Hub {
     }
 
     /// The skills a client with `sub` sees now: its names, or the top N
-    /// rows of the latest snapshot for all.
+    /// rows of the latest snapshot for all (at most
+    /// [`MAX_HISTORY_SKILLS`], as a request may name, so a large `--top`
+    /// cannot make a history frame too big for a client).
     pub fn visible_skills(&self, sub: &Subscription) -> Vec<String> {
         match sub {
             Subscription::Skills(names) => names.clone(),
@@ -162,7 +164,7 @@ impl Hub {
                 .snapshot
                 .skills
                 .iter()
-                .take(self.top_n)
+                .take(self.top_n.min(MAX_HISTORY_SKILLS))
                 .map(|s| s.skill_name.clone())
                 .collect(),
         }
@@ -343,5 +345,28 @@ mod history_tests {
             !std::ptr::eq(a.as_str().as_ptr(), c.as_str().as_ptr()),
             "a new tick builds anew"
         );
+    }
+
+    #[test]
+    fn default_history_skills_are_the_visible_rows_capped_at_64() {
+        let hub = Hub::new(100);
+        let stat = |i: u64| SkillStat {
+            skill_name: format!("s{i:03}"),
+            total_invocations: 1000 - i,
+            completion_rate: 50.0,
+            avg_duration_seconds: None,
+            invocations_1h: None,
+            invocations_24h: None,
+            last_invoked_at: None,
+        };
+        hub.publish(Arc::new(Snapshot::new((0..80).map(stat).collect(), vec![])));
+        let all = hub.visible_skills(&Subscription::All);
+        assert_eq!(all.len(), MAX_HISTORY_SKILLS);
+        assert_eq!(all[0], "s000", "in rank order");
+        let some = Subscription::from_names(["s079", "zzz"]);
+        assert_eq!(hub.visible_skills(&some), ["s079", "zzz"]);
+        let few = Hub::new(3);
+        few.publish(Arc::new(Snapshot::new((0..80).map(stat).collect(), vec![])));
+        assert_eq!(few.visible_skills(&Subscription::All).len(), 3);
     }
 }

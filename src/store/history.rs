@@ -5,15 +5,65 @@
 //! `activity` as samples arrive and shared with each [`Snapshot`]) and
 //! [`build`], which turns a snapshot into the `history` frame's data at any
 //! `now`. A 15-minute bucket is the sum of its 15 one-minute buckets, since
-//! both are aligned to the UTC clock. Pure data; no I/O, no clock.
+//! both are aligned to the UTC clock. Also owns [`AnomalyLog`]: every
+//! anomaly the store served in the last day, so a chart can mark an
+//! incident that has since cleared. Pure data; no I/O, no clock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::protocol::{
     History, HistoryAnomaly, HistoryBucket, HistoryWindow, SkillHistory, format_bucket_start,
     format_timestamp,
 };
 
-use super::Snapshot;
-use super::anomaly::Sample;
+use super::anomaly::{DAY, Sample};
+use super::{Snapshot, TimedAnomaly};
+
+/// Most anomalies remembered per skill (the oldest go first).
+const MAX_LOGGED_PER_SKILL: usize = 512;
+
+/// Every anomaly served in the last day, per skill, oldest first: live
+/// findings after they clear, table rows after their hour. Shared with the
+/// snapshots; copied only when an anomaly is new or ages out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnomalyLog(HashMap<String, Vec<TimedAnomaly>>);
+
+impl AnomalyLog {
+    /// One skill's logged anomalies, oldest first.
+    pub fn of(&self, skill: &str) -> &[TimedAnomaly] {
+        self.0.get(skill).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Add the anomalies of `served` not logged yet (same skill, type and
+    /// `detected_at`) and forget those detected more than a day before `now`.
+    pub fn record(log: &mut Arc<AnomalyLog>, served: &[TimedAnomaly], now: f64) {
+        let same = |a: &TimedAnomaly, b: &TimedAnomaly| {
+            a.anomaly.anomaly_type == b.anomaly.anomaly_type
+                && a.anomaly.detected_at == b.anomaly.detected_at
+        };
+        for a in served {
+            let known = log.of(&a.anomaly.skill_name).iter().any(|l| same(l, a));
+            if !known {
+                let v = Arc::make_mut(log)
+                    .0
+                    .entry(a.anomaly.skill_name.clone())
+                    .or_default();
+                if v.len() >= MAX_LOGGED_PER_SKILL {
+                    v.remove(0);
+                }
+                v.push(a.clone());
+            }
+        }
+        let cutoff = now - DAY;
+        if log.0.values().any(|v| v.iter().any(|a| a.at < cutoff)) {
+            Arc::make_mut(log).0.retain(|_, v| {
+                v.retain(|a| a.at >= cutoff);
+                !v.is_empty()
+            });
+        }
+    }
+}
 
 const MINUTE: i64 = 60;
 
@@ -153,9 +203,23 @@ pub fn build(snapshot: &Snapshot, skills: &[String], window: HistoryWindow, now:
                     avg_duration: c.avg_duration(),
                 })
                 .collect();
-            let anomalies = snapshot
+            // Served now, then logged earlier (cleared since), newest first.
+            let mut found: Vec<&TimedAnomaly> = Vec::new();
+            for a in snapshot
                 .anomalies_of(name)
-                .filter(|a| a.at >= first as f64 && a.at <= now)
+                .chain(snapshot.anomaly_log().of(name))
+            {
+                let dup = found.iter().any(|f| {
+                    f.anomaly.anomaly_type == a.anomaly.anomaly_type
+                        && f.anomaly.detected_at == a.anomaly.detected_at
+                });
+                if !dup && a.at >= first as f64 && a.at <= now {
+                    found.push(a);
+                }
+            }
+            found.sort_by(|a, b| b.at.total_cmp(&a.at));
+            let anomalies = found
+                .into_iter()
                 .map(|a| HistoryAnomaly {
                     detected_at: a.anomaly.detected_at.clone(),
                     anomaly_type: a.anomaly.anomaly_type.clone(),

@@ -35,6 +35,7 @@ use rusqlite::Connection;
 use crate::protocol::{Anomaly, format_timestamp};
 use activity::Activity;
 use anomaly::Kind;
+use history::AnomalyLog;
 use query::{Base, classify, load};
 
 /// Which anomalies are served. Named in lowercase (`off`, `table`, `live`,
@@ -212,6 +213,8 @@ pub struct Store {
     first_seen: HashMap<(String, Kind), f64>,
     /// When windows next change without new data (a sample ages out).
     next_expiry: Option<f64>,
+    /// Every anomaly served in the last day (for `history`).
+    anomaly_log: Arc<AnomalyLog>,
 }
 
 impl Store {
@@ -236,6 +239,7 @@ impl Store {
             activity: Activity::default(),
             first_seen: HashMap::new(),
             next_expiry: None,
+            anomaly_log: Arc::default(),
         }
     }
 
@@ -341,9 +345,12 @@ impl Store {
             .skills()
             .filter_map(|(_, v)| anomaly::next_expiry(v, now))
             .min_by(f64::total_cmp);
+        let merged = merge_anomalies(table, anomalies);
+        AnomalyLog::record(&mut self.anomaly_log, &merged, now);
         self.snapshot = Arc::new(
-            Snapshot::new(skills, merge_anomalies(table, anomalies))
-                .with_minutes(self.activity.minutes().clone()),
+            Snapshot::new(skills, merged)
+                .with_minutes(self.activity.minutes().clone())
+                .with_anomaly_log(self.anomaly_log.clone()),
         );
     }
 
@@ -372,6 +379,7 @@ impl Store {
         self.activity.reset();
         self.first_seen.clear();
         self.next_expiry = None;
+        self.anomaly_log = Arc::default();
         if !self.snapshot.is_empty() {
             self.snapshot = Arc::new(Snapshot::empty());
         }

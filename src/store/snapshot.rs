@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::history::Minutes;
+use super::history::{AnomalyLog, Minutes};
 use crate::protocol::{Anomaly, MetricsData, SkillStat, Subscription};
 
 /// Anomalies older than this are not served.
@@ -86,6 +86,8 @@ pub struct Snapshot {
     anomalies_of: HashMap<String, Vec<usize>>,
     /// Skill name → its last day in one-minute buckets (for `history`).
     minutes: HashMap<String, Arc<Minutes>>,
+    /// Anomalies served in the last day, cleared ones included (for `history`).
+    anomaly_log: Arc<AnomalyLog>,
 }
 
 impl Snapshot {
@@ -112,7 +114,19 @@ impl Snapshot {
             rank,
             anomalies_of,
             minutes: HashMap::new(),
+            anomaly_log: Arc::default(),
         }
+    }
+
+    /// The same snapshot carrying the store's log of the day's anomalies.
+    pub fn with_anomaly_log(mut self, log: Arc<AnomalyLog>) -> Self {
+        self.anomaly_log = log;
+        self
+    }
+
+    /// Anomalies served in the last day, including cleared ones.
+    pub fn anomaly_log(&self) -> &AnomalyLog {
+        &self.anomaly_log
     }
 
     /// The same snapshot carrying every skill's one-minute buckets.
