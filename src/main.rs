@@ -37,10 +37,11 @@ fn init_stderr_logs() {
 
 fn serve(args: skillmon::cli::ServeArgs) -> anyhow::Result<ExitCode> {
     init_stderr_logs();
+    let config = args.to_config()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let listener = skillmon::server::bind(&args.host, args.port).await?;
-        skillmon::server::run_until_signal(listener, args.to_config()).await
+        skillmon::server::run_until_signal(listener, config).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use common::*;
 use serde_json::json;
 use skillmon::store::{DbState, Store};
@@ -372,30 +370,26 @@ async fn server_ticks_cost_no_queries_on_unchanged_data() {
     let stats = &server.shared.stats;
     let (mut c, _) = Client::connect(&server.url()).await;
     c.next_update().await;
-    let queries = stats.db_queries.load(Relaxed);
-    let ticks = stats.ticks.load(Relaxed);
+    let queries = stats.db_queries();
+    let ticks = stats.ticks();
     assert!(queries >= 1);
     for _ in 0..5 {
         c.next_update().await;
     }
-    assert!(stats.ticks.load(Relaxed) >= ticks + 4);
-    assert_eq!(
-        stats.db_queries.load(Relaxed),
-        queries,
-        "unchanged: no queries"
-    );
+    assert!(stats.ticks() >= ticks + 4);
+    assert_eq!(stats.db_queries(), queries, "unchanged: no queries");
 
     invoke(&conn, "alpha", true, Some(1.0));
     c.update_where("the write shows", |u| {
         u["data"]["top_skills"][1]["total_invocations"] == 4
     })
     .await;
-    let after = stats.db_queries.load(Relaxed);
+    let after = stats.db_queries();
     assert!(after > queries);
     for _ in 0..5 {
         c.next_update().await;
     }
-    assert_eq!(stats.db_queries.load(Relaxed), after);
+    assert_eq!(stats.db_queries(), after);
     server.stop().await.unwrap();
 }
 
