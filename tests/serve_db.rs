@@ -21,7 +21,8 @@ async fn missing_at_start_then_created() {
     let u = c.next_update().await;
     assert_eq!(u["data"], empty_data());
     let (code, h) = health(server.addr).await;
-    assert_eq!(code, 503, "{h}");
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(code, 200, "{h}");
     assert_eq!(h["status"], "degraded");
     assert_eq!(h["db"], "missing");
     assert!(
@@ -54,7 +55,9 @@ async fn empty_file_then_foreign_tables_then_the_schema() {
     let (mut c, _) = Client::connect(&server.url()).await;
     assert_eq!(c.next_update().await["data"], empty_data());
     let (code, h) = wait_health_db(server.addr, &mut c, "no_tables").await;
-    assert_eq!(code, 503, "{h}");
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(code, 200, "{h}");
 
     // Another application's database: still no session-buddy tables.
     let conn = rusqlite::Connection::open(&db.path).unwrap();
@@ -63,7 +66,9 @@ async fn empty_file_then_foreign_tables_then_the_schema() {
     c.next_update().await;
     c.next_update().await;
     let (code, h) = wait_health_db(server.addr, &mut c, "no_tables").await;
-    assert_eq!(code, 503, "{h}");
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(code, 200, "{h}");
     assert_eq!(c.next_update().await["data"], empty_data());
 
     // session-buddy migrates it: served.
@@ -87,7 +92,9 @@ async fn not_a_database_is_reported_and_replaced_recovers() {
     let (mut c, _) = Client::connect(&server.url()).await;
     assert_eq!(c.next_update().await["data"], empty_data());
     let (code, h) = wait_health_db(server.addr, &mut c, "error").await;
-    assert_eq!(code, 503, "{h}");
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(code, 200, "{h}");
 
     let fresh = TestDb::missing();
     let conn = fresh.create();
@@ -194,8 +201,10 @@ async fn deleted_while_running_then_recreated() {
     std::fs::remove_file(&db.path).unwrap();
     c.update_where("empty after delete", |u| u["data"] == empty_data())
         .await;
-    let (code, _) = wait_health_db(server.addr, &mut c, "missing").await;
-    assert_eq!(code, 503);
+    let (code, h) = wait_health_db(server.addr, &mut c, "missing").await;
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(code, 200);
     // Empty on every following tick, not a stale snapshot.
     for _ in 0..2 {
         assert_eq!(c.next_update().await["data"], empty_data());
@@ -420,7 +429,9 @@ async fn a_directory_at_the_path_is_an_error_not_a_crash() {
     let (mut c, _) = Client::connect(&server.url()).await;
     assert_eq!(c.next_update().await["data"], empty_data());
     let (code, h) = wait_health_db(server.addr, &mut c, "error").await;
-    assert_eq!(code, 503);
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(code, 200);
     assert!(
         h["db_detail"]
             .as_str()
@@ -445,8 +456,10 @@ async fn locked_at_start_serves_empty_then_the_data_after_commit() {
     let (mut c, _) = Client::connect(&server.url()).await;
     assert_eq!(c.next_update().await["data"], empty_data());
     let (code, h) = wait_health_db(server.addr, &mut c, "locked").await;
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
     assert_eq!(
-        code, 503,
+        code, 200,
         "locked before any good read: nothing to serve: {h}"
     );
     assert!(h["db_detail"].as_str().unwrap().contains("locked"), "{h}");

@@ -342,6 +342,16 @@ async fn refuse_per_ip(mut stream: TcpStream, limit: usize) {
     )
     .with_header("Retry-After", "5");
     http::respond(&mut stream, &resp, false).await;
+    // Read what the client sent (briefly) before closing, so the close is
+    // not a reset that could destroy the answer before the client reads it.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut sink = [0u8; 1024];
+        while matches!(
+            tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await,
+            Ok(1..)
+        ) {}
+    })
+    .await;
 }
 
 /// A new socket: the TLS handshake when TLS is on, then the connection.
@@ -627,11 +637,9 @@ fn plain_route(
             } else {
                 serde_json::json!({"status": if ok { "ok" } else { "degraded" }}).to_string()
             };
-            let mut r = if ok {
-                http::Response::text(200, "OK", body)
-            } else {
-                http::Response::text(503, "Service Unavailable", body)
-            };
+            // Liveness: 200 while the process serves, whatever the
+            // database's state (that is /readyz's answer).
+            let mut r = http::Response::text(200, "OK", body);
             r.content_type = "application/json";
             r
         }
