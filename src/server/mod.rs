@@ -302,11 +302,21 @@ async fn accept_loop(
                         continue;
                     };
                     let shared = shared.clone();
-                    tracker.spawn(async move {
-                        on_accept(stream, peer, shared.clone()).await;
-                        drop(slot);
-                        shared.stats.socket_closed();
-                    });
+                    // Two task shapes: a plain connection's task must not
+                    // carry the (much larger) TLS state in its future.
+                    if let Some(acceptor) = shared.tls.clone() {
+                        tracker.spawn(async move {
+                            tls_connection(acceptor, stream, peer, shared.clone()).await;
+                            drop(slot);
+                            shared.stats.socket_closed();
+                        });
+                    } else {
+                        tracker.spawn(async move {
+                            connection(stream, peer, shared.clone()).await;
+                            drop(slot);
+                            shared.stats.socket_closed();
+                        });
+                    }
                 }
                 Err(e) => {
                     // e.g. EMFILE: back off briefly instead of spinning.
@@ -354,12 +364,13 @@ async fn refuse_per_ip(mut stream: TcpStream, limit: usize) {
     .await;
 }
 
-/// A new socket: the TLS handshake when TLS is on, then the connection.
-async fn on_accept(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let Some(acceptor) = shared.tls.clone() else {
-        connection(stream, peer, shared).await;
-        return;
-    };
+/// A new socket on a TLS port: the handshake, then the connection.
+async fn tls_connection(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) {
     // A plain-text client on the TLS port gets a plain answer it can read.
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
@@ -481,7 +492,10 @@ where
         http::respond(&mut stream, &resp, head_only).await;
         return;
     }
-    let gate = match upgrade_gate(&shared, &info, peer) {
+    let gate = upgrade_gate(&shared, &info, peer);
+    // Nothing of the request outlives the handshake (idle memory).
+    drop(info);
+    let gate = match gate {
         Ok(gate) => gate,
         Err(resp) => {
             http::respond(&mut stream, &resp, false).await;

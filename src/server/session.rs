@@ -87,7 +87,8 @@ where
             let timeout = s.shared.config.net.auth.first_frame_timeout;
             let checked = tokio::select! {
                 _ = s.shared.shutdown.cancelled() => return,
-                r = super::auth::first_frame(&mut s.ws, verifier, timeout) => r,
+                // Boxed: its state is not kept in every session's future.
+                r = Box::pin(super::auth::first_frame(&mut s.ws, verifier, timeout)) => r,
             };
             match checked {
                 Ok(who) => {
