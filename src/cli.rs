@@ -1,13 +1,28 @@
-//! The command line (clap derive). Every setting that configures a
-//! deployment (database, address, interval, URL, skills, theme, log file, …)
-//! also has a `SKILLMON_*` env var; per-run switches (`--json`, `--once`,
+//! The command line (clap derive), a module of the binary alone: the library
+//! never sees clap. Every setting that configures a deployment (database,
+//! address, interval, URL, skills, theme, log file, …) also has a
+//! `SKILLMON_*` env var; per-run switches (`--json`, `--once`,
 //! `--print-config`, the demo's options) do not. Precedence is
 //! flag > env > config file > default.
+//!
+//! Owns the flags, their help and their conversion into the library's plain
+//! settings ([`ServeConfig`], [`DemoConfig`], [`WatchOptions`]); values are
+//! parsed by the library's own parsers (`FromStr` of the domain enums,
+//! [`skillmon::duration`]), so a flag, its env var and the config file
+//! accept the same words. Must not hold behaviour.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand};
+use skillmon::config::{Source, WatchOptions};
+use skillmon::demo::{DemoConfig, Generate};
+use skillmon::server::ServeConfig;
+use skillmon::store::AnomalySource;
+use skillmon::tui::theme::ThemeName;
+use strum::{EnumMessage, IntoEnumIterator};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,7 +67,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub json: bool,
     /// Time between updates.
-    #[arg(long, default_value = "1s", value_parser = crate::duration::parse_interval)]
+    #[arg(long, default_value = "1s", value_parser = skillmon::duration::parse_interval)]
     pub interval: Duration,
     /// Write a benchmark database at PATH and exit (see --invocations, --skills, --days).
     #[arg(long, value_name = "PATH")]
@@ -83,23 +98,23 @@ pub struct ServeArgs {
     #[arg(long, env = "SKILLMON_PORT", default_value_t = 8765)]
     pub port: u16,
     /// Time between updates, e.g. 500ms, 1s, 2.5s.
-    #[arg(long, env = "SKILLMON_INTERVAL", default_value = "1s", value_parser = crate::duration::parse_interval)]
+    #[arg(long, env = "SKILLMON_INTERVAL", default_value = "1s", value_parser = skillmon::duration::parse_interval)]
     pub interval: Duration,
     /// Skills (and anomalies) per update.
     #[arg(long, env = "SKILLMON_TOP", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub top: u16,
     /// Close a client that cannot take a frame within this time [default: max(2 × interval, 5s)].
-    #[arg(long, env = "SKILLMON_WRITE_TIMEOUT", value_parser = crate::duration::parse_interval)]
+    #[arg(long, env = "SKILLMON_WRITE_TIMEOUT", value_parser = skillmon::duration::parse_interval)]
     pub write_timeout: Option<Duration>,
     /// Most simultaneous WebSocket clients; more get HTTP 503.
     #[arg(long, env = "SKILLMON_MAX_CONNECTIONS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Anomalies to serve: rows of skill_anomalies (table), computed live from
     /// skill_invocation (live), both, or none.
-    #[arg(long, env = "SKILLMON_ANOMALIES", value_enum, default_value_t = crate::store::AnomalySource::Both)]
-    pub anomalies: crate::store::AnomalySource,
+    #[arg(long, env = "SKILLMON_ANOMALIES", value_parser = names::<AnomalySource>(), default_value_t = AnomalySource::Both)]
+    pub anomalies: AnomalySource,
     /// |z-score| at which a live anomaly is reported.
-    #[arg(long, env = "SKILLMON_ANOMALY_THRESHOLD", default_value_t = crate::store::anomaly::DEFAULT_THRESHOLD, value_parser = parse_threshold)]
+    #[arg(long, env = "SKILLMON_ANOMALY_THRESHOLD", default_value_t = skillmon::store::anomaly::DEFAULT_THRESHOLD, value_parser = parse_threshold)]
     pub anomaly_threshold: f64,
     #[command(flatten)]
     pub net: NetArgs,
@@ -150,8 +165,8 @@ pub struct NetArgs {
 
 impl NetArgs {
     /// Read the secrets (files named by flags, else the environment).
-    pub fn to_config(&self) -> anyhow::Result<crate::server::NetConfig> {
-        use crate::server::auth::{AuthConfig, Secret};
+    pub fn to_config(&self) -> anyhow::Result<skillmon::server::NetConfig> {
+        use skillmon::server::auth::{AuthConfig, Secret};
         let secret =
             |file: &Option<PathBuf>, flag: &str, env: &str| -> anyhow::Result<Option<Secret>> {
                 match file {
@@ -159,7 +174,7 @@ impl NetArgs {
                     None => Ok(std::env::var(env).ok().and_then(|v| Secret::new(&v))),
                 }
             };
-        Ok(crate::server::NetConfig {
+        Ok(skillmon::server::NetConfig {
             auth: AuthConfig {
                 token: secret(&self.token_file, "--token-file", "SKILLMON_TOKEN")?,
                 jwt_secret: secret(
@@ -175,7 +190,7 @@ impl NetArgs {
                 .tls_cert
                 .clone()
                 .zip(self.tls_key.clone())
-                .map(|(cert, key)| crate::server::tls::TlsFiles { cert, key }),
+                .map(|(cert, key)| skillmon::server::tls::TlsFiles { cert, key }),
             max_connections_per_ip: self.max_connections_per_ip as usize,
         })
     }
@@ -197,17 +212,38 @@ fn parse_threshold(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A value parser over a domain enum's own names: clap lists the canonical
+/// names (with each variant's doc line as help, as `ValueEnum` did) and
+/// accepts the aliases, and the enum's `FromStr` makes the value.
+fn names<E>() -> impl clap::builder::TypedValueParser<Value = E>
+where
+    E: IntoEnumIterator + EnumMessage + Into<&'static str> + std::str::FromStr + Clone,
+    E: Send + Sync + 'static,
+    E::Err: std::fmt::Display,
+{
+    let values = E::iter().map(|v| {
+        let name: &'static str = v.clone().into();
+        let aliases = v.get_serializations().iter().filter(|a| **a != name);
+        let value = PossibleValue::new(name).aliases(aliases);
+        match v.get_documentation() {
+            Some(doc) => value.help(doc.trim().trim_end_matches('.').to_string()),
+            None => value,
+        }
+    });
+    PossibleValuesParser::new(values).try_map(|s: String| s.parse::<E>().map_err(|e| e.to_string()))
+}
+
 impl ServeArgs {
-    pub fn to_config(&self) -> anyhow::Result<crate::server::ServeConfig> {
-        Ok(crate::server::ServeConfig {
+    pub fn to_config(&self) -> anyhow::Result<ServeConfig> {
+        Ok(ServeConfig {
             db: self.db.clone(),
             interval: self.interval,
             top: usize::from(self.top),
             write_timeout: self
                 .write_timeout
-                .unwrap_or_else(|| crate::server::default_write_timeout(self.interval)),
+                .unwrap_or_else(|| skillmon::server::default_write_timeout(self.interval)),
             max_connections: self.max_connections as usize,
-            store: crate::store::StoreOptions {
+            store: skillmon::store::StoreOptions {
                 anomalies: self.anomalies,
                 threshold: self.anomaly_threshold,
             },
@@ -216,42 +252,28 @@ impl ServeArgs {
     }
 }
 
-/// Colour theme of the dashboard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ThemeName {
-    /// Bright colours for dark terminals (the default).
-    #[default]
-    Dark,
-    /// Dark colours readable on light terminals.
-    Light,
-    /// No colour at all: bold, reverse and underline only (as with NO_COLOR).
-    Mono,
-}
-
-impl ThemeName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ThemeName::Dark => "dark",
-            ThemeName::Light => "light",
-            ThemeName::Mono => "mono",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "dark" => Some(ThemeName::Dark),
-            "light" => Some(ThemeName::Light),
-            "mono" | "monochrome" | "none" => Some(ThemeName::Mono),
-            _ => None,
+impl DemoArgs {
+    pub fn to_config(&self) -> DemoConfig {
+        DemoConfig {
+            serve_only: self.serve_only,
+            host: self.host.clone(),
+            port: self.port,
+            keep_db: self.keep_db.clone(),
+            json: self.json,
+            interval: self.interval,
+            generate: self.generate.clone().map(|path| Generate {
+                path,
+                invocations: self.invocations,
+                skills: self.skills,
+                days: self.days,
+            }),
+            seed: self.seed,
         }
     }
 }
 
 /// `skillmon watch`: the live dashboard, or a headless printer.
-///
-/// Build one in code with [`WatchArgs::for_url`] (every other field has a
-/// sensible `Default`).
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct WatchArgs {
     /// Server URL [config `url`; default ws://127.0.0.1:8765].
     #[arg(env = "SKILLMON_URL", value_name = "URL")]
@@ -265,7 +287,7 @@ pub struct WatchArgs {
     )]
     pub skill: Vec<String>,
     /// Colour theme [config `theme`; default dark].
-    #[arg(long, value_enum, env = "SKILLMON_THEME")]
+    #[arg(long, env = "SKILLMON_THEME", ignore_case = true, value_parser = names::<ThemeName>())]
     pub theme: Option<ThemeName>,
     /// No colours (also when the NO_COLOR environment variable is set and non-empty).
     #[arg(long)]
@@ -278,7 +300,7 @@ pub struct WatchArgs {
     #[arg(long)]
     pub once: bool,
     /// With --once: give up when no snapshot came within this time [default: 5s].
-    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_interval)]
+    #[arg(long, value_name = "DURATION", value_parser = skillmon::duration::parse_interval)]
     pub timeout: Option<Duration>,
     /// Config file [default: config.toml in the platform config dir].
     #[arg(long, value_name = "PATH", env = "SKILLMON_CONFIG")]
@@ -292,11 +314,25 @@ pub struct WatchArgs {
 }
 
 impl WatchArgs {
-    /// The arguments of `skillmon watch URL` with everything else defaulted.
-    pub fn for_url(url: impl Into<String>) -> Self {
-        Self {
-            url: Some(url.into()),
-            ..Self::default()
+    /// The library's options, each flag/env value tagged with where clap
+    /// found it (`matches` are the `watch` subcommand's).
+    pub fn to_options(&self, matches: &ArgMatches) -> WatchOptions {
+        let source = |id: &str| match matches.value_source(id) {
+            Some(ValueSource::EnvVariable) => Source::Env,
+            Some(ValueSource::DefaultValue) => Source::Default,
+            _ => Source::Flag,
+        };
+        WatchOptions {
+            url: self.url.clone().map(|u| (u, source("url"))),
+            skills: (!self.skill.is_empty()).then(|| (self.skill.clone(), source("skill"))),
+            theme: self.theme.map(|t| (t, source("theme"))),
+            no_color: self.no_color,
+            json: self.json,
+            once: self.once,
+            timeout: self.timeout,
+            config: self.config.clone(),
+            log_file: self.log_file.clone(),
+            print_config: self.print_config,
         }
     }
 }

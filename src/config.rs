@@ -3,15 +3,20 @@
 //! variables and flags (precedence: flag > env > file > default).
 //!
 //! Owns file discovery, parsing with errors that name the file, line and key,
-//! and the effective [`WatchConfig`]. Key bindings are validated by
-//! [`crate::tui::keymap`]; this module only carries their text.
+//! the inputs of a run ([`WatchOptions`], built by the binary from the
+//! command line, each flag/env value tagged with its [`Source`]) and the
+//! effective [`WatchConfig`]. It never reads `SKILLMON_*` variables itself
+//! (the binary resolved them), and knows nothing of the command-line parser.
+//! Key bindings are validated by [`crate::tui::keymap`]; this module only
+//! carries their text.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{ThemeName, WatchArgs};
+use crate::tui::theme::ThemeName;
 
 /// The URL `skillmon watch` connects to when nothing else says.
 pub const DEFAULT_URL: &str = "ws://127.0.0.1:8765";
@@ -67,9 +72,47 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// `skillmon watch`'s inputs before the config file: what the command line
+/// and the environment said (each with where it came from), and the per-run
+/// switches. Build one in code with [`WatchOptions::for_url`] (every other
+/// field has a sensible `Default`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WatchOptions {
+    /// Server URL (`URL` / `SKILLMON_URL`).
+    pub url: Option<(String, Source)>,
+    /// Only these skills (`--skill` / `SKILLMON_SKILLS`); `None` = not given.
+    pub skills: Option<(Vec<String>, Source)>,
+    /// `--theme` / `SKILLMON_THEME`.
+    pub theme: Option<(ThemeName, Source)>,
+    /// `--no-color` (the `NO_COLOR` variable is read by [`load`]).
+    pub no_color: bool,
+    /// `--json`: one JSON line per update instead of the dashboard.
+    pub json: bool,
+    /// `--once`: one snapshot, then exit.
+    pub once: bool,
+    /// `--timeout` for `--once` [default: `watch::DEFAULT_TIMEOUT`].
+    pub timeout: Option<Duration>,
+    /// `--config` / `SKILLMON_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// `--log-file` / `SKILLMON_LOG_FILE`.
+    pub log_file: Option<PathBuf>,
+    /// `--print-config`.
+    pub print_config: bool,
+}
+
+impl WatchOptions {
+    /// `skillmon watch URL` with everything else defaulted.
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            url: Some((url.into(), Source::Flag)),
+            ..Self::default()
+        }
+    }
+}
+
 /// Where the config file is looked for: `--config` / `SKILLMON_CONFIG`, else
 /// `config.toml` in the platform config dir.
-pub fn config_path(args: &WatchArgs) -> Option<PathBuf> {
+pub fn config_path(args: &WatchOptions) -> Option<PathBuf> {
     if let Some(p) = &args.config {
         return Some(p.clone());
     }
@@ -115,7 +158,8 @@ fn locate(text: &str, offset: usize) -> (usize, usize, Option<String>) {
 }
 
 /// Where a setting came from, for `--print-config`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Source {
     Flag,
     Env,
@@ -125,12 +169,7 @@ pub enum Source {
 
 impl Source {
     fn as_str(self) -> &'static str {
-        match self {
-            Source::Flag => "flag",
-            Source::Env => "env",
-            Source::File => "file",
-            Source::Default => "default",
-        }
+        self.into()
     }
 }
 
@@ -152,14 +191,10 @@ pub struct WatchConfig {
     pub log_file: Option<PathBuf>,
 }
 
-/// Is this env var set (clap already folded it into the args)?
-fn env_set(name: &str) -> bool {
-    std::env::var_os(name).is_some_and(|v| !v.is_empty())
-}
-
 /// Load the file (a missing default file is fine; a missing `--config` file
-/// is an error) and merge it under the args.
-pub fn load(args: &WatchArgs) -> Result<WatchConfig, ConfigError> {
+/// is an error) and merge it under the args. `NO_COLOR` (set and non-empty)
+/// turns colours off as `--no-color` does.
+pub fn load(args: &WatchOptions) -> Result<WatchConfig, ConfigError> {
     let path = config_path(args);
     let explicit = args.config.is_some();
     let (file, found) = match &path {
@@ -177,53 +212,37 @@ pub fn load(args: &WatchArgs) -> Result<WatchConfig, ConfigError> {
         },
         None => (FileConfig::default(), false),
     };
-    let no_color = args.no_color || env_set("NO_COLOR");
+    let no_color = args.no_color || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     merge(args, file, path, found, no_color)
 }
 
-/// Merge args (flags and env, as clap resolved them) over the file.
+/// Merge args (flags and env, each tagged with its source) over the file.
 pub fn merge(
-    args: &WatchArgs,
+    args: &WatchOptions,
     file: FileConfig,
     path: Option<PathBuf>,
     found: bool,
     no_color: bool,
 ) -> Result<WatchConfig, ConfigError> {
-    // clap gives a flag precedence over its variable, so a value came from
-    // the environment only if the variable holds exactly that value.
-    let src_of = |env: &str, value: &str| {
-        if std::env::var(env).is_ok_and(|v| !v.is_empty() && v == value) {
-            Source::Env
-        } else {
-            Source::Flag
-        }
-    };
     let (url, url_source) = match (&args.url, &file.url) {
-        (Some(u), _) => (u.clone(), src_of("SKILLMON_URL", u)),
+        (Some((u, src)), _) => (u.clone(), *src),
         (None, Some(u)) => (u.clone(), Source::File),
         (None, None) => (DEFAULT_URL.to_string(), Source::Default),
     };
-    let (skills, skills_source) = if !args.skill.is_empty() {
-        (
-            args.skill.clone(),
-            src_of("SKILLMON_SKILLS", &args.skill.join(",")),
-        )
-    } else if let Some(s) = &file.skills {
-        (s.clone(), Source::File)
-    } else {
-        (Vec::new(), Source::Default)
+    let (skills, skills_source) = match (&args.skills, &file.skills) {
+        (Some((s, src)), _) if !s.is_empty() => (s.clone(), *src),
+        (_, Some(s)) => (s.clone(), Source::File),
+        _ => (Vec::new(), Source::Default),
     };
     let file_path = path.clone().unwrap_or_default();
     let (mut theme, theme_source) = match (&args.theme, &file.theme) {
-        (Some(t), _) => (*t, src_of("SKILLMON_THEME", t.as_str())),
+        (Some((t, src)), _) => (*t, *src),
         (None, Some(t)) => match ThemeName::parse(t) {
-            Some(t) => (t, Source::File),
-            None => {
+            Ok(t) => (t, Source::File),
+            Err(e) => {
                 return Err(ConfigError::Invalid {
                     path: file_path,
-                    message: format!(
-                        "key \"theme\": {t:?} is not a theme; use dark, light or mono"
-                    ),
+                    message: format!("key \"theme\": {e}"),
                 });
             }
         },
@@ -355,23 +374,23 @@ mod tests {
             theme: Some("light".into()),
             keys: BTreeMap::new(),
         };
-        let args = WatchArgs::default();
+        let args = WatchOptions::default();
         let c = merge(&args, file.clone(), Some(p()), true, false).unwrap();
         assert_eq!(c.url, "ws://file:1");
         assert_eq!(c.url_source, Source::File);
         assert_eq!(c.skills, vec!["f"]);
         assert_eq!(c.theme, ThemeName::Light);
 
-        let mut args = WatchArgs::for_url("ws://flag:2");
-        args.skill = vec!["x".into(), "y".into()];
-        args.theme = Some(ThemeName::Dark);
+        let mut args = WatchOptions::for_url("ws://flag:2");
+        args.skills = Some((vec!["x".into(), "y".into()], Source::Flag));
+        args.theme = Some((ThemeName::Dark, Source::Flag));
         let c = merge(&args, file.clone(), Some(p()), true, false).unwrap();
         assert_eq!(c.url, "ws://flag:2");
         assert_eq!(c.skills, vec!["x", "y"]);
         assert_eq!(c.theme, ThemeName::Dark);
 
         let c = merge(
-            &WatchArgs::default(),
+            &WatchOptions::default(),
             FileConfig::default(),
             None,
             false,
@@ -384,21 +403,49 @@ mod tests {
     }
 
     #[test]
+    fn sources_are_the_callers_not_guessed_from_the_environment() {
+        let args = WatchOptions {
+            url: Some(("ws://e:1".into(), Source::Env)),
+            skills: Some((vec!["s".into()], Source::Env)),
+            theme: Some((ThemeName::Light, Source::Flag)),
+            ..WatchOptions::default()
+        };
+        let c = merge(&args, FileConfig::default(), None, false, false).unwrap();
+        assert_eq!(
+            (c.url_source, c.skills_source, c.theme_source),
+            (Source::Env, Source::Env, Source::Flag)
+        );
+        let empty = WatchOptions {
+            skills: Some((Vec::new(), Source::Env)),
+            ..WatchOptions::default()
+        };
+        let file = FileConfig {
+            skills: Some(vec!["f".into()]),
+            ..FileConfig::default()
+        };
+        let c = merge(&empty, file, None, true, false).unwrap();
+        assert_eq!(
+            (c.skills, c.skills_source),
+            (vec!["f".to_string()], Source::File)
+        );
+    }
+
+    #[test]
     fn bad_theme_in_file_is_named() {
         let file = FileConfig {
             theme: Some("purple".into()),
             ..FileConfig::default()
         };
-        let e = merge(&WatchArgs::default(), file, Some(p()), true, false).unwrap_err();
+        let e = merge(&WatchOptions::default(), file, Some(p()), true, false).unwrap_err();
         assert!(e.to_string().contains("theme"), "{e}");
         assert!(e.to_string().contains("/tmp/skillmon.toml"), "{e}");
     }
 
     #[test]
     fn explicit_missing_config_is_an_error() {
-        let args = WatchArgs {
+        let args = WatchOptions {
             config: Some(PathBuf::from("/nonexistent/skillmon/config.toml")),
-            ..WatchArgs::default()
+            ..WatchOptions::default()
         };
         let e = load(&args).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/skillmon/config.toml"));

@@ -334,18 +334,65 @@ pub fn generate(
     })
 }
 
-/// Run `skillmon demo` with its arguments.
-pub async fn run(args: crate::cli::DemoArgs) -> anyhow::Result<std::process::ExitCode> {
+/// `skillmon demo`'s settings (the binary builds them from its flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoConfig {
+    /// Run only the demo server (for other clients), no dashboard.
+    pub serve_only: bool,
+    /// Address the demo server listens on.
+    pub host: String,
+    /// Port of the demo server [default: 8765 with `serve_only`, else a free one].
+    pub port: Option<u16>,
+    /// Keep the demo database at this new path instead of a temporary one.
+    pub keep_db: Option<PathBuf>,
+    /// One JSON line per update instead of the dashboard.
+    pub json: bool,
+    /// Time between updates.
+    pub interval: Duration,
+    /// Write a benchmark database here and exit (see [`Generate`]).
+    pub generate: Option<Generate>,
+    /// Seed of the generated activity (reproducible runs); `None` = the clock.
+    pub seed: Option<u64>,
+}
+
+/// What `--generate` writes: a benchmark database of `invocations` rows
+/// across `skills` skills spread over `days` days.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generate {
+    pub path: PathBuf,
+    pub invocations: u64,
+    pub skills: usize,
+    pub days: f64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            serve_only: false,
+            host: "127.0.0.1".into(),
+            port: None,
+            keep_db: None,
+            json: false,
+            interval: Duration::from_secs(1),
+            generate: None,
+            seed: None,
+        }
+    }
+}
+
+/// Run `skillmon demo` with these settings.
+pub async fn run(args: DemoConfig) -> anyhow::Result<std::process::ExitCode> {
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
-    if let Some(path) = &args.generate {
+    if let Some(gen_args) = &args.generate {
+        let path = &gen_args.path;
         let g = tokio::task::spawn_blocking({
             let path = path.clone();
-            let (n, s, d) = (args.invocations, args.skills, args.days);
+            let (n, s, d) = (gen_args.invocations, gen_args.skills, gen_args.days);
             move || generate(&path, n, s, d, seed)
         })
         .await??;
@@ -407,7 +454,7 @@ pub async fn run(args: crate::cli::DemoArgs) -> anyhow::Result<std::process::Exi
     }
     let code = if args.serve_only {
         eprintln!("skillmon demo: serving generated live data on {url} (Ctrl-C to stop)");
-        crate::server::shutdown_signal().await;
+        crate::signal::shutdown().await;
         std::process::ExitCode::SUCCESS
     } else {
         dashboard(&url, &args).await?
@@ -428,15 +475,12 @@ pub async fn run(args: crate::cli::DemoArgs) -> anyhow::Result<std::process::Exi
 
 /// The dashboard (or `--json` lines) on the demo server, until the user
 /// quits or a signal arrives.
-async fn dashboard(
-    url: &str,
-    args: &crate::cli::DemoArgs,
-) -> anyhow::Result<std::process::ExitCode> {
-    let mut watch = crate::cli::WatchArgs::for_url(url.to_string());
+async fn dashboard(url: &str, args: &DemoConfig) -> anyhow::Result<std::process::ExitCode> {
+    let mut watch = crate::config::WatchOptions::for_url(url);
     watch.json = args.json;
     tokio::select! {
         code = crate::watch::run(watch) => code,
-        _ = crate::server::shutdown_signal() => Ok(std::process::ExitCode::SUCCESS),
+        _ = crate::signal::shutdown() => Ok(std::process::ExitCode::SUCCESS),
     }
 }
 

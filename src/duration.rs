@@ -1,38 +1,34 @@
-//! Human durations for flags and config: `250ms`, `1s`, `1.5s`, `2m`, or a
-//! bare number of seconds (session-buddy's `update_interval` is seconds).
+//! Human durations for flags and config: `250ms`, `1s`, `1.5s`, `2m`,
+//! `1m 30s`, or a bare number of seconds (session-buddy's `update_interval`
+//! is seconds).
+//!
+//! A thin wrapper over [`humantime::parse_duration`]: humantime needs a unit
+//! on every number (except `0`), so a bare number is read here as seconds,
+//! and the result is capped at a day with errors that name the accepted
+//! forms.
 
 use std::time::Duration;
+
+const FORMS: &str = "use e.g. 500ms, 1s, 1.5s or 2m";
 
 /// Parse a duration; the error names the accepted forms.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => (&t[..i], &t[i..]),
-        None => (t, "s"),
-    };
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" | "sec" | "secs" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "{s:?} is not a duration; use e.g. 500ms, 1s, 1.5s or 2m"
-            ));
-        }
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; use e.g. 500ms, 1s, 1.5s or 2m"))?;
-    if !v.is_finite() || v < 0.0 {
+    if t.starts_with('-') {
         return Err(format!("{s:?} must be a positive duration"));
     }
-    let secs = v * scale;
-    if secs > 86_400.0 {
+    let d =
+        match t.parse::<f64>() {
+            Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::try_from_secs_f64(secs)
+                .map_err(|_| format!("{s:?} is longer than a day"))?,
+            Ok(_) => return Err(format!("{s:?} must be a positive duration")),
+            Err(_) => humantime::parse_duration(t)
+                .map_err(|_| format!("{s:?} is not a duration; {FORMS}"))?,
+        };
+    if d > Duration::from_secs(86_400) {
         return Err(format!("{s:?} is longer than a day"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// Like [`parse`] but refuses zero and anything under 10 ms.
@@ -61,5 +57,16 @@ mod tests {
         assert!(parse("-1s").is_err());
         assert!(parse_interval("0").is_err());
         assert!(parse_interval("5ms").is_err());
+    }
+
+    #[test]
+    fn humantime_forms_and_limits() {
+        assert_eq!(parse(" 1m 30s "), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse("2 min"), Ok(Duration::from_secs(120)));
+        assert!(parse("25h").unwrap_err().contains("longer than a day"));
+        assert!(parse("inf").is_err());
+        assert!(parse("1e30").unwrap_err().contains("longer than a day"));
+        assert!(parse("fast").unwrap_err().contains("500ms"));
     }
 }

@@ -10,8 +10,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use unicode_width::UnicodeWidthStr;
 
-use crate::client::{Feed, FeedEvent, close_code_name};
+use crate::client::{Feed, FeedEvent};
 use crate::protocol::{MetricsUpdate, Subscription, format_timestamp};
+use crate::text::{
+    PLACEHOLDER_PLAIN, describe_close, has_ext, or_placeholder, sanitize, subscription_label,
+};
 
 /// What to print and when to stop.
 #[derive(Debug, Clone)]
@@ -40,25 +43,6 @@ pub fn with_received_at(raw: &str, at: DateTime<Utc>) -> String {
     }
 }
 
-fn describe_close(code: Option<u16>, reason: &str) -> String {
-    let c = match code {
-        Some(c) => {
-            let n = close_code_name(c);
-            if n.is_empty() {
-                format!("close code {c}")
-            } else {
-                format!("close code {c}, {n}")
-            }
-        }
-        None => String::new(),
-    };
-    match (c.is_empty(), reason.is_empty()) {
-        (true, _) => reason.to_string(),
-        (false, true) => c,
-        (false, false) => format!("{reason} ({c})"),
-    }
-}
-
 /// Run until done; returns the process exit code.
 pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
     let (feed, mut rx) = Feed::spawn(opts.url.clone(), opts.subscription.clone());
@@ -70,7 +54,7 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
             _ = tokio::time::sleep_until(deadline), if opts.once => {
                 let what = match &opts.subscription {
                     Subscription::All => String::new(),
-                    Subscription::Skills(s) => format!(" for {}", s.join(", ")),
+                    s @ Subscription::Skills(_) => format!(" for {}", subscription_label(s)),
                 };
                 eprintln!(
                     "skillmon watch: no metrics_update{what} from {} within {:?} (--timeout)",
@@ -193,18 +177,16 @@ pub fn text_table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> Str
 
 /// The `--once` text: top skills and anomalies.
 pub fn snapshot_table(update: &MetricsUpdate, received_at: DateTime<Utc>) -> String {
-    let clean = |s: &str| crate::tui::view::sanitize(s).into_owned();
+    let clean = |s: &str| sanitize(s).into_owned();
     let skills = &update.data.top_skills;
-    let has_ext = skills
-        .iter()
-        .any(|s| s.invocations_1h.is_some() || s.invocations_24h.is_some());
+    let has_ext = has_ext(skills);
     let mut headers = vec!["RANK", "SKILL", "INVOCATIONS", "COMPLETION", "AVG DURATION"];
     let mut right = vec![true, false, true, true, true];
     if has_ext {
         headers.extend(["1H", "24H"]);
         right.extend([true, true]);
     }
-    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    let opt = |v: Option<u64>| or_placeholder(v, PLACEHOLDER_PLAIN);
     let rows: Vec<Vec<String>> = skills
         .iter()
         .enumerate()
@@ -214,9 +196,10 @@ pub fn snapshot_table(update: &MetricsUpdate, received_at: DateTime<Utc>) -> Str
                 clean(&s.skill_name),
                 s.total_invocations.to_string(),
                 format!("{:.1}%", s.completion_rate),
-                s.avg_duration_seconds
-                    .map(|d| format!("{d:.2}s"))
-                    .unwrap_or_else(|| "-".into()),
+                or_placeholder(
+                    s.avg_duration_seconds.map(|d| format!("{d:.2}s")),
+                    PLACEHOLDER_PLAIN,
+                ),
             ];
             if has_ext {
                 r.push(opt(s.invocations_1h));
@@ -247,7 +230,7 @@ pub fn snapshot_table(update: &MetricsUpdate, received_at: DateTime<Utc>) -> Str
         let rows: Vec<Vec<String>> = anomalies
             .iter()
             .map(|a| {
-                let f = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_else(|| "-".into());
+                let f = |v: Option<f64>| or_placeholder(v, PLACEHOLDER_PLAIN);
                 vec![
                     clean(&a.anomaly_type),
                     clean(&a.skill_name),

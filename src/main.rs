@@ -1,16 +1,26 @@
-//! The `skillmon` binary: parse the command line and dispatch.
+//! The `skillmon` binary: parse the command line ([`cli`], the only place
+//! clap is used) into the library's settings and dispatch.
+
+mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use skillmon::cli::{Cli, Command};
+use clap::{CommandFactory as _, FromArgMatches as _};
+use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut Cli::command()).exit(),
+    };
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Demo(args) => demo(args),
-        Command::Watch(args) => watch(args),
+        Command::Serve(args) => serve(&args),
+        Command::Demo(args) => demo(&args),
+        Command::Watch(args) => match matches.subcommand_matches("watch") {
+            Some(m) => watch(&args, m),
+            None => Err(anyhow::anyhow!("internal error: no `watch` arguments")),
+        },
     };
     match result {
         Ok(code) => code,
@@ -21,22 +31,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_stderr_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKILLMON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        )
-        .try_init();
-}
-
-fn serve(args: skillmon::cli::ServeArgs) -> anyhow::Result<ExitCode> {
-    init_stderr_logs();
+fn serve(args: &cli::ServeArgs) -> anyhow::Result<ExitCode> {
+    skillmon::logging::init_stderr();
     let config = args.to_config()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
@@ -46,20 +42,20 @@ fn serve(args: skillmon::cli::ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn demo(args: skillmon::cli::DemoArgs) -> anyhow::Result<ExitCode> {
+fn demo(args: &cli::DemoArgs) -> anyhow::Result<ExitCode> {
     if args.serve_only || args.generate.is_some() {
-        init_stderr_logs();
+        skillmon::logging::init_stderr();
     } else {
         // The dashboard owns the screen: the demo's and the server's logs go
         // to the watch log file.
-        skillmon::watch::init_file_logs(skillmon::config::default_log_path().as_deref());
+        skillmon::logging::init_file(skillmon::config::default_log_path().as_deref());
     }
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(skillmon::demo::run(args))
+    rt.block_on(skillmon::demo::run(args.to_config()))
 }
 
 /// The dashboard logs to a file (set up by `watch::run`), never to stderr.
-fn watch(args: skillmon::cli::WatchArgs) -> anyhow::Result<ExitCode> {
+fn watch(args: &cli::WatchArgs, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(skillmon::watch::run(args))
+    rt.block_on(skillmon::watch::run(args.to_options(matches)))
 }

@@ -4,14 +4,10 @@
 //! by `skillmon demo` inside its own runtime).
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
-
-use crate::cli::WatchArgs;
-use crate::config;
+use crate::config::{self, WatchOptions};
 use crate::headless::{self, HeadlessOptions};
 use crate::protocol::Subscription;
 use crate::tui::app::App;
@@ -20,9 +16,9 @@ use crate::tui::keymap::Keymap;
 /// `--timeout` when not given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Run `skillmon watch` with these arguments; must be called inside a
+/// Run `skillmon watch` with these options; must be called inside a
 /// multi-thread tokio runtime.
-pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: WatchOptions) -> anyhow::Result<ExitCode> {
     let cfg = config::load(&args)?;
     let keymap = Keymap::with_overrides(&cfg.keys).map_err(|e| match &cfg.file {
         Some(p) => anyhow::anyhow!("config file {}: {e}", p.display()),
@@ -38,7 +34,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         .validate()
         .map_err(|e| anyhow::anyhow!("--skill / SKILLMON_SKILLS / config `skills`: {e}"))?;
     let headless = args.json || args.once || !std::io::stdout().is_terminal();
-    init_file_logs(cfg.log_file.as_deref());
+    crate::logging::init_file(cfg.log_file.as_deref());
     tracing::info!(
         "skillmon watch {} ({}), subscription {:?}",
         cfg.url,
@@ -74,41 +70,6 @@ fn check_url(url: &str) -> anyhow::Result<()> {
             "{url:?} is not a WebSocket URL; use e.g. ws://127.0.0.1:8765 (argument URL, SKILLMON_URL or `url` in the config file)"
         )
     }
-}
-
-/// Logs go to a file, never to the screen. A log file that cannot be opened
-/// only costs the logs. A global subscriber already set is kept, so a caller
-/// running a server in the same process (`demo`) should call this first
-/// (with [`config::default_log_path`]) rather than log to stderr.
-pub fn init_file_logs(path: Option<&Path>) {
-    let Some(path) = path else { return };
-    let file = (|| -> anyhow::Result<std::fs::File> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))
-    })();
-    let file = match file {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("skillmon watch: no log file: {e:#}");
-            return;
-        }
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKILLMON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .try_init();
 }
 
 #[cfg(test)]

@@ -2,53 +2,26 @@
 //! into it, serves it, and removes its files on exit; `--keep-db` and
 //! `--generate` never overwrite a file.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::mpsc;
 
-use common::{DEADLINE, skillmon, terminate};
-use futures_util::StreamExt;
-use skillmon::protocol::ServerMessage;
+use support::{DEADLINE, Ws, command, next_parsed_update, send_lines, spawn_logging, terminate};
 
-mod common;
+mod support;
 
-/// Total invocations in the next update that satisfies `pred`.
-async fn next_total(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> u64 {
-    loop {
-        let msg = tokio::time::timeout(DEADLINE, ws.next())
-            .await
-            .expect("a frame before the deadline")
-            .expect("connection open")
-            .expect("a frame");
-        if let Ok(ServerMessage::MetricsUpdate(u)) = ServerMessage::parse(msg.to_text().unwrap()) {
-            return u.data.top_skills.iter().map(|s| s.total_invocations).sum();
-        }
-    }
+/// Total invocations in the next update.
+async fn next_total(ws: &mut Ws) -> u64 {
+    let u = next_parsed_update(ws).await;
+    u.data.top_skills.iter().map(|s| s.total_invocations).sum()
 }
 
 #[tokio::test]
 async fn demo_writes_serves_and_removes_its_files() {
-    let mut child = skillmon()
-        .args(["demo", "--serve-only", "--port", "0", "--interval", "100ms"])
-        .env("SKILLMON_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn skillmon demo");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let home = tempfile::tempdir().expect("home");
+    let args = ["demo", "--serve-only", "--port", "0", "--interval", "100ms"].map(OsStr::new);
+    let (child, lines) = spawn_logging(home.path(), &args);
     let (mut db, mut url) = (None::<PathBuf>, None::<String>);
     while db.is_none() || url.is_none() {
         let line = lines.recv_timeout(DEADLINE).expect("demo start-up lines");
@@ -96,7 +69,7 @@ fn keep_db_and_generate_never_overwrite() {
         vec!["demo", "--serve-only", "--port", "0", "--keep-db"],
         vec!["demo", "--generate"],
     ] {
-        let out = skillmon().args(&args).arg(&mine).output().unwrap();
+        let out = command(dir.path()).args(&args).arg(&mine).output().unwrap();
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("already exists"), "{args:?}: {err}");
@@ -106,27 +79,17 @@ fn keep_db_and_generate_never_overwrite() {
 
 #[test]
 fn demo_json_prints_updates_and_cleans_up_on_sigterm() {
-    let mut child = skillmon()
+    let home = tempfile::tempdir().expect("home");
+    let mut child = command(home.path())
         .args(["demo", "--json", "--interval", "100ms"])
         .env("SKILLMON_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn skillmon demo --json");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
     let (tx, lines) = mpsc::channel::<(bool, String)>();
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send((true, line));
-        }
-    });
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx2.send((false, line));
-        }
-    });
+    send_lines(child.stdout.take().unwrap(), tx.clone(), |l| (true, l));
+    send_lines(child.stderr.take().unwrap(), tx, |l| (false, l));
     let (mut db, mut updates) = (None::<PathBuf>, 0);
     while db.is_none() || updates < 3 {
         let (is_stdout, line) = lines.recv_timeout(DEADLINE).expect("demo output");

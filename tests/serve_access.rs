@@ -2,10 +2,10 @@
 //! check (403), the per-client-IP limit (503), and the plain routes
 //! `/healthz` (liveness) and `/readyz` (readiness).
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::json;
+use support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 

@@ -4,16 +4,16 @@
 //! refused with 400, `/metrics` behind the token, and tokens never in a log
 //! line (the real binary, logs captured).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use skillmon::server::auth::{Failure, Secret};
 use skillmon::server::{Handle, ServeConfig};
+use support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 

@@ -2,34 +2,13 @@
 //! flag, a busy port named as such, and a clean shutdown on SIGTERM/SIGINT
 //! (every client closed with 1001, exit status 0).
 
-mod common;
+mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::ffi::OsStr;
+use std::process::Child;
 use std::sync::mpsc;
 
-use common::*;
-
-/// Run to completion, or kill it and fail after [`DEADLINE`].
-fn run(mut cmd: Command) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn skillmon");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(out) => out.expect("wait for skillmon"),
-        Err(_) => {
-            kill(pid, "KILL");
-            panic!("skillmon did not exit within {DEADLINE:?}");
-        }
-    }
-}
+use support::*;
 
 #[test]
 fn bad_flag_values_exit_non_zero_naming_the_flag() {
@@ -48,7 +27,7 @@ fn bad_flag_values_exit_non_zero_naming_the_flag() {
         (&["--bogus"], "--bogus"),
     ];
     for (args, flag) in cases {
-        let mut cmd = skillmon();
+        let mut cmd = command(db.dir.path());
         cmd.args(["serve", "--db", &db_arg, "--port", "0"])
             .args(*args);
         let out = run(cmd);
@@ -60,7 +39,7 @@ fn bad_flag_values_exit_non_zero_naming_the_flag() {
         );
     }
     // The same through the environment.
-    let mut cmd = skillmon();
+    let mut cmd = command(db.dir.path());
     cmd.args(["serve", "--db", &db_arg, "--port", "0"])
         .env("SKILLMON_INTERVAL", "fast");
     let out = run(cmd);
@@ -75,7 +54,7 @@ fn a_port_in_use_is_named() {
     let db = TestDb::missing();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let mut cmd = skillmon();
+    let mut cmd = command(db.dir.path());
     cmd.args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
         .arg("--db")
         .arg(&db.path);
@@ -98,24 +77,9 @@ struct Running {
 /// Start `skillmon serve --port 0` and learn its URL from the
 /// "listening on ws://..." line on stderr.
 async fn spawn_server(db: &std::path::Path) -> Running {
-    let mut child = skillmon()
-        .args(["serve", "--port", "0", "--interval", "100ms", "--db"])
-        .arg(db)
-        .env("SKILLMON_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn skillmon serve");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let home = db.parent().expect("the db's temp dir");
+    let args = ["serve", "--port", "0", "--interval", "100ms", "--db"].map(OsStr::new);
+    let (child, lines) = spawn_logging(home, &[&args[..], &[db.as_os_str()]].concat());
     let mut running = Running {
         child,
         lines,
@@ -158,23 +122,12 @@ impl Running {
     /// Wait for the exit status (killing it after [`DEADLINE`]) and the
     /// rest of stderr.
     async fn wait(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let pid = self.child.id();
-        let mut child = self.child;
-        let status = tokio::task::spawn_blocking(move || {
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(child.wait());
-            });
-            rx.recv_timeout(DEADLINE)
-        })
-        .await
-        .unwrap();
-        let status = match status {
-            Ok(s) => s.expect("wait"),
-            Err(_) => {
-                kill(pid, "KILL");
-                panic!("did not exit within {DEADLINE:?}; log: {:#?}", self.log);
-            }
+        let child = self.child;
+        let status = tokio::task::spawn_blocking(move || wait_within(child, DEADLINE))
+            .await
+            .unwrap();
+        let Some(status) = status else {
+            panic!("did not exit within {DEADLINE:?}; log: {:#?}", self.log);
         };
         // The reader thread ends at EOF, which follows the exit.
         self.log.extend(self.lines.iter());
@@ -183,8 +136,7 @@ impl Running {
 }
 
 async fn signal_closes_clients_with_1001_and_exits_0(signal: &str) {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = spawn_server(&db.path).await;
     assert!(server.url.starts_with("ws://127.0.0.1:"), "{}", server.url);
     let mut clients = Vec::new();

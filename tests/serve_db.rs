@@ -3,22 +3,48 @@
 //! mode under concurrent writes. The server keeps serving, `/healthz` says
 //! what is going on, it recovers by itself, and it never writes the file.
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::json;
 use skillmon::store::{DbState, Store};
+use support::*;
 
 fn empty_data() -> serde_json::Value {
     json!({"top_skills": [], "anomalies": []})
+}
+
+/// The first update where `what` holds carries exactly the database's ranked
+/// rows, and `/healthz` reports the database `ok` after it: the update, the
+/// health status and body.
+async fn served_again(
+    c: &mut Client,
+    addr: std::net::SocketAddr,
+    db: &std::path::Path,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> (serde_json::Value, u16, serde_json::Value) {
+    let u = c.update_where(what, pred).await;
+    assert_eq!(compat_top(&u), expected_top(db, 10));
+    let (code, h) = wait_health_db(addr, c, "ok").await;
+    (u, code, h)
+}
+
+/// A server on the [`seed_basic`] data (no connection to the file left
+/// open) and a client that has seen its four skills.
+async fn serving_basic() -> (TestDb, skillmon::server::Handle, Client) {
+    let (db, conn) = TestDb::seeded();
+    drop(conn);
+    let server = serve(&db.path, SHORT_INTERVAL).await;
+    let (mut c, _) = Client::connect(&server.url()).await;
+    assert_eq!(names(&c.next_update().await).len(), 4);
+    (db, server, c)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_at_start_then_created() {
     let db = TestDb::missing();
     let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (mut c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(u["data"], empty_data());
     let (code, h) = health(server.addr).await;
     // /healthz is liveness: 200 while serving; the body says degraded.
@@ -37,11 +63,10 @@ async fn missing_at_start_then_created() {
 
     let conn = db.create();
     seed_basic(&conn);
-    let u = c
-        .update_where("data appears", |u| names(u).len() == 4)
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
-    let (code, h) = wait_health_db(server.addr, &mut c, "ok").await;
+    let (_, code, h) = served_again(&mut c, server.addr, &db.path, "data appears", |u| {
+        names(u).len() == 4
+    })
+    .await;
     assert_eq!(code, 200, "{h}");
     assert_eq!(h["status"], "ok");
     server.stop().await.unwrap();
@@ -75,11 +100,10 @@ async fn empty_file_then_foreign_tables_then_the_schema() {
     drop(conn);
     let conn = db.create();
     seed_basic(&conn);
-    let u = c
-        .update_where("data appears", |u| names(u).len() == 4)
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
-    let (code, _) = wait_health_db(server.addr, &mut c, "ok").await;
+    let (_, code, _) = served_again(&mut c, server.addr, &db.path, "data appears", |u| {
+        names(u).len() == 4
+    })
+    .await;
     assert_eq!(code, 200);
     server.stop().await.unwrap();
 }
@@ -101,18 +125,16 @@ async fn not_a_database_is_reported_and_replaced_recovers() {
     seed_basic(&conn);
     drop(conn);
     std::fs::rename(&fresh.path, &db.path).unwrap();
-    let u = c
-        .update_where("data appears", |u| names(u).len() == 4)
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
-    wait_health_db(server.addr, &mut c, "ok").await;
+    served_again(&mut c, server.addr, &db.path, "data appears", |u| {
+        names(u).len() == 4
+    })
+    .await;
     server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_by_a_writer_keeps_serving_and_recovers_after_commit() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     // Rollback-journal mode, so an exclusive lock blocks readers.
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -139,13 +161,10 @@ async fn locked_by_a_writer_keeps_serving_and_recovers_after_commit() {
     );
 
     conn.execute_batch("COMMIT").unwrap();
-    let u = c
-        .update_where("fresh appears", |u| {
-            names(u).first().map(String::as_str) == Some("fresh")
-        })
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
-    let (code, _) = wait_health_db(server.addr, &mut c, "ok").await;
+    let (_, code, _) = served_again(&mut c, server.addr, &db.path, "fresh appears", |u| {
+        names(u).first().map(String::as_str) == Some("fresh")
+    })
+    .await;
     assert_eq!(code, 200);
     server.stop().await.unwrap();
 }
@@ -159,12 +178,7 @@ fn invoke_n_in_tx(conn: &rusqlite::Connection, skill: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaced_by_another_file_serves_the_new_data() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    drop(conn);
-    let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    assert_eq!(names(&c.next_update().await).len(), 4);
+    let (db, server, mut c) = serving_basic().await;
 
     // Written elsewhere, then renamed over the served path (atomic replace).
     let other = db.sibling("next.db");
@@ -191,12 +205,7 @@ async fn replaced_by_another_file_serves_the_new_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_while_running_then_recreated() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    drop(conn);
-    let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    assert_eq!(names(&c.next_update().await).len(), 4);
+    let (db, server, mut c) = serving_basic().await;
 
     std::fs::remove_file(&db.path).unwrap();
     c.update_where("empty after delete", |u| u["data"] == empty_data())
@@ -212,11 +221,10 @@ async fn deleted_while_running_then_recreated() {
 
     let conn = db.create();
     invoke_n(&conn, "reborn", 2, 2);
-    let u = c
-        .update_where("recovered", |u| names(u) == ["reborn"])
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
-    wait_health_db(server.addr, &mut c, "ok").await;
+    served_again(&mut c, server.addr, &db.path, "recovered", |u| {
+        names(u) == ["reborn"]
+    })
+    .await;
     server.stop().await.unwrap();
 }
 
@@ -288,8 +296,7 @@ async fn wal_database_written_concurrently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_file_is_byte_identical_after_a_run() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     skillmon::store::fixture::insert_anomaly(
         &conn,
         "alpha",
@@ -340,8 +347,7 @@ async fn the_database_file_is_byte_identical_after_a_run() {
 
 #[test]
 fn store_runs_no_queries_on_unchanged_data() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     let mut store = Store::new(&db.path);
     let r = store.refresh();
     assert!(r.queried);
@@ -373,12 +379,10 @@ fn store_runs_no_queries_on_unchanged_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_ticks_cost_no_queries_on_unchanged_data() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let stats = &server.shared.stats;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let queries = stats.db_queries();
     let ticks = stats.ticks();
     assert!(queries >= 1);
@@ -448,8 +452,7 @@ async fn a_directory_at_the_path_is_an_error_not_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_at_start_serves_empty_then_the_data_after_commit() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
     invoke(&conn, "alpha", true, Some(1.0));
     let server = serve(&db.path, SHORT_INTERVAL).await;
@@ -465,11 +468,10 @@ async fn locked_at_start_serves_empty_then_the_data_after_commit() {
     assert!(h["db_detail"].as_str().unwrap().contains("locked"), "{h}");
     assert_eq!(c.next_update().await["data"], empty_data());
     conn.execute_batch("COMMIT").unwrap();
-    let u = c
-        .update_where("data after commit", |u| names(u).len() == 4)
-        .await;
-    assert_eq!(compat_top(&u), expected_top(&db.path, 10));
+    let (u, _, _) = served_again(&mut c, server.addr, &db.path, "data after commit", |u| {
+        names(u).len() == 4
+    })
+    .await;
     assert_eq!(u["data"]["top_skills"][1]["total_invocations"], 4);
-    wait_health_db(server.addr, &mut c, "ok").await;
     server.stop().await.unwrap();
 }

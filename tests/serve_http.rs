@@ -2,9 +2,9 @@
 //! `/healthz` and `/metrics` (ext), a clear status for malformed upgrade
 //! requests, 503 past the connection limit.
 
-mod common;
+mod support;
 
-use common::*;
+use support::*;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -41,8 +41,7 @@ fn with(name: &'static str, value: &'static str) -> Vec<(&'static str, &'static 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_requests_get_426() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
     for req in [
         "GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
@@ -64,11 +63,9 @@ async fn plain_requests_get_426() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_and_metrics() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
 
     let r = http_get(server.addr, "/healthz").await;
     assert_eq!(r.status, 200, "{}", r.head);
@@ -132,8 +129,7 @@ async fn healthz_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_upgrade_requests_get_a_status_naming_the_problem() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
     let cases: Vec<(String, u16, &str)> = vec![
         (upgrade_request("POST", "/ws", &good_headers()), 405, "GET"),
@@ -210,13 +206,11 @@ async fn malformed_upgrade_requests_get_a_status_naming_the_problem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_limit_gets_503() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let mut cfg = config(&db.path, LONG_INTERVAL, 10);
     cfg.max_connections = 1;
     let server = start(cfg).await;
-    let (mut a, _) = Client::connect(&server.url()).await;
-    a.next_update().await;
+    let (mut a, _) = Client::connect_and_update(&server.url()).await;
     match tokio_tungstenite::connect_async(server.url()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status().as_u16(), 503);

@@ -1,22 +1,21 @@
 //! `skillmon serve` over real sockets: the frames, their order, their values
 //! against a real SQLite file, subscriptions, ping, seq, anomalies, bad input
 //! and shutdown. Every frame a test receives also passes the per-connection
-//! checks in `common::Client::check` (valid, known type, `connected` first,
+//! checks in `support::Client::check` (valid, known type, `connected` first,
 //! `seq` strictly increasing).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use futures_util::SinkExt as _;
 use serde_json::{Value, json};
 use skillmon::protocol::parse_timestamp;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connected_first_then_an_update_at_once() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     // 30 s interval: an update within the deadline cannot be a tick.
     let server = serve(&db.path, LONG_INTERVAL).await;
 
@@ -53,8 +52,7 @@ async fn connected_first_then_an_update_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn then_one_update_per_interval() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, Duration::from_millis(100)).await;
     let (mut c, hello) = Client::connect(&server.url()).await;
     assert_eq!(hello["interval_ms"], 100);
@@ -74,11 +72,9 @@ async fn then_one_update_per_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_and_ranking_equal_the_database() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (_c, u) = Client::connect_and_update(&server.url()).await;
 
     // Exactly what skill_metrics holds, ranked total desc then name, total > 0.
     assert_eq!(compat_top(&u), expected_top(&db.path, 10));
@@ -112,11 +108,9 @@ async fn values_and_ranking_equal_the_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_n_is_respected() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = start(config(&db.path, LONG_INTERVAL, 2)).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (_c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(names(&u), ["gamma", "alpha"]);
     assert_eq!(compat_top(&u), expected_top(&db.path, 2));
     server.stop().await.unwrap();
@@ -124,11 +118,9 @@ async fn top_n_is_respected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_update_when_another_connection_writes() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let first = c.next_update().await;
+    let (mut c, first) = Client::connect_and_update(&server.url()).await;
     assert!(!names(&first).contains(&"fresh".to_owned()));
 
     // A separate writer connection, as session-buddy would be.
@@ -157,12 +149,10 @@ async fn live_update_when_another_connection_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subscribe_form_is_confirmed_and_followed_by_an_update() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     // 30 s interval: the update after each confirmation is not a tick.
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let all = ["gamma", "alpha", "beta", "delta"];
 
     let (conf, u) = c
@@ -227,8 +217,7 @@ async fn every_subscribe_form_is_confirmed_and_followed_by_an_update() {
 async fn ping_pong_echoes_the_id() {
     let (db, _conn) = TestDb::new();
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     for id in [json!(7), json!("abc"), json!({"n": [1, 2]}), json!(0.5)] {
         c.send_json(json!({"type": "ping", "id": id})).await;
         assert_eq!(c.next_frame().await, json!({"type": "pong", "id": id}));
@@ -243,8 +232,7 @@ async fn ping_pong_echoes_the_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seq_strictly_increases_across_subscription_changes() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let (mut c, _) = Client::connect(&server.url()).await;
     // Client::check asserts seq on every update; switch subscriptions while
@@ -271,24 +259,21 @@ async fn seq_strictly_increases_across_subscription_changes() {
     assert!(c.updates_seen >= 11, "{}", c.updates_seen);
 
     // Another connection counts on its own.
-    let (mut d, _) = Client::connect(&server.url()).await;
-    let first = d.next_update().await;
+    let (_d, first) = Client::connect_and_update(&server.url()).await;
     assert!(first["seq"].as_u64().unwrap() <= c.last_seq.unwrap());
     server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_client_gets_its_rows_its_anomalies_and_every_tick() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     let recent = ts_ago(60, "%Y-%m-%dT%H:%M:%SZ");
     let older = ts_ago(120, "%Y-%m-%dT%H:%M:%SZ");
     skillmon::store::fixture::insert_anomaly(&conn, "delta", &older, "drop", Some(-2.5)).unwrap();
     skillmon::store::fixture::insert_anomaly(&conn, "gamma", &recent, "spike", Some(3.0)).unwrap();
     // Top 2: delta ranks 4th.
     let server = start(config(&db.path, SHORT_INTERVAL, 2)).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (mut c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(names(&u), ["gamma", "alpha"]);
     assert_eq!(anomaly_keys(&u).len(), 2);
 
@@ -345,8 +330,7 @@ async fn filtered_client_gets_its_rows_its_anomalies_and_every_tick() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anomalies_of_the_last_hour_by_real_time_newest_first() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     let ins = |skill: &str, at: &str, ty: &str, score: Option<f64>| {
         skillmon::store::fixture::insert_anomaly(&conn, skill, at, ty, score).unwrap();
     };
@@ -378,8 +362,7 @@ async fn anomalies_of_the_last_hour_by_real_time_newest_first() {
     .unwrap();
 
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (_c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(
         anomaly_keys(&u),
         [
@@ -406,8 +389,7 @@ async fn anomalies_of_the_last_hour_by_real_time_newest_first() {
 
     // At most top N of them.
     let server = start(config(&db.path, LONG_INTERVAL, 2)).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (_c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(anomaly_keys(&u).len(), 2);
     assert_eq!(anomaly_keys(&u)[0].0, "delta");
     server.stop().await.unwrap();
@@ -415,11 +397,9 @@ async fn anomalies_of_the_last_hour_by_real_time_newest_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_error_frames_and_the_connection_stays_open() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let cases = [
         ("not json", "invalid_json"),
         ("", "invalid_json"),
@@ -520,11 +500,9 @@ async fn answered_again(c: &mut Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_gets_rate_limited_then_served_again() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let ping = tokio_tungstenite::tungstenite::Message::text(r#"{"type":"ping","id":1}"#);
     let e = flood_until_rate_limited(&mut c, ping, 300).await;
     assert_eq!(e["type"], "error");
@@ -536,11 +514,9 @@ async fn a_flood_gets_rate_limited_then_served_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binary_flood_gets_rate_limited_too() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let bin = tokio_tungstenite::tungstenite::Message::binary(vec![0u8; 16]);
     flood_until_rate_limited(&mut c, bin, 300).await;
     answered_again(&mut c).await;
@@ -549,11 +525,9 @@ async fn a_binary_flood_gets_rate_limited_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_over_64_kib_is_closed_with_1009() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let big = format!(
         r#"{{"type":"subscribe","skill":"{}"}}"#,
         "x".repeat(64 * 1024 + 1)
@@ -563,8 +537,7 @@ async fn a_message_over_64_kib_is_closed_with_1009() {
 
     // Exactly 64 KiB in total is still accepted (and refused as bad_request,
     // since the name is too long), on a fresh connection.
-    let (mut d, _) = Client::connect(&server.url()).await;
-    d.next_update().await;
+    let (mut d, _) = Client::connect_and_update(&server.url()).await;
     let prefix = r#"{"type":"subscribe","skill":""#;
     let pad = 64 * 1024 - prefix.len() - 2;
     d.send_text(format!("{prefix}{}\"}}", "y".repeat(pad)))
@@ -575,14 +548,12 @@ async fn a_message_over_64_kib_is_closed_with_1009() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_closes_every_client_with_1001_within_a_second() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let addr = server.addr;
     let mut clients = Vec::new();
     for i in 0..4 {
-        let (mut c, _) = Client::connect(&server.url()).await;
-        c.next_update().await;
+        let (mut c, _) = Client::connect_and_update(&server.url()).await;
         if i % 2 == 1 {
             c.subscribe(json!({"type": "subscribe", "skill": "alpha"}))
                 .await;
@@ -612,8 +583,7 @@ async fn stop_closes_every_client_with_1001_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_before_reading_anything_are_answered_after_connected() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
     let mut c = Client::connect_raw(&server.url()).await;
     // Pipelined before a single frame was read.
@@ -686,11 +656,9 @@ async fn a_frame_in_the_same_packet_as_the_handshake_is_not_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_size_limits() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let many: Vec<String> = (0..64).map(|i| format!("s{i}")).collect();
     let (conf, u) = c
         .subscribe(json!({"type": "subscribe", "skills": many}))
@@ -714,8 +682,7 @@ async fn subscription_size_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anomaly_ages_out_of_the_hour_without_any_write() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     // 3 s short of an hour old, so it drops out of the window in ~3 s.
     let edge = ts_ago(3600 - 3, "%Y-%m-%dT%H:%M:%SZ");
     let fresh = ts_ago(60, "%Y-%m-%d %H:%M:%S");
@@ -723,8 +690,7 @@ async fn an_anomaly_ages_out_of_the_hour_without_any_write() {
     skillmon::store::fixture::insert_anomaly(&conn, "beta", &fresh, "spike", Some(2.0)).unwrap();
     drop(conn);
     let server = serve(&db.path, Duration::from_millis(100)).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    let u = c.next_update().await;
+    let (mut c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(
         anomaly_keys(&u),
         [
@@ -751,8 +717,7 @@ async fn a_fragmented_message_over_64_kib_is_closed_with_1009() {
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
     let (db, _conn) = TestDb::new();
     let server = serve(&db.path, LONG_INTERVAL).await;
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     // Three 30 KiB fragments: each frame is small, the message is not.
     let part = vec![b' '; 30 * 1024];
     let frames = [
@@ -772,8 +737,7 @@ async fn a_fragmented_message_over_64_kib_is_closed_with_1009() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_subscription_groups_are_dropped() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let (mut c, _) = Client::connect(&server.url()).await;
     for s in ["alpha", "beta", "gamma", "delta", "nope"] {
@@ -783,16 +747,14 @@ async fn abandoned_subscription_groups_are_dropped() {
     c.next_update().await;
     c.next_update().await;
     assert_eq!(server.shared.hub.groups(), 1);
-    let (mut d, _) = Client::connect(&server.url()).await;
-    d.next_update().await;
+    let (_d, _) = Client::connect_and_update(&server.url()).await;
     assert_eq!(server.shared.hub.groups(), 2, "nope + all");
     server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unicode_names_and_skill_plus_skills() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     let name = "café-🚀 \"quoted\" \\ tab\t";
     invoke_n(&conn, name, 2, 1);
     let server = serve(&db.path, LONG_INTERVAL).await;
@@ -822,14 +784,12 @@ async fn invalid_utf8_gets_1007_and_a_protocol_violation_1002() {
     let (db, _conn) = TestDb::new();
     let server = serve(&db.path, LONG_INTERVAL).await;
 
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let bad_text = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
     c.ws.send(Message::Frame(bad_text)).await.unwrap();
     assert_eq!(c.close_code_within(DEADLINE).await, 1007);
 
-    let (mut c, _) = Client::connect(&server.url()).await;
-    c.next_update().await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let reserved = Frame::message(vec![1u8, 2, 3], OpCode::Data(Data::Reserved(3)), true);
     c.ws.send(Message::Frame(reserved)).await.unwrap();
     assert_eq!(c.close_code_within(DEADLINE).await, 1002);

@@ -3,11 +3,11 @@
 //! skills with long names, top 1000) and a short interval fill the socket
 //! buffers quickly.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SKILLS: usize = 1000;
@@ -49,17 +49,23 @@ async fn stuck_client(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
     s
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
+/// A server on the [`seed_many`] data, every skill served, a short interval
+/// and the given write timeout.
+async fn serve_many(write_timeout: Duration) -> (TestDb, skillmon::server::Handle) {
     let (db, conn) = TestDb::new();
     seed_many(&conn);
     let mut cfg = config(&db.path, SHORT_INTERVAL, SKILLS);
-    cfg.write_timeout = Duration::from_millis(500);
+    cfg.write_timeout = write_timeout;
     let server = start(cfg).await;
+    (db, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
+    let (_db, server) = serve_many(Duration::from_millis(500)).await;
     let stats = &server.shared.stats;
 
-    let (mut good, _) = Client::connect(&server.url()).await;
-    let first = good.next_update().await;
+    let (mut good, first) = Client::connect_and_update(&server.url()).await;
     assert_eq!(names(&first).len(), SKILLS);
     let frame_bytes = first.to_string().len();
     assert!(frame_bytes > 200_000, "{frame_bytes}");
@@ -105,16 +111,11 @@ async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_with_a_stuck_client_still_closes_the_others_with_1001() {
-    let (db, conn) = TestDb::new();
-    seed_many(&conn);
-    let mut cfg = config(&db.path, SHORT_INTERVAL, SKILLS);
     // Longer than the shutdown grace: a stuck write must not outlive stop().
-    cfg.write_timeout = Duration::from_secs(30);
-    let server = start(cfg).await;
+    let (_db, server) = serve_many(Duration::from_secs(30)).await;
     let shared = server.shared.clone();
 
-    let (mut good, _) = Client::connect(&server.url()).await;
-    good.next_update().await;
+    let (mut good, _) = Client::connect_and_update(&server.url()).await;
     let raw = stuck_client(server.addr).await;
     // Wait until the stuck client takes no more frames: frames sent to
     // anyone but the good client stay flat over several of its updates
@@ -155,11 +156,7 @@ async fn stop_with_a_stuck_client_still_closes_the_others_with_1001() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_skips_to_the_latest_update_and_stays_connected() {
-    let (db, conn) = TestDb::new();
-    seed_many(&conn);
-    let mut cfg = config(&db.path, SHORT_INTERVAL, SKILLS);
-    cfg.write_timeout = Duration::from_secs(30);
-    let server = start(cfg).await;
+    let (_db, server) = serve_many(Duration::from_secs(30)).await;
     let stats = &server.shared.stats;
 
     let sock = tokio::net::TcpSocket::new_v4().unwrap();

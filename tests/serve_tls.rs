@@ -3,16 +3,16 @@
 //! on the TLS port fails cleanly and the server stays up; bad files stop
 //! start-up naming the file and the problem.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::json;
 use skillmon::server::Handle;
 use skillmon::server::tls::TlsFiles;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
 

@@ -1,14 +1,13 @@
 //! Live anomalies and real time windows, end to end through the store and
 //! the server, on real SQLite files.
 
-use std::time::Duration;
+mod support;
 
 use chrono::{SecondsFormat, Utc};
-use futures_util::StreamExt;
-use skillmon::protocol::ServerMessage;
-use skillmon::server::{ServeConfig, start};
+use skillmon::server::ServeConfig;
 use skillmon::store::fixture::{Invocation, create_db, insert_anomaly, insert_invocation};
 use skillmon::store::{AnomalySource, Store, StoreOptions};
+use support::{Client, TestDb, next_parsed_update, start};
 
 const HOUR: f64 = 3600.0;
 
@@ -60,9 +59,8 @@ fn seed_drop(conn: &rusqlite::Connection, skill: &str, now: f64) {
 
 #[test]
 fn windows_are_right_for_every_timestamp_form() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("skills.db");
-    let conn = create_db(&path).unwrap();
+    let (db, conn) = TestDb::new();
+    let path = db.path.clone();
     let now = Utc::now().timestamp() as f64;
     // Per form: one 10 min ago, one 5 h ago, one 30 h ago.
     for form in 0..6 {
@@ -95,9 +93,8 @@ fn windows_are_right_for_every_timestamp_form() {
 
 #[test]
 fn windows_decay_as_time_passes_without_queries() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("skills.db");
-    let conn = create_db(&path).unwrap();
+    let (db, conn) = TestDb::new();
+    let path = db.path.clone();
     let now = Utc::now().timestamp() as f64;
     add(&conn, "a", now - 600.0, 0, true, 1.0);
     add(&conn, "a", now - 2.0 * HOUR, 1, true, 1.0);
@@ -119,9 +116,8 @@ fn windows_decay_as_time_passes_without_queries() {
 
 #[test]
 fn live_and_table_anomalies_merge_by_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("skills.db");
-    let conn = create_db(&path).unwrap();
+    let (db, conn) = TestDb::new();
+    let path = db.path.clone();
     let now = Utc::now().timestamp() as f64;
     seed_drop(&conn, "mypy", now);
     add(&conn, "ruff", now - 100.0, 0, true, 1.0);
@@ -172,9 +168,8 @@ fn live_and_table_anomalies_merge_by_mode() {
 
 #[test]
 fn live_anomaly_values_follow_the_rule() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("skills.db");
-    let conn = create_db(&path).unwrap();
+    let (db, conn) = TestDb::new();
+    let path = db.path.clone();
     let now = Utc::now().timestamp() as f64;
     seed_drop(&conn, "mypy", now);
     let mut store = Store::new(&path);
@@ -197,33 +192,16 @@ fn live_anomaly_values_follow_the_rule() {
 
 #[tokio::test]
 async fn serve_shows_live_anomalies_from_an_invocation_only_history() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("skills.db");
-    {
-        let conn = create_db(&path).unwrap();
-        seed_drop(&conn, "mypy", Utc::now().timestamp() as f64);
-        let n: i64 = conn
-            .query_row("SELECT COUNT(*) FROM skill_anomalies", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 0, "nothing in the anomalies table");
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = start(listener, ServeConfig::new(&path)).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
-        .await
+    let (db, conn) = TestDb::new();
+    seed_drop(&conn, "mypy", Utc::now().timestamp() as f64);
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM skill_anomalies", [], |r| r.get(0))
         .unwrap();
-    let update = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(msg)) = ws.next().await {
-            if let Ok(text) = msg.to_text()
-                && let Ok(ServerMessage::MetricsUpdate(u)) = ServerMessage::parse(text)
-            {
-                return u;
-            }
-        }
-        panic!("connection ended before an update");
-    })
-    .await
-    .expect("an update within 10 s");
+    assert_eq!(n, 0, "nothing in the anomalies table");
+    drop(conn);
+    let server = start(ServeConfig::new(&db.path)).await;
+    let mut c = Client::connect_raw(&server.url()).await;
+    let update = next_parsed_update(&mut c.ws).await;
     let a = &update.data.anomalies;
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0].skill_name, "mypy");
@@ -237,9 +215,8 @@ async fn serve_shows_live_anomalies_from_an_invocation_only_history() {
 
 #[test]
 fn odd_rows_neither_fail_the_load_nor_get_counted_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("skills.db");
-    let conn = create_db(&path).unwrap();
+    let (db, conn) = TestDb::new();
+    let path = db.path.clone();
     let now = Utc::now().timestamp() as f64;
     for i in 0..10 {
         add(&conn, "a", now - 60.0 * (i + 1) as f64, i, true, 1.0);
@@ -286,9 +263,8 @@ fn odd_rows_neither_fail_the_load_nor_get_counted_twice() {
 #[test]
 fn a_lock_after_the_data_went_away_is_not_reported_as_serving_it() {
     use skillmon::store::DbState;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("skills.db");
-    let conn = create_db(&path).unwrap();
+    let (db, conn) = TestDb::new();
+    let path = db.path.clone();
     add(
         &conn,
         "a",
@@ -309,7 +285,7 @@ fn a_lock_after_the_data_went_away_is_not_reported_as_serving_it() {
 
     // Back, but locked by a writer before this store reads it (the lock is
     // taken on a sibling file that is then renamed into place).
-    let staged = dir.path().join("staged.db");
+    let staged = db.sibling("staged.db");
     let writer = create_db(&staged).unwrap();
     add(
         &writer,

@@ -2,18 +2,18 @@
 //! resubscription after `serve` restarts, no retry on an auth failure,
 //! retry on "try later", and round-trip times from session-buddy's bare pong.
 
-mod watch_support;
+mod support;
 
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use skillmon::client::{Feed, FeedEvent};
 use skillmon::protocol::Subscription;
+use support::*;
 use tokio::sync::mpsc::Receiver;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use watch_support::*;
 
 /// The next event matching `pred`, skipping others; fails after 10 s.
 async fn next_matching(
@@ -53,7 +53,7 @@ fn update_skills(ev: &FeedEvent) -> Option<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_serve_restarts_and_resubscribes() {
     let db = make_db();
-    let server = serve(&db.path).await;
+    let server = serve(&db.path, WATCH_INTERVAL).await;
     let addr = server.addr;
     let (feed, mut rx) = Feed::spawn(server.url(), Subscription::from_names(["mypy"]));
     next_matching(&mut rx, "connected", |e| {
@@ -130,14 +130,29 @@ async fn closing_server(code: u16, reason: &'static str) -> (String, tokio::task
     (url, task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth_failure_is_final() {
-    let (url, task) = closing_server(4001, "Authentication failed").await;
-    let (_feed, mut rx) = Feed::spawn(url, Subscription::All);
-    let ev = next_matching(&mut rx, "the failure", |e| {
+/// A feed on a [`closing_server`]: the feed, its events, the server task and
+/// the first `Failed` or `Disconnected` event.
+async fn feed_closed_with(
+    code: u16,
+    reason: &'static str,
+) -> (
+    Feed,
+    Receiver<FeedEvent>,
+    tokio::task::JoinHandle<()>,
+    FeedEvent,
+) {
+    let (url, task) = closing_server(code, reason).await;
+    let (feed, mut rx) = Feed::spawn(url, Subscription::All);
+    let ev = next_matching(&mut rx, "the failure or disconnect", |e| {
         matches!(e, FeedEvent::Failed { .. } | FeedEvent::Disconnected { .. })
     })
     .await;
+    (feed, rx, task, ev)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_failure_is_final() {
+    let (_feed, mut rx, task, ev) = feed_closed_with(4001, "Authentication failed").await;
     match ev {
         FeedEvent::Failed { code, reason, .. } => {
             assert_eq!(code, Some(4001));
@@ -153,12 +168,7 @@ async fn auth_failure_is_final() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn try_later_is_retried() {
-    let (url, task) = closing_server(1013, "overloaded").await;
-    let (_feed, mut rx) = Feed::spawn(url, Subscription::All);
-    let ev = next_matching(&mut rx, "a disconnect", |e| {
-        matches!(e, FeedEvent::Disconnected { .. } | FeedEvent::Failed { .. })
-    })
-    .await;
+    let (_feed, mut rx, task, ev) = feed_closed_with(1013, "overloaded").await;
     match ev {
         FeedEvent::Disconnected { code, retry_in, .. } => {
             assert_eq!(code, Some(1013));

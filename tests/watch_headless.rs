@@ -2,14 +2,22 @@
 //! against a real `skillmon serve` on a temp DB, and against a tiny
 //! session-buddy-like server (compat frames only).
 
-mod watch_support;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use watch_support::*;
+use support::*;
+
+/// `watch URL --once` and the whitespace-separated `flags`.
+fn once_args<'a>(url: &'a str, flags: &'a str) -> Vec<&'a str> {
+    ["watch", url, "--once"]
+        .into_iter()
+        .chain(flags.split_whitespace())
+        .collect()
+}
 
 fn assert_matches_db(frame: &Value, db: &[(String, u64, f64, Option<f64>)]) {
     let top = frame["data"]["top_skills"].as_array().expect("top_skills");
@@ -25,7 +33,7 @@ fn assert_matches_db(frame: &Value, db: &[(String, u64, f64, Option<f64>)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_json_equals_the_database() {
     let db = make_db();
-    let server = serve(&db.path).await;
+    let server = serve(&db.path, WATCH_INTERVAL).await;
     let out = run_ok(db.dir.path(), &["watch", &server.url(), "--once", "--json"]).await;
     let text = String::from_utf8(out.stdout).expect("utf8");
     assert_eq!(text.lines().count(), 1, "{text}");
@@ -49,7 +57,7 @@ async fn once_json_equals_the_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_table_shows_the_database_values() {
     let db = make_db();
-    let server = serve(&db.path).await;
+    let server = serve(&db.path, WATCH_INTERVAL).await;
     let out = run_ok(db.dir.path(), &["watch", &server.url(), "--once"]).await;
     let text = String::from_utf8(out.stdout).expect("utf8");
     let lines: Vec<&str> = text.lines().collect();
@@ -80,7 +88,7 @@ async fn once_table_shows_the_database_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_stream_prints_one_line_per_update() {
     let db = make_db();
-    let server = serve(&db.path).await;
+    let server = serve(&db.path, WATCH_INTERVAL).await;
     let mut c = command(db.dir.path());
     // stdout is a pipe, not a terminal: JSON lines even without --json.
     c.args(["watch", &server.url(), "--skill", "mypy"])
@@ -130,10 +138,8 @@ async fn once_fails_clearly_when_nothing_listens() {
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
-    let mut c = command(dir.path());
-    c.args(["watch", &format!("ws://127.0.0.1:{port}"), "--once"]);
-    let out = output(c).await;
-    assert!(!out.status.success());
+    let url = format!("ws://127.0.0.1:{port}");
+    let out = run_fails(dir.path(), &["watch", &url, "--once"]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot get a snapshot"), "{err}");
     assert!(out.stdout.is_empty());
@@ -142,18 +148,17 @@ async fn once_fails_clearly_when_nothing_listens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_url_and_bad_config_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = command(dir.path());
-    c.args(["watch", "http://localhost:1", "--once"]);
-    let out = output(c).await;
-    assert!(!out.status.success());
+    let out = run_fails(dir.path(), &["watch", "http://localhost:1", "--once"]).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a WebSocket URL"));
 
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "url = \"ws://x:1\"\nskills = \"mypy\"\n").expect("write");
-    let mut c = command(dir.path());
-    c.args(["watch", "--print-config", "--config"]).arg(&cfg);
-    let out = output(c).await;
-    assert!(!out.status.success());
+    let cfg_arg = cfg.to_str().expect("a UTF-8 temp path");
+    let out = run_fails(
+        dir.path(),
+        &["watch", "--print-config", "--config", cfg_arg],
+    )
+    .await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("bad.toml") && err.contains("line 2") && err.contains("skills"),
@@ -242,21 +247,8 @@ async fn compat_once_json_and_table_against_session_buddy() {
 async fn compat_filtered_subscription_and_missing_skill() {
     let sb = session_buddy(Duration::from_millis(200)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = command(dir.path());
-    c.args([
-        "watch",
-        &sb.url,
-        "--once",
-        "--json",
-        "--skill",
-        "pytest-run",
-    ]);
-    let out = output(c).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = once_args(&sb.url, "--json --skill pytest-run");
+    let out = run_ok(dir.path(), &args).await;
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["data"]["top_skills"].as_array().map(Vec::len), Some(1));
     assert_eq!(v["data"]["anomalies"], serde_json::json!([]));
@@ -276,17 +268,8 @@ async fn compat_filtered_subscription_and_missing_skill() {
     );
 
     // A skill outside the top 10 gets no frame at all: a clear timeout.
-    let mut c = command(dir.path());
-    c.args([
-        "watch",
-        &sb.url,
-        "--once",
-        "--skill",
-        "nope",
-        "--timeout",
-        "700ms",
-    ]);
-    let out = output(c).await;
+    let args = once_args(&sb.url, "--skill nope --timeout 700ms");
+    let out = run_in(dir.path(), &args).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no metrics_update for nope"), "{err}");
@@ -298,22 +281,8 @@ async fn compat_filtered_subscription_and_missing_skill() {
 async fn compat_multi_skill_once_shows_only_the_asked_skills() {
     let sb = session_buddy(Duration::from_millis(200)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = command(dir.path());
-    c.args([
-        "watch",
-        &sb.url,
-        "--once",
-        "--skill",
-        "pytest-run",
-        "--skill",
-        "mypy",
-    ]);
-    let out = output(c).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = once_args(&sb.url, "--skill pytest-run --skill mypy");
+    let out = run_ok(dir.path(), &args).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pytest-run"), "{text}");
     // The server also sends café-🚀, which was not asked for.

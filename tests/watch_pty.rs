@@ -1,18 +1,20 @@
 //! The real `skillmon watch` binary in a pseudo-terminal against a real
 //! `skillmon serve` on a temp DB: the dashboard shows the DB's skills, and
 //! every way out (q, Ctrl-C, SIGTERM) exits 0 with the terminal restored
-//! (main screen, cursor shown, mouse reporting off). `skillmon demo` too:
+//! (main screen, cursor shown, mouse reporting off), and so does a panic
+//! (triggered through the `SKILLMON_TEST_PANIC_ON_KEY` test hook), its
+//! message readable on the main screen. `skillmon demo` too:
 //! its dashboard shows generated data and a live anomaly, and `q` removes
 //! its temporary files.
 
-mod watch_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
-use watch_support::*;
+use support::*;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -39,18 +41,23 @@ fn size(rows: u16, cols: u16) -> PtySize {
 
 impl Pty {
     fn spawn(home: &std::path::Path, args: &[&str]) -> Pty {
+        Pty::spawn_with_env(home, args, &[])
+    }
+
+    fn spawn_with_env(home: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Pty {
         let pair = native_pty_system().openpty(size(30, 100)).expect("openpty");
         let mut cmd = CommandBuilder::new(BIN);
         cmd.args(args);
+        // The clean environment of every child, plus a terminal. Temporary
+        // files (the demo's database) land in `home/tmp`, where a test can look.
         cmd.env_clear();
-        cmd.env("HOME", home);
-        cmd.env("XDG_CONFIG_HOME", home.join("config"));
-        cmd.env("XDG_DATA_HOME", home.join("data"));
+        for (k, v) in clean_env(home) {
+            cmd.env(k, v);
+        }
         cmd.env("TERM", "xterm-256color");
-        // Temporary files (the demo's database) land where a test can look.
-        let tmp = home.join("tmp");
-        std::fs::create_dir_all(&tmp).expect("tmp dir");
-        cmd.env("TMPDIR", &tmp);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = pair.slave.spawn_command(cmd).expect("spawn");
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().expect("reader");
@@ -121,12 +128,32 @@ impl Pty {
         status
     }
 
+    /// Wait for the exit: status 0 and the terminal restored.
+    fn exits_0_restored(&mut self) {
+        let status = self.wait_exit();
+        assert!(status.success(), "{status:?}");
+        self.assert_restored();
+    }
+
     fn assert_restored(&self) {
         let s = self.parser.screen();
         assert!(!s.alternate_screen(), "still on the alternate screen");
         assert!(!s.hide_cursor(), "cursor still hidden");
         assert_eq!(s.mouse_protocol_mode(), vt100::MouseProtocolMode::None);
     }
+}
+
+/// Run `body` (off the async runtime) with a home and the URL of a real
+/// `skillmon serve` on [`make_db`], then stop the server.
+async fn on_served_db(body: impl FnOnce(&std::path::Path, &str) + Send + 'static) {
+    let db = make_db();
+    let server = serve(&db.path, WATCH_INTERVAL).await;
+    let url = server.url();
+    let home = db.dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || body(&home, &url))
+        .await
+        .expect("pty test");
+    server.stop().await.expect("stop");
 }
 
 fn live_with(screen: &vt100::Screen, skill: &str) -> bool {
@@ -136,12 +163,8 @@ fn live_with(screen: &vt100::Screen, skill: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_the_db_and_q_restores_the_terminal() {
-    let db = make_db();
-    let server = serve(&db.path).await;
-    let url = server.url();
-    let home = db.dir.path().to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut pty = Pty::spawn(&home, &["watch", &url]);
+    on_served_db(|home, url| {
+        let mut pty = Pty::spawn(home, &["watch", url]);
         pty.wait_for("pytest-run on a live dashboard", |s| {
             live_with(s, "pytest-run")
         });
@@ -164,40 +187,56 @@ async fn dashboard_shows_the_db_and_q_restores_the_terminal() {
         pty.send(b"?");
         pty.wait_for("the help overlay", |s| s.contents().contains("Help"));
         pty.send(b"q");
-        let status = pty.wait_exit();
-        assert!(status.success(), "{status:?}");
-        pty.assert_restored();
+        pty.exits_0_restored();
     })
-    .await
-    .expect("pty test");
-    server.stop().await.expect("stop");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_and_sigterm_restore_the_terminal() {
+    on_served_db(|home, url| {
+        let mut pty = Pty::spawn(home, &["watch", url, "--skill", "mypy"]);
+        pty.wait_for("mypy", |s| live_with(s, "mypy"));
+        pty.send(b"\x03");
+        pty.exits_0_restored();
+
+        let mut pty = Pty::spawn(home, &["watch", url, "--no-color"]);
+        pty.wait_for("pytest-run", |s| live_with(s, "pytest-run"));
+        let pid = pty.child.process_id().expect("pid");
+        kill(pid, "TERM");
+        pty.exits_0_restored();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_restores_the_terminal_and_prints_its_message() {
     let db = make_db();
-    let server = serve(&db.path).await;
+    let server = serve(&db.path, WATCH_INTERVAL).await;
     let url = server.url();
     let home = db.dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let mut pty = Pty::spawn(&home, &["watch", &url, "--skill", "mypy"]);
-        pty.wait_for("mypy", |s| live_with(s, "mypy"));
-        pty.send(b"\x03");
-        let status = pty.wait_exit();
-        assert!(status.success(), "{status:?}");
-        pty.assert_restored();
-
-        let mut pty = Pty::spawn(&home, &["watch", &url, "--no-color"]);
+        // The test hook: pressing 'P' panics inside the dashboard's loop.
+        let mut pty = Pty::spawn_with_env(
+            &home,
+            &["watch", &url],
+            &[("SKILLMON_TEST_PANIC_ON_KEY", "P")],
+        );
         pty.wait_for("pytest-run", |s| live_with(s, "pytest-run"));
-        let pid = pty.child.process_id().expect("pid");
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
+        assert_ne!(
+            pty.parser.screen().mouse_protocol_mode(),
+            vt100::MouseProtocolMode::None,
+            "mouse reporting is on while the dashboard runs"
+        );
+        pty.send(b"P");
         let status = pty.wait_exit();
-        assert!(status.success(), "{status:?}");
+        assert!(!status.success(), "a panic is a failure: {status:?}");
         pty.assert_restored();
+        let screen = pty.parser.screen().contents();
+        assert!(
+            screen.contains("panicked") && screen.contains("SKILLMON_TEST_PANIC_ON_KEY"),
+            "the panic message is printed on the main screen:\n{screen}"
+        );
     })
     .await
     .expect("pty test");
@@ -223,9 +262,7 @@ async fn dashboard_against_session_buddy_waits_for_its_first_tick() {
             s.contents().contains(" ms last")
         });
         pty.send(b"q");
-        let status = pty.wait_exit();
-        assert!(status.success(), "{status:?}");
-        pty.assert_restored();
+        pty.exits_0_restored();
     })
     .await
     .expect("pty test");
@@ -246,9 +283,7 @@ fn demo_shows_live_data_and_q_removes_its_files() {
         "the demo's temporary directory exists while it runs"
     );
     pty.send(b"q");
-    let status = pty.wait_exit();
-    assert!(status.success(), "{status:?}");
-    pty.assert_restored();
+    pty.exits_0_restored();
     let after: Vec<_> = std::fs::read_dir(&tmp).expect("tmp").collect();
     assert!(after.is_empty(), "left behind: {after:?}");
 }

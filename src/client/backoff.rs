@@ -1,6 +1,7 @@
 //! Reconnect delays: exponential backoff with jitter (250 ms doubling to
 //! 10 s, each delay drawn between half and all of the current step). Pure
-//! apart from its seed.
+//! apart from its seed: the jitter comes from a `fastrand::Rng`, seeded at
+//! random by default and by the caller where a test needs determinism.
 
 use std::time::Duration;
 
@@ -10,33 +11,31 @@ pub struct Backoff {
     base: Duration,
     max: Duration,
     step: Duration,
-    rng: u64,
+    rng: fastrand::Rng,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self::new(
+        Self::with_rng(
             Duration::from_millis(250),
             Duration::from_secs(10),
-            random_seed(),
+            fastrand::Rng::new(),
         )
     }
 }
 
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x5eed);
-    h.finish() | 1
-}
-
 impl Backoff {
+    /// Jitter drawn from a generator seeded with `seed` (deterministic).
     pub fn new(base: Duration, max: Duration, seed: u64) -> Self {
+        Self::with_rng(base, max, fastrand::Rng::with_seed(seed))
+    }
+
+    fn with_rng(base: Duration, max: Duration, rng: fastrand::Rng) -> Self {
         Self {
             base,
             max,
             step: base,
-            rng: seed | 1,
+            rng,
         }
     }
 
@@ -47,12 +46,7 @@ impl Backoff {
 
     /// The next delay: uniform in [step/2, step], then the step doubles.
     pub fn next_delay(&mut self) -> Duration {
-        // xorshift64*
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        let r = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        let frac = (r >> 11) as f64 / (1u64 << 53) as f64;
+        let frac = self.rng.f64(); // uniform in [0, 1)
         let step = self.step;
         self.step = (self.step * 2).min(self.max);
         step.mul_f64(0.5 + 0.5 * frac)
@@ -79,5 +73,9 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(250));
+        // The same seed draws the same jitter.
+        let mut again = Backoff::new(Duration::from_millis(250), Duration::from_secs(10), 42);
+        let replay: Vec<_> = (0..10).map(|_| again.next_delay()).collect();
+        assert_eq!(replay, steps);
     }
 }

@@ -99,24 +99,6 @@ pub fn close_is_retryable(code: u16) -> bool {
     !matches!(code, 1008 | 1009 | 4001 | 4401 | 4403)
 }
 
-/// A human name for well-known close codes.
-pub fn close_code_name(code: u16) -> &'static str {
-    match code {
-        1000 => "normal close",
-        1001 => "server going away",
-        1006 => "connection lost",
-        1008 => "policy violation",
-        1009 => "message too big",
-        1011 => "server error",
-        1012 => "server restarting",
-        1013 => "server overloaded, try later",
-        4001 => "authentication failed",
-        4401 => "authentication required",
-        4403 => "forbidden",
-        _ => "",
-    }
-}
-
 /// How long [`Feed::close`] waits for the close frame to be sent.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
@@ -213,7 +195,9 @@ async fn supervise(
             && !close_is_retryable(c)
         {
             let reason = if reason.is_empty() {
-                close_code_name(c).to_string()
+                crate::text::close_code_name(c)
+                    .unwrap_or_default()
+                    .to_string()
             } else {
                 reason
             };

@@ -206,32 +206,9 @@ pub async fn run_until_signal(listener: TcpListener, config: ServeConfig) -> any
         },
         base = handle.http_base(),
     );
-    shutdown_signal().await;
+    crate::signal::shutdown().await;
     tracing::info!("shutting down: closing every client with 1001");
     handle.stop().await
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// One tick: refresh the store and build every group's frame, both on a

@@ -1,6 +1,6 @@
 //! Building and writing session-buddy-compatible databases for the demo,
 //! the benchmarks and the tests. Never used on a user's database: the server
-//! only reads through [`super::open_read_only`].
+//! only reads through [`super::open_read_only`] (in `store::query`).
 
 use std::path::Path;
 

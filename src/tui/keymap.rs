@@ -7,8 +7,23 @@ use std::fmt;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-/// Everything a key can do in normal mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Everything a key can do in normal mode, in table order (the help
+/// overlay and the footer list them so). The strum name is the action's
+/// name in the config file's `[keys]` table.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::EnumIter,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
     Quit,
     Help,
@@ -19,6 +34,7 @@ pub enum Action {
     Home,
     End,
     Detail,
+    #[strum(serialize = "sort")]
     SortNext,
     SortReverse,
     Filter,
@@ -28,43 +44,14 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
-        Action::Quit,
-        Action::Help,
-        Action::Up,
-        Action::Down,
-        Action::PageUp,
-        Action::PageDown,
-        Action::Home,
-        Action::End,
-        Action::Detail,
-        Action::SortNext,
-        Action::SortReverse,
-        Action::Filter,
-        Action::Freeze,
-        Action::Theme,
-        Action::Subscribe,
-    ];
+    /// Every action, in table order.
+    pub fn all() -> impl Iterator<Item = Action> {
+        <Action as strum::IntoEnumIterator>::iter()
+    }
 
     /// The name used in the config file's `[keys]` table.
     pub fn name(self) -> &'static str {
-        match self {
-            Action::Quit => "quit",
-            Action::Help => "help",
-            Action::Up => "up",
-            Action::Down => "down",
-            Action::PageUp => "page_up",
-            Action::PageDown => "page_down",
-            Action::Home => "home",
-            Action::End => "end",
-            Action::Detail => "detail",
-            Action::SortNext => "sort",
-            Action::SortReverse => "sort_reverse",
-            Action::Filter => "filter",
-            Action::Freeze => "freeze",
-            Action::Theme => "theme",
-            Action::Subscribe => "subscribe",
-        }
+        self.into()
     }
 
     /// What the help overlay says.
@@ -105,7 +92,7 @@ impl Action {
     }
 
     pub fn from_name(s: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|a| a.name() == s)
+        s.parse().ok()
     }
 
     fn default_keys(self) -> &'static [&'static str] {
@@ -277,12 +264,12 @@ impl Keymap {
     pub fn with_overrides(overrides: &BTreeMap<String, Vec<String>>) -> Result<Self, KeymapError> {
         for name in overrides.keys() {
             if Action::from_name(name).is_none() {
-                let known: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+                let known: Vec<&str> = Action::all().map(Action::name).collect();
                 return Err(KeymapError::UnknownAction(name.clone(), known.join(", ")));
             }
         }
         let mut bindings: Vec<(Key, Action)> = Vec::new();
-        for action in Action::ALL {
+        for action in Action::all() {
             let keys: Vec<String> = match overrides.get(action.name()) {
                 Some(v) => v.clone(),
                 None => action
@@ -328,12 +315,11 @@ impl Keymap {
 
     /// Every action with its keys as text, in table order.
     pub fn by_action(&self) -> Vec<(&'static str, Vec<String>)> {
-        Action::ALL
-            .iter()
+        Action::all()
             .map(|a| {
                 (
                     a.name(),
-                    self.keys_for(*a).iter().map(|k| k.to_string()).collect(),
+                    self.keys_for(a).iter().map(|k| k.to_string()).collect(),
                 )
             })
             .collect()
@@ -341,13 +327,12 @@ impl Keymap {
 
     /// (keys label, hint) for the footer; arrows shown compactly.
     pub fn hints(&self) -> Vec<(String, &'static str)> {
-        Action::ALL
-            .iter()
+        Action::all()
             .filter_map(|a| {
                 let hint = a.hint()?;
-                let keys = self.keys_for(*a);
+                let keys = self.keys_for(a);
                 let first = keys.first()?;
-                let label = if *a == Action::Down {
+                let label = if a == Action::Down {
                     "↑↓".to_string()
                 } else if first.code == KeyCode::Enter {
                     "⏎".to_string()
@@ -433,6 +418,36 @@ mod tests {
             Keymap::with_overrides(&o),
             Err(KeymapError::BadKey { .. })
         ));
+    }
+
+    #[test]
+    fn config_names_are_unchanged() {
+        let names: Vec<&str> = Action::all().map(Action::name).collect();
+        assert_eq!(
+            names,
+            [
+                "quit",
+                "help",
+                "up",
+                "down",
+                "page_up",
+                "page_down",
+                "home",
+                "end",
+                "detail",
+                "sort",
+                "sort_reverse",
+                "filter",
+                "freeze",
+                "theme",
+                "subscribe",
+            ]
+        );
+        for a in Action::all() {
+            assert_eq!(Action::from_name(a.name()), Some(a));
+        }
+        assert_eq!(Action::from_name("sort_next"), None);
+        assert_eq!(Action::from_name("Quit"), None);
     }
 
     #[test]

@@ -1,30 +1,35 @@
 //! The interactive dashboard: terminal lifecycle and the event loop.
 //!
 //! Owns raw mode, the alternate screen and mouse capture, and restores them
-//! on every exit path (quit, Ctrl-C, SIGTERM, error return via the guard's
-//! `Drop`, panic via a hook that restores before the message is printed).
+//! on every exit path: quit, Ctrl-C and SIGTERM end the loop and an error
+//! returns through `Screen`'s `Drop`; on a panic, the hook installed by
+//! [`ratatui::try_init`] restores the screen before the message is printed
+//! and unwinding drops `Screen` (mouse reporting off, cursor shown).
 //! The loop feeds terminal events, feed events and a 1 s clock tick into
 //! [`app::App::update`] and redraws only when the app is dirty, at most
-//! ~30 frames per second. State lives in [`app`], drawing in [`view`].
+//! ~30 frames per second. State lives in [`app`], geometry in [`layout`],
+//! drawing in [`view`].
+//!
+//! Test hook: with `SKILLMON_TEST_PANIC_ON_KEY=<char>` in the environment,
+//! pressing that key panics inside the loop, so that a test can check the
+//! panic path restores the terminal (`tests/watch_pty.rs`). Nothing else
+//! reads that variable.
 
 pub mod app;
 pub mod keymap;
+pub mod layout;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod theme;
 pub mod view;
 
-use std::io::Stdout;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::Utc;
-use crossterm::event::{DisableMouseCapture, EnableMouseCapture, EventStream};
-use crossterm::terminal::{
-    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
-};
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, EventStream, KeyCode};
 use futures_util::StreamExt;
-use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
+use ratatui::DefaultTerminal;
 use tokio::time::Instant;
 
 use crate::client::Feed;
@@ -33,92 +38,66 @@ use app::{App, Event};
 /// Shortest time between two frames (~30 fps).
 pub const MIN_FRAME: Duration = Duration::from_millis(33);
 
-/// Put the terminal back: raw mode off, main screen, mouse off, cursor on.
-/// Safe to call more than once.
-pub fn restore_terminal() {
-    let _ = disable_raw_mode();
-    let _ = crossterm::execute!(
-        std::io::stdout(),
-        DisableMouseCapture,
-        LeaveAlternateScreen,
-        crossterm::cursor::Show
-    );
+/// The environment variable of the panic test hook (see the module docs).
+pub const TEST_PANIC_ENV: &str = "SKILLMON_TEST_PANIC_ON_KEY";
+
+/// The terminal in dashboard mode (ratatui's raw mode and alternate screen,
+/// plus mouse capture); dropping it restores everything.
+struct Screen {
+    terminal: DefaultTerminal,
 }
 
-type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
-
-/// The terminal in dashboard mode; dropping it restores everything.
-struct TerminalGuard {
-    terminal: Terminal<CrosstermBackend<Stdout>>,
-    previous_hook: Arc<PanicHook>,
-}
-
-impl TerminalGuard {
+impl Screen {
     fn enter() -> anyhow::Result<Self> {
-        let previous_hook: Arc<PanicHook> = Arc::new(std::panic::take_hook());
-        let prev = previous_hook.clone();
-        std::panic::set_hook(Box::new(move |info| {
-            restore_terminal();
-            prev(info);
-        }));
-        let mut guard_hook = Some(previous_hook);
-        let setup = (|| -> anyhow::Result<Terminal<CrosstermBackend<Stdout>>> {
-            enable_raw_mode().context("cannot switch the terminal to raw mode")?;
-            crossterm::execute!(std::io::stdout(), EnterAlternateScreen, EnableMouseCapture)
-                .context("cannot enter the alternate screen")?;
-            let mut t = Terminal::new(CrosstermBackend::new(std::io::stdout()))
-                .context("cannot set up the terminal")?;
-            t.hide_cursor().context("cannot hide the cursor")?;
-            Ok(t)
-        })();
-        match setup {
-            Ok(terminal) => Ok(TerminalGuard {
-                terminal,
-                previous_hook: guard_hook
-                    .take()
-                    .unwrap_or_else(|| Arc::new(Box::new(|_| {}))),
-            }),
-            Err(e) => {
-                restore_terminal();
-                if let Some(h) = guard_hook.take() {
-                    reinstall_hook(h);
-                }
-                Err(e)
-            }
-        }
+        let terminal = ratatui::try_init()
+            .inspect_err(|_| {
+                let _ = ratatui::try_restore();
+            })
+            .context("cannot switch the terminal to the dashboard (raw mode, alternate screen)")?;
+        // From here on, `Drop` restores whatever was switched on.
+        let screen = Screen { terminal };
+        crossterm::execute!(std::io::stdout(), EnableMouseCapture)
+            .context("cannot enable mouse reporting")?;
+        Ok(screen)
     }
 }
 
-fn reinstall_hook(h: Arc<PanicHook>) {
-    if !std::thread::panicking() {
-        std::panic::set_hook(Box::new(move |info| h(info)));
-    }
-}
-
-impl Drop for TerminalGuard {
+impl Drop for Screen {
     fn drop(&mut self) {
-        restore_terminal();
-        reinstall_hook(self.previous_hook.clone());
+        let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+        let _ = ratatui::try_restore();
+        let _ = self.terminal.show_cursor();
+    }
+}
+
+/// The key of the panic test hook, if set to a single character.
+fn test_panic_key() -> Option<char> {
+    let v = std::env::var(TEST_PANIC_ENV).ok()?;
+    let mut chars = v.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Some(c),
+        _ => None,
     }
 }
 
 /// Run the dashboard until the user quits or a signal arrives.
 pub async fn run(mut app: App) -> anyhow::Result<()> {
     let (feed, mut feed_rx) = Feed::spawn(app.url.clone(), app.subscription.clone());
-    let mut guard = TerminalGuard::enter()?;
-    if let Ok(size) = guard.terminal.size() {
+    let panic_key = test_panic_key();
+    let mut screen = Screen::enter()?;
+    if let Ok(size) = screen.terminal.size() {
         app.update(Event::Resize(size.width, size.height));
     }
     app.update(Event::Tick(Utc::now()));
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut term_signal = terminate_signal();
+    let mut shutdown = std::pin::pin!(crate::signal::shutdown());
     let mut feed_open = true;
     let mut last_draw: Option<Instant> = None;
     loop {
         if app.dirty && last_draw.is_none_or(|t| t.elapsed() >= MIN_FRAME) {
-            guard
+            screen
                 .terminal
                 .draw(|f| view::render(&app, f))
                 .context("cannot draw to the terminal")?;
@@ -138,6 +117,11 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
             } => {}
             ev = events.next() => match ev {
                 Some(Ok(ev)) => {
+                    if let (Some(c), crossterm::event::Event::Key(k)) = (panic_key, &ev)
+                        && k.code == KeyCode::Char(c)
+                    {
+                        panic!("{TEST_PANIC_ENV}: test panic on key {c:?}");
+                    }
                     if let Some(e) = convert(ev) {
                         app.update(e);
                     }
@@ -166,11 +150,12 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
                 }
             },
             _ = tick.tick() => app.update(Event::Tick(Utc::now())),
-            _ = recv_signal(&mut term_signal) => {
-                tracing::info!("SIGTERM: quitting");
+            sig = &mut shutdown => {
+                if sig == crate::signal::Shutdown::Terminate {
+                    tracing::info!("SIGTERM: quitting");
+                }
                 break;
             }
-            _ = tokio::signal::ctrl_c() => break,
         }
         for cmd in app.outbox.drain(..) {
             if feed.commands.try_send(cmd).is_err() {
@@ -181,7 +166,7 @@ pub async fn run(mut app: App) -> anyhow::Result<()> {
             break;
         }
     }
-    drop(guard);
+    drop(screen);
     feed.close(feed_rx).await;
     Ok(())
 }
@@ -194,32 +179,4 @@ fn convert(ev: crossterm::event::Event) -> Option<Event> {
         C::Resize(w, h) => Some(Event::Resize(w, h)),
         _ => None,
     }
-}
-
-#[cfg(unix)]
-type TermSignal = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type TermSignal = Option<()>;
-
-#[cfg(unix)]
-fn terminate_signal() -> TermSignal {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
-}
-#[cfg(not(unix))]
-fn terminate_signal() -> TermSignal {
-    None
-}
-
-#[cfg(unix)]
-async fn recv_signal(s: &mut TermSignal) {
-    match s {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-#[cfg(not(unix))]
-async fn recv_signal(_s: &mut TermSignal) {
-    std::future::pending::<()>().await
 }

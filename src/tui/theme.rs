@@ -4,7 +4,48 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
-use crate::cli::ThemeName;
+/// Colour theme of the dashboard. Its names (and their aliases) are parsed
+/// by one `FromStr` for `--theme`, `SKILLMON_THEME` and the config file's
+/// `theme`, case-insensitively; each variant's doc line is its help text.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
+pub enum ThemeName {
+    /// Bright colours for dark terminals (the default).
+    #[default]
+    Dark,
+    /// Dark colours readable on light terminals.
+    Light,
+    /// No colour at all: bold, reverse and underline only (as with NO_COLOR).
+    #[strum(to_string = "mono", serialize = "monochrome", serialize = "none")]
+    Mono,
+}
+
+impl ThemeName {
+    /// The canonical name (`dark`, `light`, `mono`).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Parse a theme name or alias, ignoring case and surrounding blanks;
+    /// the error names the accepted words.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        s.trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a theme; use dark, light or mono"))
+    }
+}
 
 /// The named styles every view draws with.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -8,8 +8,9 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
-use super::{ago, truncate_width};
+use super::ago;
 use crate::protocol::{Anomaly, parse_timestamp};
+use crate::text::truncate_width;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
 

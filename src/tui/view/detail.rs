@@ -8,8 +8,9 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Clear, Dataset, GraphType, Paragraph};
 
-use super::{anomalies, fmt_secs, sanitize};
+use super::{anomalies, fmt_secs};
 use crate::protocol::Anomaly;
+use crate::text::sanitize;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
 

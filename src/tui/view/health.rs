@@ -7,8 +7,8 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
-use super::{ago, badge_style, fmt_rtt, sanitize};
-use crate::client::close_code_name;
+use super::{ago, badge_style, fmt_rtt};
+use crate::text::{close_code_label, sanitize};
 use crate::tui::app::{App, ConnState};
 use crate::tui::theme::Theme;
 
@@ -92,16 +92,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let close = match &h.last_close {
         None => "—".to_string(),
         Some((code, reason)) => {
-            let code_txt = code
-                .map(|c| {
-                    let n = close_code_name(c);
-                    if n.is_empty() {
-                        c.to_string()
-                    } else {
-                        format!("{c} {n}")
-                    }
-                })
-                .unwrap_or_else(|| "no connection".into());
+            let code_txt = code.map_or_else(|| "no connection".into(), close_code_label);
             if reason.is_empty() {
                 code_txt
             } else {

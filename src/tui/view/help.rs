@@ -11,12 +11,11 @@ use crate::tui::keymap::Action;
 use crate::tui::theme::Theme;
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
-    let mut rows: Vec<Row> = Action::ALL
-        .iter()
+    let mut rows: Vec<Row> = Action::all()
         .map(|a| {
             let keys: Vec<String> = app
                 .keymap
-                .keys_for(*a)
+                .keys_for(a)
                 .iter()
                 .map(|k| k.to_string())
                 .collect();

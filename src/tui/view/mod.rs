@@ -1,7 +1,9 @@
 //! Rendering: `render(&App, &mut Frame)`, pure (no I/O, no clock: every
 //! relative time is computed from `App::now`). One file per screen region;
-//! this one owns the frame layout, the header, the footer and the shared
-//! text helpers (display-width truncation, relative times, durations).
+//! this one owns the frame layout, the header, the footer and the
+//! view-only formatting helpers (relative times, durations, sparklines).
+//! Plain text helpers (sanitizing, truncation, labels) live in
+//! [`crate::text`]. Reads the app's state; never changes it.
 
 pub mod anomalies;
 pub mod detail;
@@ -9,17 +11,15 @@ pub mod health;
 pub mod help;
 pub mod skills;
 
-use std::borrow::Cow;
-
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use crate::protocol::Subscription;
-use crate::tui::app::{App, Badge, MIN_HEIGHT, MIN_WIDTH, Mode, Overlay, layout};
+use crate::text::{sanitize, subscription_label};
+use crate::tui::app::{App, Badge, Mode, Overlay};
+use crate::tui::layout::{MIN_HEIGHT, MIN_WIDTH, layout};
 use crate::tui::theme::Theme;
 
 /// Draw the whole dashboard.
@@ -71,17 +71,6 @@ pub fn badge_style(theme: &Theme, b: Badge) -> ratatui::style::Style {
         Badge::Stale => theme.badge_stale,
         Badge::Reconnecting => theme.badge_connecting,
         Badge::Failed => theme.badge_failed,
-    }
-}
-
-pub fn subscription_label(s: &Subscription) -> String {
-    match s {
-        Subscription::All => "all skills".into(),
-        Subscription::Skills(v) => v
-            .iter()
-            .map(|s| sanitize(s).into_owned())
-            .collect::<Vec<_>>()
-            .join(", "),
     }
 }
 
@@ -179,44 +168,6 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
     ])
     .areas(mid);
     c
-}
-
-/// Replace control characters (which would move the cursor or change the
-/// terminal state) with U+FFFD.
-pub fn sanitize(s: &str) -> Cow<'_, str> {
-    if s.chars().any(char::is_control) {
-        Cow::Owned(
-            s.chars()
-                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-                .collect(),
-        )
-    } else {
-        Cow::Borrowed(s)
-    }
-}
-
-/// Fit `s` into `max` terminal columns, ending with `…` when cut. Cuts
-/// between characters, by display width (wide CJK and emoji count 2).
-pub fn truncate_width(s: &str, max: usize) -> String {
-    let s = sanitize(s);
-    if s.width() <= max {
-        return s.into_owned();
-    }
-    if max == 0 {
-        return String::new();
-    }
-    let mut out = String::new();
-    let mut w = 0;
-    for c in s.chars() {
-        let cw = c.width().unwrap_or(0);
-        if w + cw > max - 1 {
-            break;
-        }
-        w += cw;
-        out.push(c);
-    }
-    out.push('…');
-    out
 }
 
 /// "5s ago", "3m ago", "2h ago", "4d ago".

@@ -9,9 +9,11 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 
-use super::{fmt_secs, sparkline, truncate_width};
+use super::{fmt_secs, sparkline};
 use crate::protocol::Subscription;
-use crate::tui::app::{App, SkillRow, SortKey, table_capacity, table_offset};
+use crate::text::{PLACEHOLDER_SCREEN, has_ext, or_placeholder, sanitize, truncate_width};
+use crate::tui::app::{App, SkillRow, SortKey};
+use crate::tui::layout::{table_capacity, table_offset};
 use crate::tui::theme::Theme;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,16 +88,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         .title(Span::styled(title, theme.title));
     if rows.is_empty() {
         let msg = if let crate::tui::app::ConnState::Failed { reason } = &app.conn {
-            format!(
-                "connection failed, not retrying: {}",
-                super::sanitize(reason)
-            )
+            format!("connection failed, not retrying: {}", sanitize(reason))
         } else if app.view().updated_at.is_none() {
             "waiting for the first update…".to_string()
         } else if !app.filter.is_empty() && total > 0 {
             format!(
                 "no skill matches \"{}\" (Esc clears the filter)",
-                super::sanitize(&app.filter)
+                sanitize(&app.filter)
             )
         } else {
             match &app.subscription {
@@ -110,11 +109,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         return;
     }
 
-    let has_ext = app
-        .view()
-        .rows
-        .iter()
-        .any(|r| r.stat.invocations_1h.is_some() || r.stat.invocations_24h.is_some());
+    let has_ext = has_ext(app.view().rows.iter().map(|r| &r.stat));
     let mut cols = vec![
         Col::Rank,
         Col::Skill,
@@ -150,9 +145,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     // The skill column takes what the names need; the trend gets the rest.
     let widest = rows
         .iter()
-        .map(|r| {
-            unicode_width::UnicodeWidthStr::width(super::sanitize(&r.stat.skill_name).as_ref())
-        })
+        .map(|r| unicode_width::UnicodeWidthStr::width(sanitize(&r.stat.skill_name).as_ref()))
         .max()
         .unwrap_or(0)
         .clamp(usize::from(MIN_SKILL), usize::from(u16::MAX)) as u16;
@@ -280,5 +273,5 @@ fn row<'a>(
 }
 
 fn opt(v: Option<u64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
+    or_placeholder(v, PLACEHOLDER_SCREEN)
 }

@@ -9,8 +9,8 @@ use ratatui::backend::TestBackend;
 
 use crate::client::FeedEvent;
 use crate::protocol::{Anomaly, SkillStat, Subscription};
-use crate::tui::app::tests::{ch, connected, key, secs, stat, t0, update};
 use crate::tui::app::{App, Event};
+use crate::tui::test_support::{ch, connected, key, secs, stat, t0, update};
 
 fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
     let mut t = Terminal::new(TestBackend::new(w, h)).expect("test backend");
@@ -302,7 +302,7 @@ fn snapshot_monochrome_styles() {
 #[test]
 fn light_theme_keeps_the_terminal_background() {
     let mut app = app_with_data(3);
-    app.theme = crate::cli::ThemeName::Light;
+    app.theme = crate::tui::theme::ThemeName::Light;
     let t = draw(&app, 100, 30);
     let badge_cells = 20; // the header badge is the only filled background
     let filled = t

@@ -1,0 +1,478 @@
+//! The dashboard state and its only mutator, [`App::update`]: key presses,
+//! mouse, resizes, feed events and clock ticks go in; the state, a dirty
+//! flag, a quit flag and commands for the feed come out. No I/O, no clock:
+//! "now" is whatever the last event said it was, so rendering is
+//! deterministic.
+//!
+//! The parts live beside it: the data reducer in `data`, connection health
+//! counters in `health`, sort/filter/selection in `selection`; geometry is
+//! [`crate::tui::layout`]'s. Must not call into [`crate::tui::view`] (text
+//! it needs comes from [`crate::text`]).
+
+mod data;
+mod health;
+mod selection;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+
+use crate::client::{FeedCommand, FeedEvent};
+use crate::protocol::Subscription;
+use crate::text::subscription_label;
+use crate::tui::keymap::{Action, Keymap};
+use crate::tui::layout::{layout, table_capacity, table_offset};
+use crate::tui::theme::Theme;
+use crate::tui::theme::ThemeName;
+
+pub use data::{DataView, HISTORY_LEN, Sample, SkillRow};
+pub use health::{Health, RATE_WINDOW_SECS};
+pub use selection::SortKey;
+
+/// The update interval assumed when the server does not announce one.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// No update for this many intervals = stale.
+pub const STALE_AFTER_INTERVALS: u32 = 3;
+
+/// Everything that can change the dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Resize(u16, u16),
+    Feed(FeedEvent),
+    /// The clock moved (the 1 s tick).
+    Tick(DateTime<Utc>),
+}
+
+/// What the connection is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnState {
+    Connecting,
+    Live,
+    /// Waiting until `retry_at` (None: attempt `attempt` under way).
+    Reconnecting {
+        retry_at: Option<DateTime<Utc>>,
+        attempt: u32,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// The header badge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Badge {
+    Connecting,
+    Live,
+    Stale,
+    Reconnecting,
+    Failed,
+}
+
+impl Badge {
+    pub fn label(self) -> &'static str {
+        match self {
+            Badge::Connecting => "CONNECTING",
+            Badge::Live => "LIVE",
+            Badge::Stale => "STALE",
+            Badge::Reconnecting => "RECONNECTING",
+            Badge::Failed => "FAILED",
+        }
+    }
+}
+/// Keyboard input mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Typing the filter (edits it live).
+    Filter,
+    /// Typing a new subscription.
+    Subscribe,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    Help,
+    Detail(String),
+}
+
+/// The whole dashboard state.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub url: String,
+    pub subscription: Subscription,
+    pub now: DateTime<Utc>,
+    pub conn: ConnState,
+    pub live: DataView,
+    pub frozen: Option<DataView>,
+    pub health: Health,
+    pub mode: Mode,
+    pub input: String,
+    pub filter: String,
+    pub overlay: Overlay,
+    pub sort: SortKey,
+    pub reversed: bool,
+    /// Selected skill, by name (survives re-sorting).
+    pub selected: Option<String>,
+    pub size: (u16, u16),
+    pub theme: ThemeName,
+    pub no_color: bool,
+    pub keymap: Keymap,
+    /// A short message for the footer (e.g. "subscribed to all skills").
+    pub status: Option<String>,
+    /// Something visible changed since the last draw.
+    pub dirty: bool,
+    pub quit: bool,
+    /// Commands for the feed, drained by the event loop.
+    pub outbox: Vec<FeedCommand>,
+}
+
+impl App {
+    pub fn new(url: impl Into<String>, subscription: Subscription, now: DateTime<Utc>) -> Self {
+        Self {
+            url: url.into(),
+            subscription,
+            now,
+            conn: ConnState::Connecting,
+            live: DataView::default(),
+            frozen: None,
+            health: Health::default(),
+            mode: Mode::Normal,
+            input: String::new(),
+            filter: String::new(),
+            overlay: Overlay::None,
+            sort: SortKey::Rank,
+            reversed: false,
+            selected: None,
+            size: (80, 24),
+            theme: ThemeName::Dark,
+            no_color: false,
+            keymap: Keymap::default(),
+            status: None,
+            dirty: true,
+            quit: false,
+            outbox: Vec::new(),
+        }
+    }
+
+    pub fn theme(&self) -> Theme {
+        Theme::get(if self.no_color {
+            ThemeName::Mono
+        } else {
+            self.theme
+        })
+    }
+
+    /// What the screen shows: the frozen copy, else the live data.
+    pub fn view(&self) -> &DataView {
+        self.frozen.as_ref().unwrap_or(&self.live)
+    }
+
+    /// The expected update interval (announced by skillmon, else 1 s).
+    pub fn interval(&self) -> Duration {
+        self.health.interval.unwrap_or(DEFAULT_INTERVAL)
+    }
+
+    pub fn badge(&self) -> Badge {
+        match &self.conn {
+            ConnState::Connecting => Badge::Connecting,
+            ConnState::Reconnecting { .. } => Badge::Reconnecting,
+            ConnState::Failed { .. } => Badge::Failed,
+            ConnState::Live => {
+                // The newer of the last update and this connection's start:
+                // right after a reconnect, an old update is not staleness.
+                let last = self.live.updated_at.max(self.health.connected_since);
+                let limit = self.interval() * STALE_AFTER_INTERVALS;
+                match last {
+                    Some(t) if (self.now - t).to_std().is_ok_and(|age| age > limit) => Badge::Stale,
+                    _ => Badge::Live,
+                }
+            }
+        }
+    }
+    /// Apply one event. Sets `dirty` when the screen must be redrawn.
+    pub fn update(&mut self, event: Event) {
+        match event {
+            Event::Key(k) => self.on_key(k),
+            Event::Mouse(m) => self.on_mouse(m),
+            Event::Resize(w, h) => {
+                self.size = (w, h);
+                self.dirty = true;
+            }
+            Event::Tick(now) => {
+                self.now = now;
+                self.dirty = true;
+            }
+            Event::Feed(f) => self.on_feed(f),
+        }
+    }
+
+    fn on_key(&mut self, k: KeyEvent) {
+        // Only presses count: no repeats, no releases (kitty protocol, Windows).
+        if k.kind != KeyEventKind::Press {
+            return;
+        }
+        let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl_c {
+            self.quit = true;
+            return;
+        }
+        match self.mode {
+            Mode::Filter => {
+                match k.code {
+                    KeyCode::Esc => {
+                        self.filter.clear();
+                        self.mode = Mode::Normal;
+                    }
+                    KeyCode::Enter => self.mode = Mode::Normal,
+                    KeyCode::Backspace => {
+                        self.filter.pop();
+                    }
+                    KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                        self.filter.push(c)
+                    }
+                    _ => return,
+                }
+                self.dirty = true;
+                return;
+            }
+            Mode::Subscribe => {
+                match k.code {
+                    KeyCode::Esc => {
+                        self.mode = Mode::Normal;
+                        self.input.clear();
+                    }
+                    KeyCode::Enter => {
+                        let sub = Subscription::from_names(
+                            self.input.split(',').map(|s| s.trim().to_string()),
+                        );
+                        if let Err(e) = sub.validate() {
+                            self.status = Some(e);
+                            self.dirty = true;
+                            return;
+                        }
+                        self.status = Some(match &sub {
+                            Subscription::All => "subscribing to all skills".to_string(),
+                            Subscription::Skills(s) => format!("subscribing to {}", s.join(", ")),
+                        });
+                        self.subscription = sub.clone();
+                        self.outbox.push(FeedCommand::Subscribe(sub));
+                        self.mode = Mode::Normal;
+                        self.input.clear();
+                    }
+                    KeyCode::Backspace => {
+                        self.input.pop();
+                    }
+                    KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                        self.input.push(c)
+                    }
+                    _ => return,
+                }
+                self.dirty = true;
+                return;
+            }
+            Mode::Normal => {}
+        }
+        // Esc first closes what is open.
+        if k.code == KeyCode::Esc {
+            if self.overlay != Overlay::None {
+                self.overlay = Overlay::None;
+                self.dirty = true;
+                return;
+            }
+            if !self.filter.is_empty() {
+                self.filter.clear();
+                self.dirty = true;
+                return;
+            }
+        }
+        let Some(action) = self.keymap.action(&k) else {
+            return;
+        };
+        self.status = None;
+        let page = self.table_capacity().max(1) as isize;
+        match action {
+            Action::Quit => self.quit = true,
+            Action::Help => {
+                self.overlay = if self.overlay == Overlay::Help {
+                    Overlay::None
+                } else {
+                    Overlay::Help
+                }
+            }
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-page),
+            Action::PageDown => self.move_by(page),
+            Action::Home => self.select_index(0),
+            Action::End => self.select_index(usize::MAX),
+            Action::Detail => {
+                self.overlay = match &self.overlay {
+                    Overlay::Detail(_) => Overlay::None,
+                    _ => {
+                        let rows = self.visible_rows();
+                        match rows.get(self.selected_index()) {
+                            Some(r) => Overlay::Detail(r.stat.skill_name.clone()),
+                            None => Overlay::None,
+                        }
+                    }
+                }
+            }
+            Action::SortNext => {
+                self.sort = self.sort.next();
+                self.reversed = false;
+            }
+            Action::SortReverse => self.reversed = !self.reversed,
+            Action::Filter => {
+                self.mode = Mode::Filter;
+                self.overlay = Overlay::None;
+            }
+            Action::Freeze => {
+                self.frozen = match self.frozen.take() {
+                    Some(_) => None,
+                    None => Some(self.live.clone()),
+                }
+            }
+            Action::Theme => {
+                if self.no_color {
+                    self.status = Some("colours are off (NO_COLOR / --no-color)".into());
+                } else {
+                    self.theme = Theme::next_name(self.theme);
+                    self.status = Some(format!("theme: {}", self.theme.as_str()));
+                }
+            }
+            Action::Subscribe => {
+                self.mode = Mode::Subscribe;
+                self.input = self.subscription.skills().join(", ");
+            }
+        }
+        self.dirty = true;
+    }
+
+    fn on_mouse(&mut self, m: MouseEvent) {
+        match m.kind {
+            MouseEventKind::ScrollDown => self.move_by(1),
+            MouseEventKind::ScrollUp => self.move_by(-1),
+            MouseEventKind::Down(MouseButton::Left) => {
+                if self.overlay != Overlay::None {
+                    return;
+                }
+                let table = layout(self.size.0, self.size.1).table;
+                let first = table.y + 2;
+                let cap = table_capacity(table);
+                let in_x = m.column >= table.x && m.column < table.x + table.width;
+                if !in_x || m.row < first || usize::from(m.row - first) >= cap {
+                    return;
+                }
+                let offset = table_offset(self.selected_index(), cap);
+                let idx = offset + usize::from(m.row - first);
+                if idx < self.visible_rows().len() {
+                    self.select_index(idx);
+                } else {
+                    return;
+                }
+            }
+            _ => return,
+        }
+        self.dirty = true;
+    }
+
+    fn on_feed(&mut self, f: FeedEvent) {
+        let at = f.at();
+        if at > self.now {
+            self.now = at;
+        }
+        self.dirty = true;
+        let h = &mut self.health;
+        match f {
+            FeedEvent::Connecting { attempt, .. } => {
+                self.conn = match self.conn {
+                    ConnState::Reconnecting { .. } => ConnState::Reconnecting {
+                        retry_at: None,
+                        attempt,
+                    },
+                    _ if attempt > 1 || h.ever_connected => ConnState::Reconnecting {
+                        retry_at: None,
+                        attempt,
+                    },
+                    _ => ConnState::Connecting,
+                };
+            }
+            FeedEvent::Connected { info, at } => {
+                h.message(at);
+                h.connected(info.server, info.interval_ms, at);
+                self.conn = ConnState::Live;
+            }
+            FeedEvent::Update { update, at, .. } => {
+                h.message(at);
+                if let Some(seq) = update.seq {
+                    h.seq(seq);
+                }
+                if self.conn != ConnState::Live {
+                    self.conn = ConnState::Live;
+                }
+                // The feed already kept only the subscribed skills.
+                data::apply_update(
+                    &mut self.live,
+                    update.data.top_skills,
+                    update.data.anomalies,
+                    at,
+                );
+            }
+            FeedEvent::Subscribed { at } => {
+                h.message(at);
+                if self
+                    .status
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("subscribing"))
+                {
+                    self.status = Some(format!(
+                        "subscribed to {}",
+                        subscription_label(&self.subscription)
+                    ));
+                }
+            }
+            FeedEvent::Pong { rtt, at } => {
+                h.message(at);
+                if let Some(rtt) = rtt {
+                    h.rtt(rtt);
+                }
+            }
+            FeedEvent::ServerError { error, at } => {
+                h.message(at);
+                h.last_error = Some(error.message.clone());
+                self.status = Some(format!("server: {}", error.message));
+            }
+            FeedEvent::Disconnected {
+                code,
+                reason,
+                retry_in,
+                at,
+            } => {
+                h.disconnected(code, reason);
+                let retry = chrono::Duration::from_std(retry_in).unwrap_or_default();
+                let attempt = match self.conn {
+                    ConnState::Reconnecting { attempt, .. } => attempt,
+                    _ => 1,
+                };
+                self.conn = ConnState::Reconnecting {
+                    retry_at: Some(at + retry),
+                    attempt,
+                };
+            }
+            FeedEvent::Failed { code, reason, .. } => {
+                h.connected_since = None;
+                h.last_close = Some((code, reason.clone()));
+                self.conn = ConnState::Failed { reason };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

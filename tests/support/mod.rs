@@ -1,0 +1,43 @@
+//! The one home of the integration tests' helpers. Every `tests/*.rs` says
+//! `mod support;` and takes what it needs:
+//!
+//! - [`db`]: real SQLite files in temp dirs, seeded with the fixture, and
+//!   expectations read straight from them;
+//! - [`server`]: a real `skillmon serve` in-process on 127.0.0.1 port 0;
+//! - [`ws`]: a WebSocket client that awaits frames with a deadline (never
+//!   sleeps to synchronize) and checks the protocol invariants on every frame;
+//! - [`http`]: a raw HTTP client and `/healthz` polling;
+//! - [`bin`]: the real binary, run with one clean environment;
+//! - [`session_buddy`]: a tiny session-buddy-like server (compat frames only).
+//!
+//! It owns no test: the assertions stay in the test files.
+#![allow(dead_code, unused_imports)] // each test crate uses a different subset
+
+pub mod bin;
+pub mod db;
+pub mod http;
+pub mod server;
+pub mod session_buddy;
+pub mod ws;
+
+use std::time::Duration;
+
+pub use bin::*;
+pub use db::*;
+pub use http::*;
+pub use server::*;
+pub use session_buddy::*;
+pub use ws::*;
+
+/// How long any single awaited event may take before the test fails. Generous
+/// on purpose: it only bounds a failure, a passing test never waits for it.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// An interval long enough that a frame arriving "at once" cannot be a tick.
+pub const LONG_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A short interval that keeps the tick-driven tests fast.
+pub const SHORT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The interval the `watch` tests serve with: a few ticks a second.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
