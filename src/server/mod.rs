@@ -7,10 +7,12 @@
 //! fan-out, [`session`] one client, [`http`] the plain-HTTP routes on the same
 //! port, [`stats`] the counters behind `/metrics` and `/healthz`; [`auth`]
 //! tokens, [`access`] the origin check and per-IP limit, [`tls`] `wss://`,
-//! all at accept/handshake time, off the per-frame path.
+//! all at accept/handshake time, off the per-frame path; `conn` one
+//! connection from accept until its session starts.
 
 pub mod access;
 pub mod auth;
+mod conn;
 pub mod http;
 pub mod hub;
 pub mod session;
@@ -19,16 +21,12 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -268,14 +266,14 @@ async fn accept_loop(
                     if open >= shared.config.max_connections + SOCKET_SLACK {
                         shared.stats.socket_closed();
                         shared.stats.connection_limit_refused();
-                        tracker.spawn(refuse_busy(stream, shared.config.max_connections));
+                        tracker.spawn(conn::refuse_busy(stream, shared.config.max_connections));
                         continue;
                     }
                     let Some(slot) = shared.per_ip.acquire(peer.ip()) else {
                         shared.stats.socket_closed();
                         shared.stats.per_ip_refused();
                         tracing::warn!(%peer, limit = shared.config.net.max_connections_per_ip, "refused: too many connections from this address");
-                        tracker.spawn(refuse_per_ip(stream, shared.config.net.max_connections_per_ip));
+                        tracker.spawn(conn::refuse_per_ip(stream, shared.config.net.max_connections_per_ip));
                         continue;
                     };
                     let shared = shared.clone();
@@ -283,13 +281,13 @@ async fn accept_loop(
                     // carry the (much larger) TLS state in its future.
                     if let Some(acceptor) = shared.tls.clone() {
                         tracker.spawn(async move {
-                            tls_connection(acceptor, stream, peer, shared.clone()).await;
+                            conn::tls_connection(acceptor, stream, peer, shared.clone()).await;
                             drop(slot);
                             shared.stats.socket_closed();
                         });
                     } else {
                         tracker.spawn(async move {
-                            connection(stream, peer, shared.clone()).await;
+                            conn::connection(stream, peer, shared.clone()).await;
                             drop(slot);
                             shared.stats.socket_closed();
                         });
@@ -312,443 +310,4 @@ async fn accept_loop(
         tracing::warn!("some connections did not close in time");
     }
     Ok(())
-}
-
-/// Answer 503 at once, without reading the request, and close.
-async fn refuse_busy(mut stream: TcpStream, limit: usize) {
-    let resp = busy_response(limit);
-    http::respond(&mut stream, &resp, false).await;
-}
-
-/// Answer 503 for one address over its limit, without reading the request.
-async fn refuse_per_ip(mut stream: TcpStream, limit: usize) {
-    let resp = http::Response::text(
-        503,
-        "Service Unavailable",
-        format!("too many connections from your address (limit {limit}, --max-connections-per-ip); retry later\n"),
-    )
-    .with_header("Retry-After", "5");
-    http::respond(&mut stream, &resp, false).await;
-    // Read what the client sent (briefly) before closing, so the close is
-    // not a reset that could destroy the answer before the client reads it.
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let mut sink = [0u8; 1024];
-        while matches!(
-            tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await,
-            Ok(1..)
-        ) {}
-    })
-    .await;
-}
-
-/// A new socket on a TLS port: the handshake, then the connection.
-async fn tls_connection(
-    acceptor: tokio_rustls::TlsAcceptor,
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-) {
-    // A plain-text client on the TLS port gets a plain answer it can read.
-    let mut first = [0u8; 1];
-    let peeked = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)) => r,
-    };
-    match peeked {
-        Ok(Ok(1..)) if first[0] == tls::TLS_HANDSHAKE_BYTE => {}
-        Ok(Ok(1..)) => {
-            shared.stats.tls_handshake_failed();
-            tracing::debug!(%peer, "plain-text request on the TLS port");
-            let mut stream = stream;
-            let resp = http::Response::text(
-                400,
-                "Bad Request",
-                "this port speaks TLS: use https:// or wss://\n",
-            );
-            http::respond(&mut stream, &resp, false).await;
-            return;
-        }
-        _ => return,
-    }
-    let tls = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => r,
-    };
-    match tls {
-        Ok(Ok(stream)) => connection(stream, peer, shared).await,
-        Ok(Err(e)) => {
-            shared.stats.tls_handshake_failed();
-            tracing::debug!(%peer, "TLS handshake failed: {e}");
-        }
-        Err(_) => {
-            shared.stats.tls_handshake_failed();
-            tracing::debug!(%peer, "TLS handshake timed out");
-        }
-    }
-}
-
-fn busy_response(limit: usize) -> http::Response {
-    http::Response::text(
-        503,
-        "Service Unavailable",
-        format!("connection limit ({limit}) reached; retry later\n"),
-    )
-    .with_header("Retry-After", "5")
-}
-
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES))
-}
-
-/// What the upgrade request proved about its caller.
-enum Gate {
-    /// Authentication is off.
-    Open,
-    /// A valid `Authorization: Bearer` header.
-    Authenticated,
-    /// Auth is on and no header came: session-buddy's first frame decides.
-    Pending,
-}
-
-/// The Bearer check of a request: `Ok(None)` when authentication is off,
-/// `Ok(Some(true))` for a valid token, `Ok(Some(false))` for no header.
-fn bearer_check(shared: &Shared, info: &http::RequestInfo) -> Result<Option<bool>, auth::Failure> {
-    let Some(verifier) = &shared.verifier else {
-        return Ok(None);
-    };
-    let Some(header) = info.authorization.as_deref() else {
-        return Ok(Some(false));
-    };
-    let token = auth::bearer(header).ok_or(auth::Failure::Malformed)?;
-    verifier.check(token).map(|_| Some(true))
-}
-
-/// One TCP (or TLS) connection: route the request head, then either answer
-/// plain HTTP or run a WebSocket session.
-async fn connection<S>(mut stream: S, peer: SocketAddr, shared: Arc<Shared>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let mut head = Vec::with_capacity(1024);
-    let read = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, http::read_head(&mut stream, &mut head)) => r,
-    };
-    let head_end = match read {
-        Ok(Ok(Some(n))) => n,
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-            let resp = http::Response::text(
-                431,
-                "Request Header Fields Too Large",
-                format!("request head over {} bytes\n", http::MAX_HEAD_BYTES),
-            );
-            http::respond(&mut stream, &resp, false).await;
-            return;
-        }
-        Ok(Err(_)) => return,
-        Err(_) => {
-            let resp =
-                http::Response::text(408, "Request Timeout", "no request head within 10 s\n");
-            http::respond(&mut stream, &resp, false).await;
-            return;
-        }
-    };
-    let route = http::route(&head[..head_end]);
-    let head_only = http::is_head(&head);
-    let info = http::request_info(&head[..head_end]);
-    let stats = &shared.stats;
-    if route != http::Route::Upgrade {
-        stats.http_request();
-        let resp = plain_route(&shared, route, &info, peer);
-        http::respond(&mut stream, &resp, head_only).await;
-        return;
-    }
-    let gate = upgrade_gate(&shared, &info, peer);
-    // Nothing of the request outlives the handshake (idle memory).
-    drop(info);
-    let gate = match gate {
-        Ok(gate) => gate,
-        Err(resp) => {
-            http::respond(&mut stream, &resp, false).await;
-            return;
-        }
-    };
-    let open = stats.connection_opened();
-    let _guard = Release(stats);
-    if open as usize >= shared.config.max_connections {
-        stats.connection_limit_refused();
-        http::respond(
-            &mut stream,
-            &busy_response(shared.config.max_connections),
-            false,
-        )
-        .await;
-        return;
-    }
-    // Replay the bytes already read, then the socket, to tungstenite. The
-    // request head is handed out on its own first: tungstenite refuses a
-    // handshake whose read buffer holds bytes past the request ("junk after
-    // request"), so frames a client sent right behind its request are
-    // replayed only after the handshake, as the start of the WebSocket stream.
-    let tail = head.split_off(head_end);
-    head.shrink_to_fit();
-    let io = Replay {
-        head: std::io::Cursor::new(head),
-        tail: std::io::Cursor::new(tail),
-        inner: stream,
-    };
-    let ws = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
-        r = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            tokio_tungstenite::accept_async_with_config(io, Some(ws_config())),
-        ) => r,
-    };
-    let ws = match ws {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            tracing::debug!("handshake with {peer} failed: {e}");
-            return;
-        }
-        Err(_) => return,
-    };
-    stats.session_started();
-    let id = shared.next_session.fetch_add(1, Relaxed);
-    tracing::debug!("client {peer} connected (session {id})");
-    let gate = match gate {
-        Gate::Open => session::Auth::Off,
-        Gate::Authenticated => session::Auth::Done,
-        Gate::Pending => session::Auth::FirstFrame,
-    };
-    session::run(
-        ws,
-        shared.clone(),
-        format!("{}-{id}", std::process::id()),
-        gate,
-    )
-    .await;
-    tracing::debug!("client {peer} gone (session {id})");
-}
-
-/// The checks an upgrade request passes before the handshake: no token in
-/// the URL, an allowed `Origin`, a valid Bearer token when one is sent.
-fn upgrade_gate(
-    shared: &Shared,
-    info: &http::RequestInfo,
-    peer: SocketAddr,
-) -> Result<Gate, http::Response> {
-    let stats = &shared.stats;
-    if info.token_in_query {
-        stats.auth_failed(auth::Failure::TokenInUrl);
-        tracing::warn!(%peer, "refused an upgrade with a token in its URL");
-        return Err(http::Response::text(
-            400,
-            "Bad Request",
-            "do not put a token in the URL (URLs end up in proxy and server logs); \
-             send it as an \"Authorization: Bearer <token>\" header or as the first frame {\"token\": \"...\"}\n",
-        ));
-    }
-    let net = &shared.config.net;
-    if !access::origin_allowed(
-        info.origin.as_deref(),
-        info.host.as_deref(),
-        &net.allow_origins,
-        shared.tls.is_some(),
-    ) {
-        stats.origin_refused();
-        // Debug formatting escapes whatever the client put in the header.
-        let origin = info.origin.as_deref().unwrap_or_default();
-        tracing::warn!(%peer, ?origin, "refused a WebSocket from a foreign origin; allow it with --allow-origin");
-        return Err(http::Response::text(
-            403,
-            "Forbidden",
-            format!(
-                "origin {origin:?} is not allowed; the server's operator can allow it with --allow-origin\n"
-            ),
-        ));
-    }
-    match bearer_check(shared, info) {
-        Ok(None) => Ok(Gate::Open),
-        Ok(Some(true)) => Ok(Gate::Authenticated),
-        Ok(Some(false)) => Ok(Gate::Pending),
-        Err(failure) => {
-            stats.auth_failed(failure);
-            tracing::info!(%peer, reason = %failure, "refused an upgrade: bad Bearer token");
-            if failure == auth::Failure::Permission {
-                Err(http::Response::text(
-                    403,
-                    "Forbidden",
-                    "the token lacks the permission this server requires (--require-permission)\n",
-                ))
-            } else {
-                Err(http::unauthorized(&format!("token refused ({failure})")))
-            }
-        }
-    }
-}
-
-/// `/healthz`, `/readyz`, `/metrics` and the 426 for anything else. With
-/// authentication on, anonymous callers get only the status of the first
-/// two, and `/metrics` needs the token.
-fn plain_route(
-    shared: &Shared,
-    route: http::Route,
-    info: &http::RequestInfo,
-    peer: SocketAddr,
-) -> http::Response {
-    let stats = &shared.stats;
-    let authorized = match bearer_check(shared, info) {
-        Ok(None | Some(true)) => Ok(()),
-        Ok(Some(false)) => Err(auth::Failure::Missing),
-        Err(f) => Err(f),
-    };
-    let needs_auth = matches!(
-        route,
-        http::Route::Health | http::Route::Ready | http::Route::Metrics
-    );
-    if let (true, Err(f)) = (needs_auth, authorized) {
-        // An anonymous health probe is normal; a bad token is a failure.
-        if f != auth::Failure::Missing || route == http::Route::Metrics {
-            stats.auth_failed(f);
-            tracing::info!(%peer, reason = %f, "refused a token on a plain route");
-        }
-    }
-    let details = authorized.is_ok();
-    match route {
-        http::Route::Health => {
-            let (ok, body) = stats.health_json();
-            let body = if details {
-                body
-            } else {
-                serde_json::json!({"status": if ok { "ok" } else { "degraded" }}).to_string()
-            };
-            // Liveness: 200 while the process serves, whatever the
-            // database's state (that is /readyz's answer).
-            let mut r = http::Response::text(200, "OK", body);
-            r.content_type = "application/json";
-            r
-        }
-        http::Route::Ready => {
-            let (ready, reason) = readiness(shared);
-            let body = if details {
-                format!("{reason}\n")
-            } else if ready {
-                "ready\n".to_owned()
-            } else {
-                "not ready\n".to_owned()
-            };
-            if ready {
-                http::Response::text(200, "OK", body)
-            } else {
-                http::Response::text(503, "Service Unavailable", body)
-            }
-        }
-        http::Route::Metrics if details => {
-            let mut r = http::Response::text(200, "OK", stats.prometheus());
-            r.content_type = stats::METRICS_CONTENT_TYPE;
-            r
-        }
-        http::Route::Metrics => http::unauthorized("/metrics needs the token"),
-        http::Route::Reject(r) => r,
-        _ => http::upgrade_required(),
-    }
-}
-
-/// Ready when the database was read successfully within three intervals.
-fn readiness(shared: &Shared) -> (bool, String) {
-    let window = shared.config.interval * 3;
-    let db = shared.stats.db();
-    match shared.stats.since_good_read() {
-        Some(age) if age <= window => (
-            true,
-            format!("ready: database read {} ms ago", age.as_millis()),
-        ),
-        Some(age) => (
-            false,
-            format!(
-                "not ready: no successful database read for {} ms (over 3 intervals); {}",
-                age.as_millis(),
-                db.detail
-            ),
-        ),
-        None => (
-            false,
-            format!(
-                "not ready: the database was never read successfully; {}",
-                db.detail
-            ),
-        ),
-    }
-}
-
-/// The request head, then the bytes read past it, then the socket: what
-/// tungstenite reads. Writes go straight to the socket.
-struct Replay<S> {
-    head: std::io::Cursor<Vec<u8>>,
-    tail: std::io::Cursor<Vec<u8>>,
-    inner: S,
-}
-
-impl<S> Replay<S> {
-    fn buffered(c: &mut std::io::Cursor<Vec<u8>>, buf: &mut ReadBuf<'_>) -> bool {
-        let pos = c.position() as usize;
-        let rest = &c.get_ref()[pos.min(c.get_ref().len())..];
-        if rest.is_empty() {
-            if c.get_ref().capacity() > 0 {
-                *c = std::io::Cursor::new(Vec::new());
-            }
-            return false;
-        }
-        let n = rest.len().min(buf.remaining());
-        buf.put_slice(&rest[..n]);
-        c.set_position((pos + n) as u64);
-        true
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if Self::buffered(&mut this.head, buf) || Self::buffered(&mut this.tail, buf) {
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-/// Releases a connection slot when dropped.
-struct Release<'a>(&'a Stats);
-
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
-        self.0.connection_released();
-    }
 }
