@@ -211,3 +211,91 @@ async fn readyz_is_503_until_the_database_appears_healthz_stays_200() {
     assert_eq!((r.status, r.body.as_str()), (200, ""));
     server.stop().await.unwrap();
 }
+
+/// The real binary on `host`: its stderr lines up to "listening on", the
+/// port, the child and the rest of its lines.
+fn spawn_serve(
+    home: &std::path::Path,
+    db: &std::path::Path,
+    host: &str,
+    token: Option<&str>,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    Vec<String>,
+    u16,
+) {
+    let mut cmd = command(home);
+    cmd.args(["serve", "--port", "0", "--host", host, "--db"])
+        .arg(db)
+        .env("SKILLMON_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(t) = token {
+        cmd.env("SKILLMON_TOKEN", t);
+    }
+    let mut child = cmd.spawn().expect("spawn skillmon");
+    let lines = stderr_lines(&mut child);
+    let mut before = Vec::new();
+    let port = loop {
+        let line = lines
+            .recv_timeout(DEADLINE)
+            .unwrap_or_else(|_| panic!("no \"listening on\" line: {before:?}"));
+        if let Some(rest) = line.split("listening on ws://").nth(1) {
+            let addr = rest.split('/').next().unwrap();
+            break addr.rsplit(':').next().unwrap().parse().unwrap();
+        }
+        before.push(line);
+    };
+    (child, lines, before, port)
+}
+
+const WARNING: &str = "anyone who can reach this port can read your skill data";
+
+#[test]
+fn a_public_address_without_a_token_is_warned_about_once() {
+    let home = tempfile::tempdir().unwrap();
+    let db = TestDb::missing();
+    let (child, _lines, before, _) = spawn_serve(home.path(), &db.path, "0.0.0.0", None);
+    assert_eq!(
+        before.iter().filter(|l| l.contains(WARNING)).count(),
+        1,
+        "{before:?}"
+    );
+    assert!(terminate(child).success());
+    for (host, token) in [("0.0.0.0", Some("a-token-1234")), ("127.0.0.1", None)] {
+        let (child, _lines, before, _) = spawn_serve(home.path(), &db.path, host, token);
+        assert!(
+            !before.iter().any(|l| l.contains(WARNING)),
+            "{host}: {before:?}"
+        );
+        assert!(terminate(child).success());
+    }
+}
+
+#[test]
+fn a_refused_origin_is_named_in_the_log() {
+    let home = tempfile::tempdir().unwrap();
+    let db = TestDb::missing();
+    let (child, lines, _, port) = spawn_serve(home.path(), &db.path, "127.0.0.1", None);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let url = format!("ws://127.0.0.1:{port}/ws");
+        connect_with(&url, &origin("https://evil.example"))
+            .await
+            .err()
+    });
+    assert_eq!(status, Some(403));
+    let until = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("a log line naming the origin");
+        if line.contains("https://evil.example") {
+            assert!(line.contains("--allow-origin"), "{line}");
+            break;
+        }
+    }
+    assert!(terminate(child).success());
+}

@@ -455,7 +455,8 @@ fn tokens_never_reach_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("jwt-secret");
     std::fs::write(&secret_file, format!("{JWT_SECRET}\n")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_skillmon"))
+    let home = tempfile::tempdir().unwrap();
+    let mut child = command(home.path())
         .args(["serve", "--port", "0", "--db"])
         .arg(&db.path)
         .arg("--jwt-secret-file")
@@ -463,7 +464,6 @@ fn tokens_never_reach_the_logs() {
         .args(["--require-permission", PERMISSION, "--interval", "100ms"])
         .env("SKILLMON_TOKEN", TOKEN)
         .env("SKILLMON_LOG", "debug")
-        .env_remove("SESSION_BUDDY_JWT_SECRET")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -238,12 +238,10 @@ fn the_binary_refuses_bad_tls_flags() {
     let pki = Pki::new();
     let db = TestDb::missing();
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skillmon"))
+        let out = command(pki.dir.path())
             .args(["serve", "--port", "0", "--db"])
             .arg(&db.path)
             .args(args)
-            .env_remove("SKILLMON_TLS_CERT")
-            .env_remove("SKILLMON_TLS_KEY")
             .output()
             .unwrap();
         assert!(!out.status.success(), "{args:?} started");
