@@ -541,3 +541,37 @@ fn tokens_never_reach_the_logs() {
         }
     }
 }
+
+#[test]
+fn unreadable_or_empty_secret_files_stop_start_up_naming_the_flag() {
+    let home = tempfile::tempdir().unwrap();
+    let db = TestDb::missing();
+    let empty = home.path().join("empty-token");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    let absent = home.path().join("absent-secret");
+    let cases = [
+        ("--token-file", &empty, "empty"),
+        ("--jwt-secret-file", &absent, "cannot read"),
+    ];
+    for (flag, path, says) in cases {
+        let mut cmd = command(home.path());
+        cmd.args(["serve", "--port", "0", "--db"])
+            .arg(&db.path)
+            .arg(flag)
+            .arg(path);
+        let out = run(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}: started");
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{flag}: {stderr}"
+        );
+        assert!(stderr.contains(says), "{flag}: {stderr}");
+    }
+    // A secret is never taken from a flag's value.
+    let mut cmd = command(home.path());
+    cmd.args(["serve", "--port", "0", "--token", "x"]);
+    let out = run(cmd);
+    assert!(!out.status.success());
+}

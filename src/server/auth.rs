@@ -47,7 +47,7 @@ impl Secret {
         (!t.is_empty()).then(|| Self(t.as_bytes().to_vec()))
     }
 
-    /// A secret from a file (first line's content, trimmed), or an error
+    /// A secret from a file (its content, trimmed), or an error
     /// naming the file and the problem (never its content).
     pub fn from_file(path: &Path, flag: &str) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
