@@ -37,13 +37,18 @@ pub(super) async fn refuse_per_ip(mut stream: TcpStream, limit: usize) {
         format!("too many connections from your address (limit {limit}, --max-connections-per-ip); retry later\n"),
     )
     .with_header("Retry-After", "5");
-    http::respond(&mut stream, &resp, false).await;
-    // Read what the client sent (briefly) before closing, so the close is
-    // not a reset that could destroy the answer before the client reads it.
+    respond_unread(&mut stream, &resp).await;
+}
+
+/// Answer a request that was not read, then read what the client sent
+/// (for at most a second) before closing, so the close is not a reset that
+/// could destroy the answer before the client reads it.
+async fn respond_unread(stream: &mut TcpStream, resp: &http::Response) {
+    http::respond(stream, resp, false).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let mut sink = [0u8; 1024];
         while matches!(
-            tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await,
+            tokio::io::AsyncReadExt::read(stream, &mut sink).await,
             Ok(1..)
         ) {}
     })
@@ -74,7 +79,7 @@ pub(super) async fn tls_connection(
                 "Bad Request",
                 "this port speaks TLS: use https:// or wss://\n",
             );
-            http::respond(&mut stream, &resp, false).await;
+            respond_unread(&mut stream, &resp).await;
             return;
         }
         _ => return,
@@ -112,16 +117,6 @@ fn ws_config() -> WebSocketConfig {
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
-}
-
-/// What the upgrade request proved about its caller.
-enum Gate {
-    /// Authentication is off.
-    Open,
-    /// A valid `Authorization: Bearer` header.
-    Authenticated,
-    /// Auth is on and no header came: session-buddy's first frame decides.
-    Pending,
 }
 
 /// The Bearer check of a request: `Ok(None)` when authentication is off,
@@ -230,11 +225,6 @@ where
     stats.session_started();
     let id = shared.next_session.fetch_add(1, Relaxed);
     tracing::debug!("client {peer} connected (session {id})");
-    let gate = match gate {
-        Gate::Open => session::Auth::Off,
-        Gate::Authenticated => session::Auth::Done,
-        Gate::Pending => session::Auth::FirstFrame,
-    };
     session::run(
         ws,
         shared.clone(),
@@ -251,7 +241,7 @@ fn upgrade_gate(
     shared: &Shared,
     info: &http::RequestInfo,
     peer: SocketAddr,
-) -> Result<Gate, http::Response> {
+) -> Result<session::Auth, http::Response> {
     let stats = &shared.stats;
     if info.token_in_query {
         stats.auth_failed(auth::Failure::TokenInUrl);
@@ -283,9 +273,9 @@ fn upgrade_gate(
         ));
     }
     match bearer_check(shared, info) {
-        Ok(None) => Ok(Gate::Open),
-        Ok(Some(true)) => Ok(Gate::Authenticated),
-        Ok(Some(false)) => Ok(Gate::Pending),
+        Ok(None) => Ok(session::Auth::Off),
+        Ok(Some(true)) => Ok(session::Auth::Done),
+        Ok(Some(false)) => Ok(session::Auth::FirstFrame),
         Err(failure) => {
             stats.auth_failed(failure);
             tracing::info!(%peer, reason = %failure, "refused an upgrade: bad Bearer token");

@@ -194,6 +194,8 @@ pub async fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result
 /// Serve until SIGINT/SIGTERM, then close every client with 1001.
 pub async fn run_until_signal(listener: TcpListener, config: ServeConfig) -> anyhow::Result<()> {
     let handle = start(listener, config).await?;
+    // The SIGTERM handler is in place before anyone can read "listening".
+    let signal = crate::signal::shutdown();
     tracing::info!(
         "skillmon serve: listening on {} (health: {base}/healthz, readiness: {base}/readyz, metrics: {base}/metrics; authentication {})",
         handle.url(),
@@ -204,7 +206,7 @@ pub async fn run_until_signal(listener: TcpListener, config: ServeConfig) -> any
         },
         base = handle.http_base(),
     );
-    crate::signal::shutdown().await;
+    signal.await;
     tracing::info!("shutting down: closing every client with 1001");
     handle.stop().await
 }
