@@ -1,6 +1,6 @@
 //! skillmon: watch how AI-assistant skills are used, live.
 //!
-//! One binary, two roles sharing one WebSocket protocol (`shared/PROTOCOL.md`):
+//! One binary, two roles sharing one WebSocket protocol (`docs/PROTOCOL.md`):
 //! [`server`] reads a session-buddy skills database read-only and fans
 //! `metrics_update` frames out to every subscriber; [`watch`] (the dashboard
 //! in [`tui`], fed by [`client`], or the [`headless`] printers) consumes them. [`protocol`] holds the wire types both sides share,

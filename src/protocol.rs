@@ -1,4 +1,4 @@
-//! The wire protocol both roles share (see `shared/PROTOCOL.md`).
+//! The wire protocol both roles share (the contract is `docs/PROTOCOL.md`).
 //!
 //! Owns the typed messages in both directions, their JSON encoding and the
 //! tolerant parsing rules: unknown fields are ignored everywhere, unknown
@@ -11,6 +11,17 @@ use serde_json::Value;
 
 /// Protocol revision announced in the `connected` frame (ext).
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The WebSocket subprotocol (`Sec-WebSocket-Protocol`) a client offers to
+/// get the extensions that change frame order (the first picture right
+/// after `connected`). A server that echoes it is a skillmon server.
+pub const SUBPROTOCOL: &str = "skillmon.v1";
+
+/// Whether a `Sec-WebSocket-Protocol` request header value (a comma
+/// separated list) offers [`SUBPROTOCOL`]. Tokens are case-sensitive.
+pub fn offers_subprotocol(header: &str) -> bool {
+    header.split(',').any(|t| t.trim() == SUBPROTOCOL)
+}
 
 /// Longest skill name a client may subscribe to.
 pub const MAX_SKILL_NAME_LEN: usize = 256;
@@ -125,6 +136,72 @@ pub struct SubscriptionConfirmed {
     pub skills: Option<Vec<String>>,
     #[serde(default)]
     pub timestamp: Option<String>,
+    /// (documented API) the one subscribed skill, `null` for all (or several).
+    #[serde(default)]
+    pub skill_name: Option<String>,
+    /// (documented API) what the subscription now is, in words.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl SubscriptionConfirmed {
+    /// The reply to a `subscribe`: `echo` is the request's `skill` as given.
+    pub fn new(echo: Value, subscription: &Subscription, timestamp: String) -> Self {
+        let names = subscription.skills();
+        let skill_name = match names {
+            [one] => Some(one.clone()),
+            _ => None,
+        };
+        let message = match names {
+            [] => "Subscribed to updates for all skills".to_owned(),
+            [one] => format!("Subscribed to updates for {one}"),
+            many => format!("Subscribed to updates for {} skills", many.len()),
+        };
+        Self {
+            skill: echo,
+            skills: Some(names.to_vec()),
+            timestamp: Some(timestamp),
+            skill_name,
+            message,
+        }
+    }
+}
+
+/// The `data` of a `metrics_response` (documented API): one skill's
+/// current figures. Unlike `top_skills`, `completion_rate` here is a
+/// fraction 0..1, as session-buddy's API document shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkillMetrics {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub skill_name: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub total_invocations: u64,
+    /// Fraction 0..1 (the documented API), not a percentage.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub completion_rate: f64,
+    #[serde(default)]
+    pub avg_duration_seconds: Option<f64>,
+    #[serde(default)]
+    pub last_invocation_at: Option<String>,
+}
+
+impl SkillMetrics {
+    pub fn from_stat(s: &SkillStat) -> Self {
+        Self {
+            skill_name: s.skill_name.clone(),
+            total_invocations: s.total_invocations,
+            completion_rate: s.completion_rate / 100.0,
+            avg_duration_seconds: s.avg_duration_seconds,
+            last_invocation_at: s.last_invoked_at.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsResponse {
+    pub data: SkillMetrics,
+    #[serde(default)]
+    pub timestamp: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,7 +212,7 @@ pub struct Pong {
 }
 
 /// Machine-readable reason of an `error` frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidJson,
@@ -144,13 +221,20 @@ pub enum ErrorCode {
     BadRequest,
     RateLimited,
     UnknownSkill,
+    /// A code this build does not know, or none (the documented API's
+    /// `error` frames carry only `message`).
+    #[default]
     #[serde(other)]
     Other,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorFrame {
+    /// (ext) always sent by skillmon; absent from the documented API's frames.
+    #[serde(default)]
     pub code: ErrorCode,
+    /// Always present and non-empty from skillmon: what was wrong and how
+    /// to fix it.
     #[serde(default)]
     pub message: String,
 }
@@ -164,6 +248,8 @@ pub enum ServerMessage {
     SubscriptionConfirmed(SubscriptionConfirmed),
     Pong(Pong),
     Error(ErrorFrame),
+    /// (documented API) the reply to `get_metrics`.
+    MetricsResponse(MetricsResponse),
     /// A type this build does not know; clients ignore it.
     #[serde(other)]
     Unknown,
@@ -265,6 +351,11 @@ pub enum ClientMessage {
     Auth {
         token: String,
     },
+    /// (documented API) `{"type":"get_metrics","skill_name":"x"}`: one
+    /// skill's current figures, answered by `metrics_response`.
+    GetMetrics {
+        skill: String,
+    },
 }
 
 /// Why a client frame was refused; maps to an `error` frame.
@@ -316,7 +407,7 @@ impl ClientMessage {
                 }
                 return Err(ClientError::new(
                     ErrorCode::BadRequest,
-                    "missing field \"type\" (one of subscribe, unsubscribe, ping)",
+                    "missing field \"type\" (one of subscribe, unsubscribe, ping, get_metrics)",
                 ));
             }
             Some(_) => {
@@ -332,10 +423,11 @@ impl ClientMessage {
             "ping" => Ok(ClientMessage::Ping {
                 id: obj.get("id").cloned(),
             }),
+            "get_metrics" => parse_get_metrics(&obj),
             other => Err(ClientError::new(
                 ErrorCode::UnknownType,
                 format!(
-                    "unknown message type {:?}; expected subscribe, unsubscribe or ping",
+                    "unknown message type {:?}; expected subscribe, unsubscribe, ping or get_metrics",
                     truncate(other, 64)
                 ),
             )),
@@ -359,6 +451,9 @@ impl ClientMessage {
             ClientMessage::Ping { id: None } => serde_json::json!({"type": "ping"}),
             ClientMessage::Ping { id: Some(id) } => serde_json::json!({"type": "ping", "id": id}),
             ClientMessage::Auth { token } => serde_json::json!({ "token": token }),
+            ClientMessage::GetMetrics { skill } => {
+                serde_json::json!({"type": "get_metrics", "skill_name": skill})
+            }
         };
         v.to_string()
     }
@@ -422,12 +517,141 @@ fn parse_subscribe(obj: &serde_json::Map<String, Value>) -> Result<ClientMessage
     })
 }
 
+fn parse_get_metrics(obj: &serde_json::Map<String, Value>) -> Result<ClientMessage, ClientError> {
+    // `skill_name` (documented) or `skill` (the name `subscribe` uses).
+    let (key, v) = match (obj.get("skill_name"), obj.get("skill")) {
+        (Some(v), _) => ("skill_name", v),
+        (None, Some(v)) => ("skill", v),
+        (None, None) => {
+            return Err(ClientError::new(
+                ErrorCode::BadRequest,
+                "get_metrics needs \"skill_name\": the skill to report on",
+            ));
+        }
+    };
+    match v {
+        Value::String(s) if !s.is_empty() && s.len() <= MAX_SKILL_NAME_LEN => {
+            Ok(ClientMessage::GetMetrics { skill: s.clone() })
+        }
+        Value::String(s) if s.len() > MAX_SKILL_NAME_LEN => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "skill name {:?}… is longer than {MAX_SKILL_NAME_LEN} bytes",
+                truncate(s, 32)
+            ),
+        )),
+        _ => Err(ClientError::new(
+            ErrorCode::BadRequest,
+            format!("get_metrics needs \"{key}\" to be a non-empty skill name"),
+        )),
+    }
+}
+
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The `data` of a `metrics_update` as the server writes it.
+#[derive(Serialize)]
+struct WireData<'a> {
+    top_skills: Vec<WireSkill<'a>>,
+    anomalies: Vec<WireAnomaly<'a>>,
+}
+
+impl<'a> WireData<'a> {
+    fn new(data: &'a MetricsData) -> Self {
+        Self {
+            top_skills: data.top_skills.iter().map(WireSkill::new).collect(),
+            anomalies: data.anomalies.iter().map(WireAnomaly::new).collect(),
+        }
+    }
+}
+
+/// One `top_skills` row on the wire: the implemented (compat) fields, the
+/// ext ones when known, then the documented API's names for the same facts
+/// (always present, `null` when unknown).
+#[derive(Serialize)]
+struct WireSkill<'a> {
+    skill_name: &'a str,
+    total_invocations: u64,
+    completion_rate: f64,
+    avg_duration_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invocations_1h: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invocations_24h: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_invoked_at: Option<&'a str>,
+    /// = `total_invocations`.
+    invocation_count: u64,
+    /// Completed invocations: `total_invocations × completion_rate / 100`,
+    /// rounded (exact, since the rate is computed from these counts).
+    completed_count: u64,
+    /// = `avg_duration_seconds`.
+    avg_duration: Option<f64>,
+    /// = `last_invoked_at`, `null` when unknown.
+    last_invocation_at: Option<&'a str>,
+}
+
+impl<'a> WireSkill<'a> {
+    fn new(s: &'a SkillStat) -> Self {
+        let last = s.last_invoked_at.as_deref();
+        Self {
+            skill_name: &s.skill_name,
+            total_invocations: s.total_invocations,
+            completion_rate: s.completion_rate,
+            avg_duration_seconds: s.avg_duration_seconds,
+            invocations_1h: s.invocations_1h,
+            invocations_24h: s.invocations_24h,
+            last_invoked_at: last,
+            invocation_count: s.total_invocations,
+            completed_count: completed_count(s.total_invocations, s.completion_rate),
+            avg_duration: s.avg_duration_seconds,
+            last_invocation_at: last,
+        }
+    }
+}
+
+/// Completed invocations recovered from a total and a percentage.
+pub fn completed_count(total: u64, completion_rate_pct: f64) -> u64 {
+    let c = (total as f64 * completion_rate_pct / 100.0).round();
+    if c.is_finite() && c > 0.0 {
+        (c as u64).min(total)
+    } else {
+        0
+    }
+}
+
+/// One `anomalies` row on the wire: `baseline_value` and `observed_value`
+/// always present (`null` when unknown), as the documented API shows them.
+#[derive(Serialize)]
+struct WireAnomaly<'a> {
+    skill_name: &'a str,
+    detected_at: &'a str,
+    anomaly_type: &'a str,
+    deviation_score: Option<f64>,
+    baseline_value: Option<f64>,
+    observed_value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+}
+
+impl<'a> WireAnomaly<'a> {
+    fn new(a: &'a Anomaly) -> Self {
+        Self {
+            skill_name: &a.skill_name,
+            detected_at: &a.detected_at,
+            anomaly_type: &a.anomaly_type,
+            deviation_score: a.deviation_score,
+            baseline_value: a.baseline_value,
+            observed_value: a.observed_value,
+            source: a.source.as_deref(),
+        }
+    }
 }
 
 /// The fixed start of every encoded `metrics_update`; `seq` is spliced in
@@ -444,18 +668,20 @@ pub struct EncodedUpdate {
 }
 
 impl EncodedUpdate {
-    /// Encode borrowing the data (no clone of the rows).
+    /// Encode borrowing the data (no clone of the rows), with the
+    /// documented API's field names next to the implemented ones (see
+    /// [`WireSkill`]): built here, once per group and tick, never per client.
     pub fn from_parts(timestamp: &str, data: &MetricsData) -> Self {
         #[derive(Serialize)]
         struct Borrowed<'a> {
             r#type: &'static str,
             timestamp: &'a str,
-            data: &'a MetricsData,
+            data: WireData<'a>,
         }
         let json = serde_json::to_string(&Borrowed {
             r#type: "metrics_update",
             timestamp,
-            data,
+            data: WireData::new(data),
         })
         .unwrap_or_default();
         Self::from_message_json(json)
@@ -645,9 +871,19 @@ mod tests {
                     }],
                 },
             }),
-            ServerMessage::SubscriptionConfirmed(SubscriptionConfirmed {
-                skill: json!(""),
-                skills: Some(vec![]),
+            ServerMessage::SubscriptionConfirmed(SubscriptionConfirmed::new(
+                json!(""),
+                &Subscription::All,
+                now_timestamp(),
+            )),
+            ServerMessage::MetricsResponse(MetricsResponse {
+                data: SkillMetrics {
+                    skill_name: "mypy".into(),
+                    total_invocations: 4,
+                    completion_rate: 0.75,
+                    avg_duration_seconds: Some(1.5),
+                    last_invocation_at: None,
+                },
                 timestamp: Some(now_timestamp()),
             }),
             ServerMessage::Pong(Pong {
@@ -823,9 +1059,114 @@ mod tests {
             ClientMessage::Ping { id: Some(json!(1)) },
             ClientMessage::Ping { id: None },
             ClientMessage::Auth { token: "t".into() },
+            ClientMessage::GetMetrics { skill: "a".into() },
         ] {
             assert_eq!(ClientMessage::parse(&m.encode()).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn subprotocol_offers() {
+        assert!(offers_subprotocol("skillmon.v1"));
+        assert!(offers_subprotocol("chat, skillmon.v1"));
+        assert!(offers_subprotocol(" skillmon.v1 ,x"));
+        assert!(!offers_subprotocol("skillmon.v2, chat"));
+        assert!(!offers_subprotocol("Skillmon.V1"));
+        assert!(!offers_subprotocol(""));
+    }
+
+    #[test]
+    fn documented_names_ride_next_to_the_implemented_ones() {
+        let data = MetricsData {
+            top_skills: vec![SkillStat {
+                skill_name: "a".into(),
+                total_invocations: 3,
+                completion_rate: 200.0 / 3.0,
+                avg_duration_seconds: Some(3.0),
+                invocations_1h: None,
+                invocations_24h: None,
+                last_invoked_at: Some("2026-11-22T01:00:00Z".into()),
+            }],
+            anomalies: vec![Anomaly {
+                skill_name: "a".into(),
+                detected_at: "x".into(),
+                anomaly_type: "drop".into(),
+                deviation_score: Some(-2.5),
+                baseline_value: None,
+                observed_value: Some(0.25),
+                source: None,
+            }],
+        };
+        let v: Value =
+            serde_json::from_str(EncodedUpdate::from_parts("t", &data).without_seq()).unwrap();
+        let row = &v["data"]["top_skills"][0];
+        assert_eq!(row["invocation_count"], 3);
+        assert_eq!(row["completed_count"], 2);
+        assert_eq!(row["avg_duration"], 3.0);
+        assert_eq!(row["last_invocation_at"], "2026-11-22T01:00:00Z");
+        assert_eq!(row["last_invoked_at"], "2026-11-22T01:00:00Z");
+        let an = &v["data"]["anomalies"][0];
+        assert!(an.as_object().unwrap().contains_key("baseline_value"));
+        assert_eq!(an["baseline_value"], Value::Null);
+        assert_eq!(an["observed_value"], 0.25);
+        // And the frame still parses into the implemented fields.
+        let ServerMessage::MetricsUpdate(u) = ServerMessage::parse(&v.to_string()).unwrap() else {
+            panic!("not an update")
+        };
+        assert_eq!(u.data, data);
+    }
+
+    #[test]
+    fn completed_count_is_recovered_exactly() {
+        for total in 1..200u64 {
+            for done in 0..=total {
+                let pct = done as f64 / total as f64 * 100.0;
+                assert_eq!(completed_count(total, pct), done, "{done}/{total}");
+            }
+        }
+        assert_eq!(completed_count(0, 0.0), 0);
+        assert_eq!(completed_count(5, f64::NAN), 0);
+        assert_eq!(completed_count(5, 500.0), 5);
+    }
+
+    #[test]
+    fn get_metrics_forms_and_documented_errors() {
+        let parse = |s: &str| ClientMessage::parse(s);
+        assert_eq!(
+            parse(r#"{"type":"get_metrics","skill_name":"mypy"}"#).unwrap(),
+            ClientMessage::GetMetrics {
+                skill: "mypy".into()
+            }
+        );
+        assert_eq!(
+            parse(r#"{"type":"get_metrics","skill":"mypy"}"#).unwrap(),
+            ClientMessage::GetMetrics {
+                skill: "mypy".into()
+            }
+        );
+        for bad in [
+            r#"{"type":"get_metrics"}"#,
+            r#"{"type":"get_metrics","skill_name":null}"#,
+            r#"{"type":"get_metrics","skill_name":""}"#,
+            r#"{"type":"get_metrics","skill_name":5}"#,
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{bad}");
+            assert!(e.message.contains("skill"), "{bad}: {}", e.message);
+        }
+        // A documented-API error frame (no code) still parses.
+        let m =
+            ServerMessage::parse(r#"{"type":"error","message":"Invalid skill name: x"}"#).unwrap();
+        assert!(
+            matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::Other && e.message.contains("x"))
+        );
+        let c =
+            SubscriptionConfirmed::new(json!("a"), &Subscription::from_names(["a"]), "t".into());
+        assert_eq!(c.skill_name.as_deref(), Some("a"));
+        assert!(c.message.contains('a'));
+        let c = SubscriptionConfirmed::new(json!(null), &Subscription::All, "t".into());
+        assert_eq!(c.skill_name, None);
+        assert!(c.message.contains("all skills"));
     }
 
     #[test]

@@ -12,6 +12,10 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 /// Upgrade with these extra headers: `Ok` when connected, else the status.
 async fn connect_with(url: &str, headers: &[(&'static str, String)]) -> Result<Client, u16> {
     let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(skillmon::protocol::SUBPROTOCOL),
+    );
     for (k, v) in headers {
         req.headers_mut()
             .insert(*k, HeaderValue::from_str(v).unwrap());

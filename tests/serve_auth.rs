@@ -77,6 +77,11 @@ async fn connect_bearer(
         "Authorization",
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
     );
+    // An ext client: its first update comes right after `connected`.
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(skillmon::protocol::SUBPROTOCOL),
+    );
     match tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(req))
         .await
         .expect("connect timed out")
@@ -190,6 +195,17 @@ async fn first_frame_token_as_session_buddy() {
         assert_eq!(hello["authenticated"], true);
         assert_eq!(names(&c.next_update().await).len(), 4);
     }
+    // A session-buddy client (no subprotocol) does exactly the same.
+    let (ws, _) = tokio_tungstenite::connect_async(server.url())
+        .await
+        .unwrap();
+    let mut c = Client::from_ws(ws);
+    c.send_json(json!({"token": valid_jwt()})).await;
+    let hello = c.next_frame().await;
+    assert_eq!(
+        (hello["type"].as_str(), hello["authenticated"].as_bool()),
+        (Some("connected"), Some(true))
+    );
     server.stop().await.unwrap();
 }
 

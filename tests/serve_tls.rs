@@ -77,10 +77,16 @@ async fn tls_server(pki: &Pki, db: &Path) -> Handle {
 }
 
 async fn connect_wss(pki: &Pki, url: &str) -> Result<Client, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     let connector = tokio_tungstenite::Connector::Rustls(pki.client_config());
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        skillmon::protocol::SUBPROTOCOL.parse().unwrap(),
+    );
     match tokio::time::timeout(
         DEADLINE,
-        tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector)),
+        tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(connector)),
     )
     .await
     .expect("connect timed out")

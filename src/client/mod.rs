@@ -5,6 +5,7 @@
 //! the dashboard state never has to. It never touches the terminal.
 
 pub mod backoff;
+pub mod handshake;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -148,6 +149,8 @@ async fn supervise(
 ) {
     let mut backoff = Backoff::default();
     let mut attempt: u32 = 0;
+    // Offer `skillmon.v1` until a server declines it (session-buddy does).
+    let mut offer_ext = true;
     loop {
         attempt += 1;
         if tx
@@ -162,7 +165,7 @@ async fn supervise(
         }
         tracing::info!("connecting to {url} (attempt {attempt})");
         let connected = tokio::select! {
-            r = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url.as_str())) => r,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, handshake::connect(&url, &mut offer_ext)) => r,
             _ = tx.closed() => return,
         };
         let (code, reason) = match connected {
@@ -184,7 +187,7 @@ async fn supervise(
                 }
                 (None, describe_connect_error(&e))
             }
-            Ok(Ok((ws, _resp))) => {
+            Ok(Ok((ws, _ext))) => {
                 match run_connection(ws, &mut subscription, &tx, &mut cmd_rx, &mut backoff).await {
                     Ended::Stop => return,
                     Ended::Closed(code, reason) => (code, reason),
@@ -365,7 +368,8 @@ where
                         tracing::warn!("server error frame: {:?} {}", error.code, error.message);
                         FeedEvent::ServerError { error, at }
                     }
-                    Ok(ServerMessage::Unknown) => continue,
+                    // Only sent in reply to `get_metrics`, which watch never sends.
+                    Ok(ServerMessage::MetricsResponse(_) | ServerMessage::Unknown) => continue,
                 };
                 if tx.send(event).await.is_err() {
                     let _ = sink.send(Message::Close(Some(normal_close()))).await;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::Instrument as _;
 
 use super::stats::{self, Stats};
 use super::{
@@ -209,30 +210,31 @@ where
     };
     let ws = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
-        r = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            tokio_tungstenite::accept_async_with_config(io, Some(ws_config())),
-        ) => r,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, session::handshake(io, ws_config())) => r,
     };
-    let ws = match ws {
+    let (ws, mode) = match ws {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
-            tracing::debug!("handshake with {peer} failed: {e}");
+            tracing::debug!(peer = %peer, "handshake failed: {e}");
             return;
         }
         Err(_) => return,
     };
     stats.session_started();
-    let id = shared.next_session.fetch_add(1, Relaxed);
-    tracing::debug!("client {peer} connected (session {id})");
-    session::run(
-        ws,
-        shared.clone(),
-        format!("{}-{id}", std::process::id()),
-        gate,
-    )
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        shared.next_session.fetch_add(1, Relaxed)
+    );
+    // Every line a session logs carries its id and peer (filter on either).
+    let span = tracing::info_span!("session", session = %id, peer = %peer);
+    async {
+        tracing::info!(peer = %peer, session = %id, mode = mode.name(), "connected");
+        session::run(ws, shared.clone(), id.clone(), mode, gate).await;
+        tracing::info!(peer = %peer, session = %id, "disconnected");
+    }
+    .instrument(span)
     .await;
-    tracing::debug!("client {peer} gone (session {id})");
 }
 
 /// The checks an upgrade request passes before the handshake: no token in

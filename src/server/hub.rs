@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use tokio::sync::watch;
 
-use crate::protocol::{EncodedUpdate, Subscription, format_timestamp};
+use crate::protocol::{EncodedUpdate, SkillStat, Subscription, format_timestamp};
 use crate::store::Snapshot;
 
 /// One group's update for one tick.
@@ -67,17 +67,35 @@ impl Hub {
     /// Join (or create) the group for `sub`. The receiver's current value is
     /// the group's latest frame, unseen, so the session can send it at once.
     pub fn subscribe(&self, sub: &Subscription) -> watch::Receiver<Frame> {
+        let mut rx = self.subscribe_quiet(sub);
+        rx.mark_changed();
+        rx
+    }
+
+    /// Join (or create) the group for `sub` with its latest frame marked
+    /// seen: the receiver wakes at the next tick. A compat session starts
+    /// this way, so nothing comes between `connected` and its first reply.
+    pub fn subscribe_quiet(&self, sub: &Subscription) -> watch::Receiver<Frame> {
         let mut inner = self.lock();
         if let Some(tx) = inner.groups.get(sub) {
-            let mut rx = tx.subscribe();
-            rx.mark_changed();
-            return rx;
+            return tx.subscribe();
         }
         let frame = self.build(&inner.snapshot, sub, inner.tick);
-        let (tx, mut rx) = watch::channel(frame);
-        rx.mark_changed();
+        let (tx, rx) = watch::channel(frame);
         inner.groups.insert(sub.clone(), tx);
         rx
+    }
+
+    /// One skill's row in the latest snapshot, ranked or not (`get_metrics`);
+    /// `None` when the skill has no invocations.
+    pub fn skill(&self, name: &str) -> Option<SkillStat> {
+        let snapshot = self.lock().snapshot.clone();
+        let sub = Subscription::Skills(vec![name.to_owned()]);
+        snapshot
+            .view(&sub, self.top_n, Utc::now())
+            .top_skills
+            .into_iter()
+            .next()
     }
 
     /// A new tick: build and hand out every live group's frame from
@@ -141,6 +159,43 @@ mod tests {
             1,
             "empty group dropped"
         );
+    }
+
+    #[test]
+    fn quiet_subscriber_wakes_at_the_next_tick_only() {
+        let hub = Hub::new(10);
+        let mut loud = hub.subscribe(&Subscription::All);
+        let mut quiet = hub.subscribe_quiet(&Subscription::All);
+        let fresh = hub.subscribe_quiet(&Subscription::from_names(["y"]));
+        assert!(loud.has_changed().unwrap());
+        assert!(!quiet.has_changed().unwrap());
+        assert!(!fresh.has_changed().unwrap());
+        hub.publish(Arc::new(Snapshot::empty()));
+        assert!(quiet.has_changed().unwrap());
+        assert!(fresh.has_changed().unwrap());
+        assert_eq!(quiet.borrow_and_update().tick, 1);
+        assert_eq!(loud.borrow_and_update().tick, 1);
+    }
+
+    #[test]
+    fn skill_lookup_reaches_beyond_the_top_n() {
+        let hub = Hub::new(1);
+        let stat = |name: &str, n: u64| SkillStat {
+            skill_name: name.into(),
+            total_invocations: n,
+            completion_rate: 50.0,
+            avg_duration_seconds: None,
+            invocations_1h: None,
+            invocations_24h: None,
+            last_invoked_at: None,
+        };
+        hub.publish(Arc::new(Snapshot::new(
+            vec![stat("a", 9), stat("b", 2)],
+            vec![],
+        )));
+        assert_eq!(hub.skill("b").map(|s| s.total_invocations), Some(2));
+        assert_eq!(hub.skill("a").map(|s| s.total_invocations), Some(9));
+        assert_eq!(hub.skill("nope"), None);
     }
 
     #[test]

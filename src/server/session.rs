@@ -1,7 +1,9 @@
-//! One client connection after the WebSocket handshake.
+//! One client connection: its handshake's subprotocol negotiation and the
+//! session after it.
 //!
-//! Owns that client's subscription, its `seq` counter and its rate limit.
-//! It waits on three things at once: the server shutting down, its group's
+//! Owns that client's subscription, its `seq` counter, its rate limit and
+//! its frame order (compat or ext, `docs/PROTOCOL.md` § Negotiation). It
+//! waits on three things at once: the server shutting down, its group's
 //! newest frame, and the client's next message; it never touches another
 //! session, and the hub never waits for it. Every write is bounded by the
 //! write timeout: a client that cannot take a frame in time is closed with
@@ -15,15 +17,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::Shared;
 use super::hub::Frame;
 use crate::protocol::{
-    ClientError, ClientMessage, Connected, ErrorCode, PROTOCOL_VERSION, Pong, ServerMessage,
-    Subscription, SubscriptionConfirmed, now_timestamp,
+    ClientError, ClientMessage, Connected, ErrorCode, MetricsResponse, PROTOCOL_VERSION, Pong,
+    SUBPROTOCOL, ServerMessage, SkillMetrics, Subscription, SubscriptionConfirmed, now_timestamp,
+    offers_subprotocol,
 };
 
 /// Burst of client messages allowed before `rate_limited`.
@@ -32,6 +38,60 @@ const RATE_BURST: f64 = 40.0;
 const RATE_PER_SEC: f64 = 20.0;
 /// How long a close frame may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Which frame order a client gets, decided once at the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No `skillmon.v1` offered: session-buddy's order. After `connected`
+    /// the first frame is the reply to the client's first request, or the
+    /// first tick's `metrics_update` when it asks nothing.
+    Compat,
+    /// `skillmon.v1` offered and echoed: the first picture right after
+    /// `connected`.
+    Ext,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Compat => "compat",
+            Mode::Ext => "ext",
+        }
+    }
+}
+
+/// Run the server side of the WebSocket handshake on `io`, echoing
+/// [`SUBPROTOCOL`] when (and only when) the client offers it. A client
+/// offering only other subprotocols gets none echoed and is compat.
+pub async fn handshake<S>(
+    io: S,
+    config: WebSocketConfig,
+) -> Result<(WebSocketStream<S>, Mode), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut mode = Mode::Compat;
+    // The callback type is tungstenite's; its error type is not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    let negotiate = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let offered = req
+            .headers()
+            .get_all("Sec-WebSocket-Protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(offers_subprotocol);
+        if offered {
+            resp.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static(SUBPROTOCOL),
+            );
+            mode = Mode::Ext;
+        }
+        Ok(resp)
+    };
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(io, negotiate, Some(config)).await?;
+    Ok((ws, mode))
+}
 
 /// Why a session ended early.
 enum End {
@@ -44,6 +104,10 @@ enum End {
 struct Session<S> {
     ws: WebSocketStream<S>,
     shared: Arc<Shared>,
+    mode: Mode,
+    /// A compat session gets its first picture only after its first
+    /// `subscription_confirmed` (or at the first tick).
+    confirmed_once: bool,
     seq: u64,
     last_tick: Option<u64>,
     tokens: f64,
@@ -64,13 +128,20 @@ pub enum Auth {
 }
 
 /// Serve one upgraded connection until it closes or the server stops.
-pub async fn run<S>(ws: WebSocketStream<S>, shared: Arc<Shared>, session_id: String, auth: Auth)
-where
+pub async fn run<S>(
+    ws: WebSocketStream<S>,
+    shared: Arc<Shared>,
+    session_id: String,
+    mode: Mode,
+    auth: Auth,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut s = Session {
         ws,
         shared,
+        mode,
+        confirmed_once: false,
         seq: 0,
         last_tick: None,
         tokens: RATE_BURST,
@@ -111,7 +182,10 @@ where
     match s.serve(session_id, authenticated).await {
         Ok(()) | Err(End::Gone) => {}
         Err(End::Slow) => {
-            tracing::info!("closing a client that did not read within the write timeout");
+            tracing::info!(
+                close = 1013,
+                "closing a client that did not read within the write timeout"
+            );
             s.close(
                 CloseCode::Again,
                 "too slow: frames not read within the write timeout",
@@ -135,8 +209,10 @@ where
             interval_ms: Some(self.shared.config.interval.as_millis() as u64),
             session_id: Some(session_id),
         });
+        // Join the hub before `connected` goes out, so a tick that follows
+        // the client seeing `connected` always reaches it.
+        let mut rx = self.join(&Subscription::All);
         self.send_text(hello.encode().into()).await?;
-        let mut rx = self.shared.hub.subscribe(&Subscription::All);
         let shutdown = self.shared.shutdown.clone();
         loop {
             tokio::select! {
@@ -159,7 +235,7 @@ where
                     match msg {
                         Ok(Message::Text(text)) => {
                             if let Some(sub) = self.on_text(&text).await? {
-                                rx = self.shared.hub.subscribe(&sub);
+                                rx = self.join(&sub);
                             }
                         }
                         Ok(Message::Binary(_)) => {
@@ -205,6 +281,18 @@ where
         }
     }
 
+    /// Join `sub`'s hub group. An ext session, or a compat one that has had
+    /// a `subscription_confirmed`, gets the group's latest frame at once;
+    /// a compat session before that waits for the next tick, so nothing
+    /// comes between `connected` and the reply to its first request.
+    fn join(&self, sub: &Subscription) -> tokio::sync::watch::Receiver<Frame> {
+        if self.mode == Mode::Ext || self.confirmed_once {
+            self.shared.hub.subscribe(sub)
+        } else {
+            self.shared.hub.subscribe_quiet(sub)
+        }
+    }
+
     /// Handle one text message; returns a new subscription to switch to.
     async fn on_text(&mut self, text: &str) -> Result<Option<Subscription>, End> {
         if self.over_rate_limit().await? {
@@ -212,13 +300,37 @@ where
         }
         match ClientMessage::parse(text) {
             Ok(ClientMessage::Subscribe { subscription, echo }) => {
-                let confirm = ServerMessage::SubscriptionConfirmed(SubscriptionConfirmed {
-                    skill: echo,
-                    skills: Some(subscription.skills().to_vec()),
-                    timestamp: Some(now_timestamp()),
-                });
+                tracing::debug!(skills = ?subscription.skills(), "subscribe");
+                let confirm = ServerMessage::SubscriptionConfirmed(SubscriptionConfirmed::new(
+                    echo,
+                    &subscription,
+                    now_timestamp(),
+                ));
                 self.send_text(confirm.encode().into()).await?;
+                self.confirmed_once = true;
                 Ok(Some(subscription))
+            }
+            Ok(ClientMessage::GetMetrics { skill }) => {
+                match self.shared.hub.skill(&skill) {
+                    Some(stat) => {
+                        let resp = ServerMessage::MetricsResponse(MetricsResponse {
+                            data: SkillMetrics::from_stat(&stat),
+                            timestamp: Some(now_timestamp()),
+                        });
+                        self.send_text(resp.encode().into()).await?;
+                    }
+                    None => {
+                        self.send_error(ClientError {
+                            code: ErrorCode::UnknownSkill,
+                            message: format!(
+                                "Invalid skill name: {:?} has no invocations in skill_metrics; check the name",
+                                skill.chars().take(64).collect::<String>()
+                            ),
+                        })
+                        .await?;
+                    }
+                }
+                Ok(None)
             }
             Ok(ClientMessage::Unsubscribe) => Ok(Some(Subscription::All)),
             Ok(ClientMessage::Ping { id }) => {
@@ -280,6 +392,7 @@ where
 
     async fn send_error(&mut self, e: ClientError) -> Result<(), End> {
         self.shared.stats.error_frame();
+        tracing::debug!(code = ?e.code, "error frame: {}", e.message);
         self.send_text(e.to_frame().encode().into()).await
     }
 

@@ -40,8 +40,17 @@ pub struct Client {
 
 impl Client {
     /// Connect and return without reading anything.
+    /// Connects as an ext client (offering the `skillmon.v1` subprotocol).
     pub async fn connect_raw(url: &str) -> Self {
-        let (ws, _resp) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut req = url.into_client_request().expect("client request");
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            skillmon::protocol::SUBPROTOCOL
+                .parse()
+                .expect("header value"),
+        );
+        let (ws, _resp) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(req))
             .await
             .expect("connect timed out")
             .expect("connect");
