@@ -250,6 +250,11 @@ async fn a_bad_first_frame_is_closed_with_4001_and_nothing_else() {
             "{what}"
         );
     }
+    let text = server.shared.stats.prometheus();
+    assert!(
+        text.lines().any(|l| l == "skillmon_closes_total{code=\"4001\"} 7"),
+        "{text}"
+    );
     server.stop().await.unwrap();
 }
 
