@@ -252,7 +252,8 @@ async fn a_bad_first_frame_is_closed_with_4001_and_nothing_else() {
     }
     let text = server.shared.stats.prometheus();
     assert!(
-        text.lines().any(|l| l == "skillmon_closes_total{code=\"4001\"} 7"),
+        text.lines()
+            .any(|l| l == "skillmon_closes_total{code=\"4001\"} 7"),
         "{text}"
     );
     server.stop().await.unwrap();
