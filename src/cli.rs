@@ -17,6 +17,7 @@ use std::time::Duration;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Parser, Subcommand};
+use skillmon::client::{TokenSource, connect};
 use skillmon::config::{Source, WatchOptions};
 use skillmon::demo::{DemoConfig, Generate};
 use skillmon::server::ServeConfig;
@@ -311,6 +312,18 @@ pub struct WatchArgs {
     /// Print the effective configuration and the config file path, then exit.
     #[arg(long)]
     pub print_config: bool,
+    // -- over a network: token, TLS trust, message limit (client::connect) --
+    /// File holding the token the server requires (sent as a Bearer header
+    /// and as session-buddy's first frame) [or SKILLMON_TOKEN; config `token_file`].
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Also trust this CA certificate (PEM) for wss:// [config `ca_cert`].
+    #[arg(long, value_name = "FILE", env = "SKILLMON_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Largest message accepted from the server, e.g. 4MiB; over it the
+    /// connection is closed with 1009 [config `max_frame`; default 4MiB].
+    #[arg(long, value_name = "SIZE", env = "SKILLMON_MAX_FRAME", value_parser = skillmon::client::connect::parse_byte_size)]
+    pub max_frame: Option<usize>,
 }
 
 impl WatchArgs {
@@ -333,6 +346,17 @@ impl WatchArgs {
             config: self.config.clone(),
             log_file: self.log_file.clone(),
             print_config: self.print_config,
+            // The token's source only: its value is read by the library
+            // (`client::Token::load`) and never passes through clap.
+            token: match &self.token_file {
+                Some(p) => Some((TokenSource::File(p.clone()), Source::Flag)),
+                None => std::env::var_os(connect::TOKEN_ENV)
+                    .is_some_and(|v| !v.is_empty())
+                    .then_some((TokenSource::Env, Source::Env)),
+            },
+            ca_cert: self.ca_cert.clone().map(|p| (p, source("ca_cert"))),
+            max_frame: self.max_frame.map(|n| (n, source("max_frame"))),
+            no_token: false,
         }
     }
 }

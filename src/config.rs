@@ -18,6 +18,9 @@ use serde::Deserialize;
 
 use crate::tui::theme::ThemeName;
 
+mod net;
+pub use net::NetConfig;
+
 /// The URL `skillmon watch` connects to when nothing else says.
 pub const DEFAULT_URL: &str = "ws://127.0.0.1:8765";
 
@@ -32,6 +35,10 @@ pub struct FileConfig {
     /// action's default keys.
     #[serde(default)]
     pub keys: BTreeMap<String, KeyList>,
+    /// Over a network (see [`NetConfig`]).
+    pub token_file: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+    pub max_frame: Option<String>,
 }
 
 /// One key or a list of keys.
@@ -98,6 +105,15 @@ pub struct WatchOptions {
     pub log_file: Option<PathBuf>,
     /// `--print-config`.
     pub print_config: bool,
+    /// Over a network (see [`NetConfig`]): where the token comes from
+    /// (`--token-file`, else `SKILLMON_TOKEN` when set; never the value),
+    /// `--ca-cert` / `SKILLMON_CA_CERT`, `--max-frame` / `SKILLMON_MAX_FRAME`.
+    pub token: Option<(crate::client::TokenSource, Source)>,
+    pub ca_cert: Option<(PathBuf, Source)>,
+    pub max_frame: Option<(usize, Source)>,
+    /// Send no token whatever the config file says (`demo`: its own
+    /// loopback server needs none).
+    pub no_token: bool,
 }
 
 impl WatchOptions {
@@ -189,6 +205,8 @@ pub struct WatchConfig {
     pub file_found: bool,
     /// Where logs go (`--log-file`, else the platform data dir).
     pub log_file: Option<PathBuf>,
+    /// Token source, CA file and message limit.
+    pub net: NetConfig,
 }
 
 /// Load the file (a missing default file is fine; a missing `--config` file
@@ -265,9 +283,10 @@ pub fn merge(
         theme_source,
         no_color,
         keys,
-        file: path,
         file_found: found,
         log_file: args.log_file.clone().or_else(default_log_path),
+        net: NetConfig::merge(args, &file, path.as_deref())?,
+        file: path,
     })
 }
 
@@ -314,6 +333,7 @@ impl WatchConfig {
                 ""
             }
         ));
+        out.push_str(&self.net.to_display());
         out.push_str("\n[keys]\n");
         for (action, keys) in keymap.by_action() {
             let keys: Vec<String> = keys.iter().map(|k| toml_str(k)).collect();
@@ -373,6 +393,7 @@ mod tests {
             skills: Some(vec!["f".into()]),
             theme: Some("light".into()),
             keys: BTreeMap::new(),
+            ..FileConfig::default()
         };
         let args = WatchOptions::default();
         let c = merge(&args, file.clone(), Some(p()), true, false).unwrap();

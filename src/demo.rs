@@ -478,6 +478,7 @@ pub async fn run(args: DemoConfig) -> anyhow::Result<std::process::ExitCode> {
 async fn dashboard(url: &str, args: &DemoConfig) -> anyhow::Result<std::process::ExitCode> {
     let mut watch = crate::config::WatchOptions::for_url(url);
     watch.json = args.json;
+    watch.no_token = true;
     tokio::select! {
         code = crate::watch::run(watch) => code,
         _ = crate::signal::shutdown() => Ok(std::process::ExitCode::SUCCESS),

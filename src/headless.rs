@@ -24,6 +24,8 @@ pub struct HeadlessOptions {
     pub json: bool,
     pub once: bool,
     pub timeout: Duration,
+    /// Token, TLS trust and limits.
+    pub connect: crate::client::ConnectOptions,
 }
 
 /// Exit code when no snapshot came or the connection failed.
@@ -45,7 +47,11 @@ pub fn with_received_at(raw: &str, at: DateTime<Utc>) -> String {
 
 /// Run until done; returns the process exit code.
 pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
-    let (feed, mut rx) = Feed::spawn(opts.url.clone(), opts.subscription.clone());
+    let (feed, mut rx) = Feed::spawn_with(
+        opts.url.clone(),
+        opts.subscription.clone(),
+        opts.connect.clone(),
+    );
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let mut connected_before = false;
     let code = loop {

@@ -8,6 +8,9 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The env var holding the log filter (`tracing_subscriber` directives).
 pub const LOG_ENV: &str = "SKILLMON_LOG";
@@ -28,6 +31,8 @@ pub fn init_stderr() {
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         )
+        .finish()
+        .with(filter_fn(no_wire_dumps))
         .try_init();
 }
 
@@ -61,5 +66,14 @@ pub fn init_file(path: Option<&Path>) {
         .with_env_filter(env_filter())
         .with_writer(std::sync::Mutex::new(file))
         .with_ansi(false)
+        .finish()
+        .with(filter_fn(no_wire_dumps))
         .try_init();
+}
+
+/// tungstenite's trace level dumps upgrade requests and every frame, which
+/// carry tokens (`Authorization`, `{"token"}`): never logged, whatever
+/// `SKILLMON_LOG` says.
+fn no_wire_dumps(meta: &tracing::Metadata<'_>) -> bool {
+    !(meta.target().contains("tungstenite") && *meta.level() == tracing::Level::TRACE)
 }

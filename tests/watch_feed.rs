@@ -156,7 +156,12 @@ async fn auth_failure_is_final() {
     match ev {
         FeedEvent::Failed { code, reason, .. } => {
             assert_eq!(code, Some(4001));
-            assert_eq!(reason, "Authentication failed");
+            // The server's reason, then the fix (issue 12).
+            assert!(reason.starts_with("Authentication failed; "), "{reason}");
+            assert!(
+                reason.contains("pass --token-file or set SKILLMON_TOKEN"),
+                "{reason}"
+            );
         }
         other => panic!("retried a 4001: {other:?}"),
     }

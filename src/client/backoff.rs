@@ -2,6 +2,9 @@
 //! 10 s, each delay drawn between half and all of the current step). Pure
 //! apart from its seed: the jitter comes from a `fastrand::Rng`, seeded at
 //! random by default and by the caller where a test needs determinism.
+//! The feed resets it only after a *stable* connection (see
+//! [`crate::client::stable_after`]), so a server that accepts and closes
+//! straight away sees the whole backoff.
 
 use std::time::Duration;
 

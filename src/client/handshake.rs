@@ -1,25 +1,27 @@
-//! Connecting with the `skillmon.v1` subprotocol offered (`docs/PROTOCOL.md`
-//! § Negotiation), without paying for it against servers that decline it.
+//! The WebSocket upgrade of `watch`, written and checked here so that the
+//! `skillmon.v1` subprotocol can be offered (`docs/PROTOCOL.md`,
+//! Negotiation) without paying for it against servers that decline it.
 //!
 //! tungstenite's client fails a handshake whose offer the server did not
 //! echo (session-buddy echoes none), although RFC 6455 lets a server pick
-//! no subprotocol. So for `ws://` the upgrade request is written and its
-//! response checked here (status 101, `Sec-WebSocket-Accept`, the echoed
-//! protocol if any), and the socket is handed to tokio-tungstenite as an
-//! established client stream: one connection whatever the server. For
-//! `wss://` (TLS set up by tokio-tungstenite) the offer goes through
-//! tungstenite and a declined offer costs one reconnect, once per feed.
-//! Owns no state beyond the caller's "still offer" flag; never retries on
-//! its own otherwise.
+//! no subprotocol. So the upgrade request (with its `Authorization` header,
+//! when there is a token) is written over TCP, or over rustls for `wss://`,
+//! and the response is checked here: status 101, `Sec-WebSocket-Accept`,
+//! the echoed protocol if any. The socket is then handed to
+//! tokio-tungstenite as an established client stream: one connection
+//! whatever the server. Failures use tungstenite's error values, so
+//! [`super::connect::fatal_connect_error`] classifies them as before.
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError, UrlError};
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, Response, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::{self, Error};
+use tokio_tungstenite::tungstenite::http::{Response, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error, error::TlsError};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::protocol::SUBPROTOCOL;
@@ -29,47 +31,26 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// Largest upgrade response head accepted.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
-/// Connect to `url`, offering `skillmon.v1` while `offer_ext` holds.
-/// Returns the stream and whether the server took the offer (ext).
-pub async fn connect(url: &str, offer_ext: &mut bool) -> Result<(Ws, bool), Error> {
-    if !*offer_ext {
-        return Ok((tokio_tungstenite::connect_async(url).await?.0, false));
-    }
-    let mut req = url.into_client_request()?;
-    if req.uri().scheme_str() == Some("ws") {
-        return connect_plain_offering(req).await;
-    }
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static(SUBPROTOCOL),
-    );
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, _)) => Ok((ws, true)),
-        Err(Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
-            SubProtocolError::NoSubProtocol,
-        ))) => {
-            tracing::info!(
-                "the server does not speak {SUBPROTOCOL} (session-buddy?); using the plain protocol"
-            );
-            *offer_ext = false;
-            Ok((tokio_tungstenite::connect_async(url).await?.0, false))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// The `ws://` upgrade with the offer, written and checked here.
-async fn connect_plain_offering(
-    req: tungstenite::handshake::client::Request,
+/// Open `req`'s URL (TLS for `wss://` with `tls`), offer `skillmon.v1`,
+/// and upgrade. Returns the stream and whether the server took the offer.
+pub async fn connect(
+    req: Request,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    config: WebSocketConfig,
 ) -> Result<(Ws, bool), Error> {
     let uri = req.uri().clone();
+    let secure = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => return Err(Error::Url(UrlError::UnsupportedUrlScheme)),
+    };
     let host = uri
         .host()
         .ok_or(Error::Url(UrlError::NoHostName))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let key = req
         .headers()
@@ -86,12 +67,35 @@ async fn connect_plain_offering(
     }
     head.push_str(&format!("Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"));
 
-    let mut stream = TcpStream::connect((host.as_str(), port)).await?;
-    let _ = stream.set_nodelay(true);
-    stream.write_all(head.as_bytes()).await?;
+    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    let _ = tcp.set_nodelay(true);
+    let mut stream = if secure {
+        let tls = tls.ok_or(Error::Url(UrlError::TlsFeatureNotEnabled))?;
+        let name = rustls::pki_types::ServerName::try_from(host)
+            .map_err(|_| Error::Tls(TlsError::InvalidDnsName))?;
+        let tls_stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await?;
+        MaybeTlsStream::Rustls(tls_stream)
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    let (ext, rest) = upgrade(&mut stream, &head, &key).await?;
+    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Client, Some(config)).await;
+    Ok((ws, ext))
+}
 
-    // Read the response head; bytes after it (the server's first frames)
-    // are handed to the WebSocket reader.
+/// Write the request head and read and check the response head. Returns
+/// whether `skillmon.v1` was taken and the bytes after the head (the
+/// server's first frames).
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    head: &str,
+    key: &str,
+) -> Result<(bool, Vec<u8>), Error> {
+    stream.write_all(head.as_bytes()).await?;
+    stream.flush().await?;
+
     let mut buf = Vec::with_capacity(1024);
     let (status, accept, protocol, head_len) = loop {
         let mut chunk = [0u8; 1024];
@@ -145,12 +149,5 @@ async fn connect_plain_offering(
         }
     };
     let rest = buf.split_off(head_len);
-    let ws = WebSocketStream::from_partially_read(
-        MaybeTlsStream::Plain(stream),
-        rest,
-        Role::Client,
-        None,
-    )
-    .await;
-    Ok((ws, ext))
+    Ok((ext, rest))
 }

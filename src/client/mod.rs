@@ -1,25 +1,26 @@
 //! The `watch` client side of the protocol: the connection supervisor
-//! ([`Feed`]) that connects, subscribes, pings, and reconnects with
+//! ([`Feed`]) that connects (token, TLS and limits in [`connect`]),
+//! subscribes, pings, declares dead connections dead, and reconnects with
 //! [`backoff`], and reports everything as [`FeedEvent`]s over a bounded
 //! channel. It reads the clock (event timestamps, round-trip times) so that
 //! the dashboard state never has to. It never touches the terminal.
 
 pub mod backoff;
-pub mod handshake;
+pub mod connect;
+mod connection;
+mod handshake;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{self, Message, protocol::CloseFrame};
+use tokio_tungstenite::tungstenite;
 
-use crate::protocol::{
-    ClientMessage, Connected, ErrorCode, ErrorFrame, MetricsUpdate, ServerMessage, Subscription,
-};
+use crate::protocol::{ClientMessage, Connected, ErrorFrame, MetricsUpdate, Subscription};
 use backoff::Backoff;
+pub use connect::{ConnectOptions, Token, TokenSource};
+use connection::{Ended, Track, run_connection};
 
 /// How often the feed pings the server to measure the round-trip time.
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
@@ -27,6 +28,18 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 pub const PONG_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a TCP + WebSocket handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write (ping, subscribe, token) that cannot go out within this time
+/// means the server stopped reading: the connection is dead.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection counts as stable (and resets the backoff) only once a
+/// `metrics_update` arrived and it stayed up at least this long, or three
+/// update intervals if that is longer.
+pub const STABLE_MIN: Duration = Duration::from_secs(10);
+
+/// How long a connection must stay up to reset the backoff.
+pub fn stable_after(interval: Duration) -> Duration {
+    STABLE_MIN.max(interval.saturating_mul(3))
+}
 /// How long updates are dropped while waiting for `subscription_confirmed`.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Feed events buffered before the feed waits for the consumer.
@@ -119,11 +132,21 @@ impl Feed {
         let _ = tokio::time::timeout(CLOSE_GRACE, self.task).await;
     }
 
-    /// Start connecting to `url` with `subscription`; events arrive on the receiver.
+    /// Start connecting to `url` with `subscription` (no token, no TLS,
+    /// default limits); events arrive on the receiver.
     pub fn spawn(url: String, subscription: Subscription) -> (Feed, mpsc::Receiver<FeedEvent>) {
+        Self::spawn_with(url, subscription, ConnectOptions::default())
+    }
+
+    /// [`Feed::spawn`] with a token, TLS trust and limits.
+    pub fn spawn_with(
+        url: String,
+        subscription: Subscription,
+        opts: ConnectOptions,
+    ) -> (Feed, mpsc::Receiver<FeedEvent>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
-        let task = tokio::spawn(supervise(url, subscription, tx, cmd_rx));
+        let task = tokio::spawn(supervise(url, opts, subscription, tx, cmd_rx));
         (
             Feed {
                 commands: cmd_tx,
@@ -134,23 +157,15 @@ impl Feed {
     }
 }
 
-enum Ended {
-    /// The consumer or the commander went away: stop.
-    Stop,
-    /// The connection ended with this code and reason.
-    Closed(Option<u16>, String),
-}
-
 async fn supervise(
     url: String,
+    opts: ConnectOptions,
     mut subscription: Subscription,
     tx: mpsc::Sender<FeedEvent>,
     mut cmd_rx: mpsc::Receiver<FeedCommand>,
 ) {
     let mut backoff = Backoff::default();
     let mut attempt: u32 = 0;
-    // Offer `skillmon.v1` until a server declines it (session-buddy does).
-    let mut offer_ext = true;
     loop {
         attempt += 1;
         if tx
@@ -165,7 +180,7 @@ async fn supervise(
         }
         tracing::info!("connecting to {url} (attempt {attempt})");
         let connected = tokio::select! {
-            r = tokio::time::timeout(CONNECT_TIMEOUT, handshake::connect(&url, &mut offer_ext)) => r,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect::connect(&url, &opts)) => r,
             _ = tx.closed() => return,
         };
         let (code, reason) = match connected {
@@ -174,7 +189,7 @@ async fn supervise(
                 format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
             ),
             Ok(Err(e)) => {
-                if let Some(reason) = fatal_connect_error(&e) {
+                if let Some(reason) = connect::fatal_connect_error(&e, &url, opts.token.as_ref()) {
                     tracing::warn!("giving up on {url}: {reason}");
                     let _ = tx
                         .send(FeedEvent::Failed {
@@ -188,22 +203,45 @@ async fn supervise(
                 (None, describe_connect_error(&e))
             }
             Ok(Ok((ws, _ext))) => {
-                match run_connection(ws, &mut subscription, &tx, &mut cmd_rx, &mut backoff).await {
+                let mut track = Track::new();
+                let ended =
+                    run_connection(ws, &opts, &mut subscription, &tx, &mut cmd_rx, &mut track)
+                        .await;
+                // Only a connection that delivered data for a while resets
+                // the backoff: accept-then-close servers get the full delays.
+                if track.stable() {
+                    backoff.reset();
+                }
+                match ended {
                     Ended::Stop => return,
                     Ended::Closed(code, reason) => (code, reason),
+                    Ended::Fatal(code, reason) => {
+                        tracing::warn!("closed the connection to {url}: {reason}");
+                        let _ = tx
+                            .send(FeedEvent::Failed {
+                                code,
+                                reason,
+                                at: Utc::now(),
+                            })
+                            .await;
+                        return;
+                    }
                 }
             }
         };
         if let Some(c) = code
             && !close_is_retryable(c)
         {
-            let reason = if reason.is_empty() {
+            let mut reason = if reason.is_empty() {
                 crate::text::close_code_name(c)
                     .unwrap_or_default()
                     .to_string()
             } else {
                 reason
             };
+            if matches!(c, 1008 | 4001 | 4401) {
+                reason = format!("{reason}; {}", connect::auth_fix(opts.token.as_ref()));
+            }
             tracing::warn!("server closed with {c} ({reason}); not retrying");
             let _ = tx
                 .send(FeedEvent::Failed {
@@ -247,186 +285,11 @@ async fn supervise(
     }
 }
 
-/// Errors that retrying cannot fix: a bad URL, or the server refusing us.
-fn fatal_connect_error(e: &tungstenite::Error) -> Option<String> {
-    match e {
-        tungstenite::Error::Url(u) => Some(format!("bad URL: {u}")),
-        tungstenite::Error::Http(resp) => {
-            let status = resp.status();
-            if matches!(status.as_u16(), 400 | 401 | 403 | 404 | 426) {
-                Some(format!(
-                    "server refused the WebSocket upgrade: HTTP {status}"
-                ))
-            } else {
-                None
-            }
-        }
-        _ => None,
-    }
-}
-
 fn describe_connect_error(e: &tungstenite::Error) -> String {
     match e {
         tungstenite::Error::Io(io) => io.to_string(),
         tungstenite::Error::Http(resp) => format!("HTTP {}", resp.status()),
         other => other.to_string(),
-    }
-}
-
-async fn run_connection<S>(
-    ws: tokio_tungstenite::WebSocketStream<S>,
-    subscription: &mut Subscription,
-    tx: &mpsc::Sender<FeedEvent>,
-    cmd_rx: &mut mpsc::Receiver<FeedCommand>,
-    backoff: &mut Backoff,
-) -> Ended
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let (mut sink, mut stream) = ws.split();
-    // Updates that arrive between a `subscribe` and its confirmation are for
-    // the old subscription: drop them (for at most CONFIRM_TIMEOUT).
-    let mut unconfirmed: u32 = 0;
-    let mut subscribed_at = Instant::now();
-    if *subscription != Subscription::All {
-        let msg = subscribe_message(subscription);
-        if let Err(e) = sink.send(Message::text(msg)).await {
-            return Ended::Closed(Some(1006), format!("cannot subscribe: {e}"));
-        }
-        unconfirmed += 1;
-    }
-    let mut ping_timer = tokio::time::interval(PING_INTERVAL);
-    ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut next_ping_id: u64 = 1;
-    let mut outstanding: VecDeque<(u64, Instant)> = VecDeque::new();
-    loop {
-        tokio::select! {
-            frame = stream.next() => {
-                let msg = match frame {
-                    None => return Ended::Closed(Some(1006), "connection closed without a close frame".into()),
-                    Some(Err(e)) => return Ended::Closed(Some(1006), e.to_string()),
-                    Some(Ok(m)) => m,
-                };
-                let text = match msg {
-                    Message::Text(t) => t,
-                    Message::Close(frame) => return closed_by_server(frame),
-                    _ => continue,
-                };
-                let at = Utc::now();
-                let event = match ServerMessage::parse(text.as_str()) {
-                    Err(e) => {
-                        tracing::warn!("ignoring an unparsable frame from the server: {e}");
-                        continue;
-                    }
-                    Ok(ServerMessage::Connected(info)) => {
-                        backoff.reset();
-                        FeedEvent::Connected { info, at }
-                    }
-                    Ok(ServerMessage::MetricsUpdate(_))
-                        if unconfirmed > 0 && subscribed_at.elapsed() < CONFIRM_TIMEOUT =>
-                    {
-                        tracing::debug!("dropping an update for the previous subscription");
-                        continue;
-                    }
-                    Ok(ServerMessage::MetricsUpdate(mut update)) => {
-                        // session-buddy ignores `skills: [...]` and sends
-                        // everything: every consumer gets only what was asked
-                        // for (`raw` stays the frame as received).
-                        update.data.retain_subscribed(subscription);
-                        FeedEvent::Update {
-                            update,
-                            raw: text.clone(),
-                            at,
-                        }
-                    }
-                    Ok(ServerMessage::SubscriptionConfirmed(_)) => {
-                        unconfirmed = unconfirmed.saturating_sub(1);
-                        FeedEvent::Subscribed { at }
-                    }
-                    Ok(ServerMessage::Pong(p)) => {
-                        let now = Instant::now();
-                        let id = p.id.as_ref().and_then(|v| v.as_u64());
-                        let sent = match id {
-                            Some(id) => {
-                                let pos = outstanding.iter().position(|(i, _)| *i == id);
-                                pos.map(|p| {
-                                    let sent = outstanding[p].1;
-                                    outstanding.drain(..=p);
-                                    sent
-                                })
-                            }
-                            // session-buddy's bare pong answers the oldest ping.
-                            None => outstanding.pop_front().map(|(_, t)| t),
-                        };
-                        FeedEvent::Pong { rtt: sent.map(|t| now - t), at }
-                    }
-                    Ok(ServerMessage::Error(error)) => {
-                        if matches!(error.code, ErrorCode::BadRequest | ErrorCode::UnknownSkill) {
-                            // A refused subscribe will never be confirmed.
-                            unconfirmed = unconfirmed.saturating_sub(1);
-                        }
-                        tracing::warn!("server error frame: {:?} {}", error.code, error.message);
-                        FeedEvent::ServerError { error, at }
-                    }
-                    // Only sent in reply to `get_metrics`, which watch never sends.
-                    Ok(ServerMessage::MetricsResponse(_) | ServerMessage::Unknown) => continue,
-                };
-                if tx.send(event).await.is_err() {
-                    let _ = sink.send(Message::Close(Some(normal_close()))).await;
-                    return Ended::Stop;
-                }
-            }
-            _ = ping_timer.tick() => {
-                if let Some((_, sent)) = outstanding.front()
-                    && sent.elapsed() > PONG_TIMEOUT
-                {
-                    return Ended::Closed(Some(1006), format!("no pong within {}s", PONG_TIMEOUT.as_secs()));
-                }
-                let id = next_ping_id;
-                next_ping_id += 1;
-                let ping = ClientMessage::Ping { id: Some(serde_json::Value::from(id)) }.encode();
-                if let Err(e) = sink.send(Message::text(ping)).await {
-                    return Ended::Closed(Some(1006), format!("cannot send: {e}"));
-                }
-                outstanding.push_back((id, Instant::now()));
-                while outstanding.len() > 16 {
-                    outstanding.pop_front();
-                }
-            }
-            cmd = cmd_rx.recv() => match cmd {
-                None => {
-                    let _ = sink.send(Message::Close(Some(normal_close()))).await;
-                    return Ended::Stop;
-                }
-                Some(FeedCommand::Subscribe(s)) => {
-                    *subscription = s;
-                    let msg = subscribe_message(subscription);
-                    if let Err(e) = sink.send(Message::text(msg)).await {
-                        return Ended::Closed(Some(1006), format!("cannot subscribe: {e}"));
-                    }
-                    unconfirmed += 1;
-                    subscribed_at = Instant::now();
-                }
-            },
-            _ = tx.closed() => {
-                let _ = sink.send(Message::Close(Some(normal_close()))).await;
-                return Ended::Stop;
-            }
-        }
-    }
-}
-
-fn normal_close() -> CloseFrame {
-    CloseFrame {
-        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
-        reason: "bye".into(),
-    }
-}
-
-fn closed_by_server(frame: Option<CloseFrame>) -> Ended {
-    match frame {
-        Some(f) => Ended::Closed(Some(u16::from(f.code)), f.reason.as_str().to_owned()),
-        None => Ended::Closed(Some(1005), "closed without a code".into()),
     }
 }
 

@@ -81,8 +81,8 @@ fn test_panic_key() -> Option<char> {
 }
 
 /// Run the dashboard until the user quits or a signal arrives.
-pub async fn run(mut app: App) -> anyhow::Result<()> {
-    let (feed, mut feed_rx) = Feed::spawn(app.url.clone(), app.subscription.clone());
+pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow::Result<()> {
+    let (feed, mut feed_rx) = Feed::spawn_with(app.url.clone(), app.subscription.clone(), connect);
     let panic_key = test_panic_key();
     let mut screen = Screen::enter()?;
     if let Ok(size) = screen.terminal.size() {
