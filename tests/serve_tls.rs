@@ -263,3 +263,60 @@ fn the_binary_refuses_bad_tls_flags() {
         "{err}"
     );
 }
+
+/// Both roles over the network, as a user runs them: the real `watch
+/// --once` against `serve` with TLS and a token (Bearer + first frame).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_once_over_wss_with_a_token_against_serve() {
+    const TOKEN: &str = "e2e-token-5a1f93c7";
+    let pki = Pki::new();
+    std::fs::write(pki.path("ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(pki.path("token"), format!("{TOKEN}\n")).unwrap();
+    let (db, conn) = TestDb::new();
+    seed_basic(&conn);
+    let mut cfg = config(&db.path, SHORT_INTERVAL, 10);
+    cfg.net.tls = Some(pki.files());
+    cfg.net.auth.token = skillmon::server::auth::Secret::new(TOKEN);
+    let server = start(cfg).await;
+    let url = format!("wss://localhost:{}/ws", server.addr.port());
+    let home = tempfile::tempdir().unwrap();
+    let ca = pki.path("ca.pem").display().to_string();
+    let token = pki.path("token").display().to_string();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    let out = run_in(
+        home.path(),
+        &[
+            "watch",
+            &url,
+            "--once",
+            "--ca-cert",
+            &ca,
+            "--token-file",
+            &token,
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    for skill in ["gamma", "alpha", "beta", "delta"] {
+        assert!(table.contains(skill), "{table}");
+    }
+    assert!(!table.contains(TOKEN) && !text(&out.stderr).contains(TOKEN));
+
+    // Without the CA: a certificate error, no data.
+    let out = run_in(
+        home.path(),
+        &["watch", &url, "--once", "--token-file", &token],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = text(&out.stderr).to_lowercase();
+    assert!(err.contains("certificate"), "{err}");
+    // Without the token: refused, with the fix.
+    let out = run_in(home.path(), &["watch", &url, "--once", "--ca-cert", &ca]).await;
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("--token-file"), "{err}");
+    server.stop().await.unwrap();
+}
