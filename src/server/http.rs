@@ -81,7 +81,7 @@ pub fn upgrade_required() -> Response {
         "Upgrade Required",
         "This is the skillmon WebSocket endpoint for live skill metrics.\n\
          Connect with a WebSocket client, e.g. `skillmon watch ws://HOST:PORT/ws`.\n\
-         Plain HTTP: GET /healthz (health, JSON), GET /metrics (Prometheus).\n",
+         Plain HTTP: GET /healthz (liveness, JSON), GET /readyz (readiness), GET /metrics (Prometheus).\n",
     )
     .with_header("Upgrade", "websocket")
     .with_header("Sec-WebSocket-Version", "13")
