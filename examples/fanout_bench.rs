@@ -62,11 +62,7 @@ fn server_mode(db: &str) -> anyhow::Result<()> {
         // Run until the parent closes our stdin.
         tokio::task::spawn_blocking(|| {
             let mut s = String::new();
-            while std::io::stdin()
-                .read_line(&mut s)
-                .map(|n| n > 0)
-                .unwrap_or(false)
-            {}
+            while std::io::stdin().read_line(&mut s).is_ok_and(|n| n > 0) {}
         })
         .await?;
         handle.stop().await

@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
     for u in &updates {
         app.update(Event::Feed(FeedEvent::Update {
             update: u.clone(),
-            raw: Default::default(),
+            raw: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
             at: now,
         }));
     }
@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         // A live update between frames, as in real use (not timed).
         app.update(Event::Feed(FeedEvent::Update {
             update: updates[i % updates.len()].clone(),
-            raw: Default::default(),
+            raw: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
             at: now,
         }));
         let t = Instant::now();

@@ -48,6 +48,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// The live terminal dashboard (or --json / --once for scripts).
     Watch(WatchArgs),
+    /// Load-test a server (yours, session-buddy, or one it spawns), or two side by side.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -357,6 +359,117 @@ impl WatchArgs {
             ca_cert: self.ca_cert.clone().map(|p| (p, source("ca_cert"))),
             max_frame: self.max_frame.map(|n| (n, source("max_frame"))),
             no_token: false,
+        }
+    }
+}
+
+/// `skillmon bench`: paced clients, a warm-up, a measured window and a grace
+/// period, then every client closes with 1000.
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Load-test a skills WebSocket server (skillmon serve, session-buddy, or anything \
+        speaking the compat protocol).\n\n\
+        Opens --clients paced connections (--connect-rate) plus --stalled ones that never read, \
+        waits --warmup, measures for --duration, keeps a --grace period for late receipts, then \
+        closes every client with 1000. Reports connect time, welcome → first metrics_update, \
+        broadcast latency (receipt − frame timestamp), per-tick spread, tick period, frames \
+        delivered / expected, gaps (by seq, or by timestamps when the server sends none), close \
+        codes and errors, connect failures and retries, and its own CPU. With --server-pid (or \
+        --spawn) also the server's memory per connection and CPU per delivered frame (/proc). \
+        --compare runs the same load against a second server, alternating for --rounds, and \
+        prints both side by side with ratios (A / B: URL over URL2)."
+)]
+pub struct BenchArgs {
+    /// The server to load, e.g. ws://127.0.0.1:8765/ws (not with --spawn).
+    #[arg(value_name = "URL", required_unless_present = "spawn")]
+    pub url: Option<String>,
+    /// A second server: run the same load on both, alternating, side by side.
+    #[arg(long, value_name = "URL2")]
+    pub compare: Option<String>,
+    /// With --compare: rounds per server (fresh connections every round).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+    /// Healthy clients (the open-file limit is raised to fit; up to 20,000).
+    #[arg(long, default_value_t = 100, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..=skillmon::bench::MAX_CLIENTS as i64), |v| v as usize))]
+    pub clients: usize,
+    /// Connections opened per second.
+    #[arg(long, default_value_t = 500.0, value_parser = parse_rate)]
+    pub connect_rate: f64,
+    /// What clients subscribe to: all, one:NAME, or mix:A,B,all (clients take turns).
+    #[arg(long, default_value = "all", value_parser = |s: &str| s.parse::<skillmon::bench::SubscribeMix>())]
+    pub subscribe: skillmon::bench::SubscribeMix,
+    /// Extra clients that connect and never read (slow consumers).
+    #[arg(long, value_name = "K", default_value_t = 0, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(0..=10_000), |v| v as usize))]
+    pub stalled: usize,
+    /// Time after every client connected before measuring.
+    #[arg(long, default_value = "2s", value_parser = skillmon::duration::parse)]
+    pub warmup: Duration,
+    /// The measured window: frames stamped in it count.
+    #[arg(long, default_value = "10s", value_parser = skillmon::duration::parse_interval)]
+    pub duration: Duration,
+    /// After the window, how long late receipts of in-window frames still count.
+    #[arg(long, default_value = "1s", value_parser = skillmon::duration::parse)]
+    pub grace: Duration,
+    /// Retries per client when connecting fails.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub retries: u32,
+    /// The server's process id: read its memory and CPU from /proc.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// With --compare: the second server's process id.
+    #[arg(long, value_name = "PID", requires = "compare")]
+    pub compare_pid: Option<u32>,
+    /// Start `skillmon serve` on a free loopback port and load it (its pid is measured).
+    #[arg(long, conflicts_with = "url")]
+    pub spawn: bool,
+    /// With --spawn: the database to serve [default: a generated one].
+    #[arg(long, value_name = "PATH", requires = "spawn")]
+    pub db: Option<PathBuf>,
+    /// With --spawn: the server's time between updates.
+    #[arg(long, default_value = "1s", value_parser = skillmon::duration::parse_interval)]
+    pub interval: Duration,
+    /// compat offers no subprotocol (like session-buddy clients); ext offers skillmon.v1.
+    #[arg(long, default_value_t = skillmon::bench::Protocol::Compat, value_parser = names::<skillmon::bench::Protocol>())]
+    pub protocol: skillmon::bench::Protocol,
+    /// File holding the server's token (sent as Authorization: Bearer and as the first frame).
+    #[arg(long, value_name = "PATH", env = "SKILLMON_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// One JSON object per run on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1_000_000.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a positive number of connections per second (e.g. 500)"
+        )),
+    }
+}
+
+impl BenchArgs {
+    pub fn to_config(&self) -> skillmon::bench::BenchConfig {
+        skillmon::bench::BenchConfig {
+            url: self.url.clone(),
+            compare: self.compare.clone(),
+            rounds: self.rounds,
+            clients: self.clients,
+            connect_rate: self.connect_rate,
+            subscribe: self.subscribe.clone(),
+            stalled: self.stalled,
+            warmup: self.warmup,
+            duration: self.duration,
+            grace: self.grace,
+            retries: self.retries,
+            server_pid: self.server_pid,
+            compare_pid: self.compare_pid,
+            spawn: self.spawn,
+            db: self.db.clone(),
+            interval: self.interval,
+            protocol: self.protocol,
+            token_file: self.token_file.clone(),
+            json: self.json,
         }
     }
 }

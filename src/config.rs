@@ -296,7 +296,7 @@ impl WatchConfig {
         let mut out = String::new();
         match &self.file {
             Some(p) if self.file_found => {
-                out.push_str(&format!("# config file: {}\n", p.display()))
+                out.push_str(&format!("# config file: {}\n", p.display()));
             }
             Some(p) => out.push_str(&format!(
                 "# config file: {} (not found; defaults used)\n",

@@ -385,8 +385,7 @@ pub async fn run(args: DemoConfig) -> anyhow::Result<std::process::ExitCode> {
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
+            .map_or(1, |d| d.as_nanos() as u64)
     });
     if let Some(gen_args) = &args.generate {
         let path = &gen_args.path;
@@ -407,24 +406,21 @@ pub async fn run(args: DemoConfig) -> anyhow::Result<std::process::ExitCode> {
     }
     // The database lives in a directory we created (removed on exit), or at
     // --keep-db, which must not exist yet: we never overwrite a user's file.
-    let (tempdir, path) = match &args.keep_db {
-        Some(p) => {
-            if p.exists() {
-                anyhow::bail!(
-                    "--keep-db {}: the file already exists; choose a new path (the demo never overwrites files)",
-                    p.display()
-                );
-            }
-            (None, p.clone())
+    let (tempdir, path) = if let Some(p) = &args.keep_db {
+        if p.exists() {
+            anyhow::bail!(
+                "--keep-db {}: the file already exists; choose a new path (the demo never overwrites files)",
+                p.display()
+            );
         }
-        None => {
-            let dir = tempfile::Builder::new()
-                .prefix("skillmon-demo-")
-                .tempdir()
-                .context("cannot create a temporary directory for the demo database")?;
-            let path = dir.path().join("skills.db");
-            (Some(dir), path)
-        }
+        (None, p.clone())
+    } else {
+        let dir = tempfile::Builder::new()
+            .prefix("skillmon-demo-")
+            .tempdir()
+            .context("cannot create a temporary directory for the demo database")?;
+        let path = dir.path().join("skills.db");
+        (Some(dir), path)
     };
     let n = tokio::task::spawn_blocking({
         let path = path.clone();

@@ -57,7 +57,7 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
     let code = loop {
         let ev = tokio::select! {
             ev = rx.recv() => ev,
-            _ = tokio::time::sleep_until(deadline), if opts.once => {
+            () = tokio::time::sleep_until(deadline), if opts.once => {
                 let what = match &opts.subscription {
                     Subscription::All => String::new(),
                     s @ Subscription::Skills(_) => format!(" for {}", subscription_label(s)),
@@ -89,7 +89,7 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
                     continue;
                 };
                 let mut out = std::io::stdout().lock();
-                if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+                if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
                     // The reader went away (e.g. `| head`): a normal end.
                     break ExitCode::SUCCESS;
                 }

@@ -6,17 +6,18 @@
 //! in [`tui`], fed by [`client`], or the [`headless`] printers) consumes them. [`protocol`] holds the wire types both sides share,
 //! [`store`] the read-only database access.
 
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod demo;
 pub mod duration;
-pub mod headless;
+pub(crate) mod headless;
 pub mod logging;
 pub mod protocol;
 pub mod server;
 pub(crate) mod signal;
 pub mod store;
-pub mod text;
+pub(crate) mod text;
 pub mod tui;
 pub mod watch;
 

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
             Some(m) => watch(&args, m),
             None => Err(anyhow::anyhow!("internal error: no `watch` arguments")),
         },
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(code) => code,
@@ -58,4 +59,10 @@ fn demo(args: &cli::DemoArgs) -> anyhow::Result<ExitCode> {
 fn watch(args: &cli::WatchArgs, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(skillmon::watch::run(args.to_options(matches)))
+}
+
+/// Warnings only on stderr: the table or the JSON lines are the output.
+fn bench(args: &cli::BenchArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(skillmon::bench::run(args.to_config()))
 }

@@ -1158,7 +1158,7 @@ mod tests {
         let m =
             ServerMessage::parse(r#"{"type":"error","message":"Invalid skill name: x"}"#).unwrap();
         assert!(
-            matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::Other && e.message.contains("x"))
+            matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::Other && e.message.contains('x'))
         );
         let c =
             SubscriptionConfirmed::new(json!("a"), &Subscription::from_names(["a"]), "t".into());

@@ -25,7 +25,7 @@ pub fn shutdown() -> impl Future<Output = Shutdown> {
         #[cfg(unix)]
         if let Some(mut term) = term {
             return tokio::select! {
-                _ = ctrl_c() => Shutdown::Interrupt,
+                () = ctrl_c() => Shutdown::Interrupt,
                 _ = term.recv() => Shutdown::Terminate,
             };
         }

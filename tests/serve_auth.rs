@@ -144,9 +144,8 @@ async fn bearer_tokens_are_checked_before_the_upgrade() {
     ];
     for (what, token, status, reason) in &cases {
         let before = server.shared.stats.auth_failures(*reason);
-        let resp = match connect_bearer(&url, token).await {
-            Ok(_) => panic!("{what}: connected"),
-            Err(r) => r,
+        let Err(resp) = connect_bearer(&url, token).await else {
+            panic!("{what}: connected");
         };
         assert_eq!(resp.status().as_u16(), *status, "{what}");
         if *status == 401 {

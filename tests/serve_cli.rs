@@ -90,7 +90,10 @@ async fn spawn_server(db: &std::path::Path) -> Running {
         let line = running.next_line().await;
         if let Some(i) = line.find("listening on ws://") {
             let rest = &line[i + "listening on ".len()..];
-            running.url = rest.split_whitespace().next().unwrap().to_owned();
+            rest.split_whitespace()
+                .next()
+                .unwrap()
+                .clone_into(&mut running.url);
             return running;
         }
     }

@@ -537,7 +537,7 @@ async fn watch_feed_works_against_a_server_that_declines_the_subprotocol() {
     ));
     match next_feed_event(&mut rx).await {
         FeedEvent::Update { update, .. } => {
-            assert_eq!(update.data.top_skills[0].skill_name, "pytest-run")
+            assert_eq!(update.data.top_skills[0].skill_name, "pytest-run");
         }
         other => panic!("expected the update, got {other:?}"),
     }

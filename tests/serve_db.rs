@@ -269,8 +269,7 @@ async fn wal_database_written_concurrently() {
             .unwrap()
             .iter()
             .find(|s| s["skill_name"] == "wal-writer")
-            .map(|s| s["total_invocations"].as_u64().unwrap())
-            .unwrap_or(0);
+            .map_or(0, |s| s["total_invocations"].as_u64().unwrap());
         assert!(n >= last, "went backwards: {last} -> {n}");
         if n != last {
             distinct += 1;

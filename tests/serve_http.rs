@@ -167,9 +167,11 @@ async fn malformed_upgrade_requests_get_a_status_naming_the_problem() {
         (
             format!(
                 "GET /ws HTTP/1.1\r\n{}\r\n",
-                (0..60)
-                    .map(|i| format!("X-H{i}: v\r\n"))
-                    .collect::<String>()
+                (0..60).fold(String::new(), |mut h, i| {
+                    use std::fmt::Write as _;
+                    let _ = write!(h, "X-H{i}: v\r\n");
+                    h
+                })
             ),
             431,
             "headers",

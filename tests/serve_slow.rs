@@ -16,7 +16,7 @@ fn seed_many(conn: &rusqlite::Connection) {
     conn.execute_batch("BEGIN").unwrap();
     for i in 0..SKILLS {
         let name = format!("{i:04}-{}", "a-rather-long-skill-name-".repeat(8));
-        for _ in 0..(1 + i % 3) {
+        for _ in 0..=(i % 3) {
             invoke(conn, &name, true, Some(1.0));
         }
     }

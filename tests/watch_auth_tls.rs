@@ -83,7 +83,7 @@ async fn jwt_server() -> (String, Arc<Seen>) {
                         .map(str::to_owned);
                     s.authorization
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push(auth);
                     Ok(resp)
                 };

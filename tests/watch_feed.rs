@@ -32,7 +32,7 @@ async fn next_matching(
     };
     match tokio::time::timeout(Duration::from_secs(10), wait).await {
         Ok(ev) => ev,
-        Err(_) => panic!("no {what} within 10 s"),
+        Err(tokio::time::error::Elapsed { .. }) => panic!("no {what} within 10 s"),
     }
 }
 

@@ -71,9 +71,7 @@ async fn once_table_shows_the_database_values() {
         assert_eq!(cols[1], name);
         assert_eq!(cols[2], total.to_string());
         assert_eq!(cols[3], format!("{rate:.1}%"));
-        let avg = avg
-            .map(|a| format!("{a:.2}s"))
-            .unwrap_or_else(|| "-".into());
+        let avg = avg.map_or_else(|| "-".into(), |a| format!("{a:.2}s"));
         assert_eq!(cols[4], avg);
     }
     assert!(text.contains("ANOMALY"), "{text}");
@@ -255,7 +253,7 @@ async fn compat_filtered_subscription_and_missing_skill() {
     let sent = sb
         .received
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     let subs: Vec<Value> = sent
         .iter()

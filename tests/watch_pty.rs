@@ -96,7 +96,10 @@ impl Pty {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {
                 Ok(bytes) => self.parser.process(&bytes),
-                Err(_) => panic!(
+                Err(
+                    std::sync::mpsc::RecvTimeoutError::Timeout
+                    | std::sync::mpsc::RecvTimeoutError::Disconnected,
+                ) => panic!(
                     "timed out waiting for {what}; screen:\n{}",
                     self.parser.screen().contents()
                 ),

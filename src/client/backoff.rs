@@ -28,7 +28,8 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Jitter drawn from a generator seeded with `seed` (deterministic).
+    /// Jitter drawn from a generator seeded with `seed` (deterministic, for tests).
+    #[cfg(test)]
     pub fn new(base: Duration, max: Duration, seed: u64) -> Self {
         Self::with_rng(base, max, fastrand::Rng::with_seed(seed))
     }

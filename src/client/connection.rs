@@ -179,7 +179,7 @@ where
                     }
                     Ok(ServerMessage::Pong(p)) => {
                         let now = Instant::now();
-                        let id = p.id.as_ref().and_then(|v| v.as_u64());
+                        let id = p.id.as_ref().and_then(serde_json::Value::as_u64);
                         let sent = match id {
                             Some(id) => {
                                 let pos = outstanding.iter().position(|(i, _)| *i == id);
@@ -242,7 +242,7 @@ where
                     subscribed_at = Instant::now();
                 }
             },
-            _ = tx.closed() => {
+            () = tx.closed() => {
                 let _ = send_bounded(&mut sink, Message::Close(Some(normal_close()))).await;
                 return Ended::Stop;
             }

@@ -5,7 +5,7 @@
 //! channel. It reads the clock (event timestamps, round-trip times) so that
 //! the dashboard state never has to. It never touches the terminal.
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod connect;
 mod connection;
 mod handshake;
@@ -181,7 +181,7 @@ async fn supervise(
         tracing::info!("connecting to {url} (attempt {attempt})");
         let connected = tokio::select! {
             r = tokio::time::timeout(CONNECT_TIMEOUT, connect::connect(&url, &opts)) => r,
-            _ = tx.closed() => return,
+            () = tx.closed() => return,
         };
         let (code, reason) = match connected {
             Err(_) => (
@@ -274,8 +274,8 @@ async fn supervise(
         let until = Instant::now() + delay;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(until) => break,
-                _ = tx.closed() => return,
+                () = tokio::time::sleep_until(until) => break,
+                () = tx.closed() => return,
                 cmd = cmd_rx.recv() => match cmd {
                     Some(FeedCommand::Subscribe(s)) => subscription = s,
                     None => return,

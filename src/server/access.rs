@@ -117,7 +117,10 @@ impl PerIp {
 
     /// Take a place for `ip`, or `None` when it already has `limit` sockets.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = open.entry(ip).or_insert(0);
         if *n >= self.limit {
             return None;
@@ -130,15 +133,23 @@ impl PerIp {
     }
 
     /// Sockets open from `ip` now.
-    pub fn open(&self, ip: IpAddr) -> usize {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+    #[cfg(test)]
+    fn open(&self, ip: IpAddr) -> usize {
+        let open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         open.get(&ip).copied().unwrap_or(0)
     }
 }
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self
+            .table
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = open.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {

@@ -66,7 +66,7 @@ pub(super) async fn tls_connection(
     // A plain-text client on the TLS port gets a plain answer it can read.
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
+        () = shared.shutdown.cancelled() => return,
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)) => r,
     };
     match peeked {
@@ -86,7 +86,7 @@ pub(super) async fn tls_connection(
         _ => return,
     }
     let tls = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
+        () = shared.shutdown.cancelled() => return,
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => r,
     };
     match tls {
@@ -141,7 +141,7 @@ where
 {
     let mut head = Vec::with_capacity(1024);
     let read = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
+        () = shared.shutdown.cancelled() => return,
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, http::read_head(&mut stream, &mut head)) => r,
     };
     let head_end = match read {
@@ -209,7 +209,7 @@ where
         inner: stream,
     };
     let ws = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
+        () = shared.shutdown.cancelled() => return,
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, session::handshake(io, ws_config())) => r,
     };
     let (ws, mode) = match ws {

@@ -47,6 +47,7 @@ impl Response {
         }
     }
 
+    #[must_use]
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.extra_headers.push((name, value.into()));
         self
@@ -153,12 +154,10 @@ pub fn route(head: &[u8]) -> Route {
     let method = req.method.unwrap_or("");
     let path = req.path.unwrap_or("/");
     let path_only = path.split('?').next().unwrap_or("/");
-    let wants_ws = header("upgrade")
-        .map(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
-        })
-        .unwrap_or(false);
+    let wants_ws = header("upgrade").is_some_and(|v| {
+        v.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+    });
     if wants_ws {
         if method != "GET" {
             return Route::Reject(
@@ -199,12 +198,10 @@ pub fn route(head: &[u8]) -> Route {
                 .with_header("Sec-WebSocket-Version", "13"),
             );
         }
-        let conn_upgrade = header("connection")
-            .map(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-            .unwrap_or(false);
+        let conn_upgrade = header("connection").is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
         if !conn_upgrade {
             return Route::Reject(Response::text(
                 400,

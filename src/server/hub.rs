@@ -52,7 +52,9 @@ impl Hub {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave Inner half-updated in
         // a way that matters (values are replaced whole), so recover.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn build(&self, snapshot: &Snapshot, sub: &Subscription, tick: u64) -> Frame {

@@ -10,13 +10,13 @@
 //! all at accept/handshake time, off the per-frame path; `conn` one
 //! connection from accept until its session starts.
 
-pub mod access;
+pub(crate) mod access;
 pub mod auth;
 mod conn;
-pub mod http;
-pub mod hub;
-pub mod session;
-pub mod stats;
+pub(crate) mod http;
+pub(crate) mod hub;
+pub(crate) mod session;
+pub(crate) mod stats;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -222,7 +222,9 @@ async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
         let stats = &shared.stats;
         let started = Instant::now();
         let (refresh, status) = {
-            let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let r = s.refresh();
             (r, s.status())
         };
@@ -243,7 +245,7 @@ async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            () = shared.shutdown.cancelled() => return,
             _ = ticker.tick() => refresh_and_publish(&store, &shared).await,
         }
     }
@@ -258,7 +260,7 @@ async fn accept_loop(
     tracker.spawn(tick_loop(shared.clone(), store));
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
+            () = shared.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);

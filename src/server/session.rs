@@ -157,7 +157,7 @@ pub async fn run<S>(
             };
             let timeout = s.shared.config.net.auth.first_frame_timeout;
             let checked = tokio::select! {
-                _ = s.shared.shutdown.cancelled() => return,
+                () = s.shared.shutdown.cancelled() => return,
                 // Boxed: its state is not kept in every session's future.
                 r = Box::pin(super::auth::first_frame(&mut s.ws, verifier, timeout)) => r,
             };
@@ -217,7 +217,7 @@ where
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
+                () = shutdown.cancelled() => {
                     self.close(CloseCode::Away, "server shutting down").await;
                     return Ok(());
                 }
@@ -425,7 +425,7 @@ where
             // Shutting down while a write is blocked: it gets only the close
             // timeout to finish, so a stuck peer cannot keep its session
             // (and the socket) alive past stop()'s grace period.
-            _ = shutdown.cancelled() => match tokio::time::timeout(CLOSE_TIMEOUT, &mut send).await {
+            () = shutdown.cancelled() => match tokio::time::timeout(CLOSE_TIMEOUT, &mut send).await {
                 Ok(r) => r,
                 Err(_) => return Err(End::Gone),
             },

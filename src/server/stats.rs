@@ -333,6 +333,11 @@ impl Stats {
         u64::try_from(self.connections.get()).unwrap_or(0)
     }
 
+    /// WebSocket handshakes completed since start.
+    pub fn sessions_started(&self) -> u64 {
+        self.connections_total.get()
+    }
+
     pub fn frames_sent(&self) -> u64 {
         self.frames_sent.get()
     }
@@ -361,11 +366,14 @@ impl Stats {
     }
 
     pub fn db(&self) -> DbStatus {
-        self.db.lock().map(|g| g.clone()).unwrap_or(DbStatus {
-            state: DbState::Error("poisoned".into()),
-            has_data: false,
-            detail: String::new(),
-        })
+        self.db.lock().map_or(
+            DbStatus {
+                state: DbState::Error("poisoned".into()),
+                has_data: false,
+                detail: String::new(),
+            },
+            |g| g.clone(),
+        )
     }
 
     pub fn uptime_secs(&self) -> f64 {

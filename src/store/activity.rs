@@ -34,7 +34,7 @@ impl Activity {
     }
 
     pub fn samples(&self, skill: &str) -> &[Sample] {
-        self.per_skill.get(skill).map(Vec::as_slice).unwrap_or(&[])
+        self.per_skill.get(skill).map_or(&[], Vec::as_slice)
     }
 
     /// Samples held (invocations of the last day).

@@ -346,9 +346,10 @@ impl Store {
     fn set_state(&mut self, state: DbState) {
         if state != self.state {
             let line = state.describe(&self.path, self.has_data);
-            match state {
-                DbState::Ok => tracing::info!("{line}"),
-                _ => tracing::warn!("{line}"),
+            if state == DbState::Ok {
+                tracing::info!("{line}");
+            } else {
+                tracing::warn!("{line}");
             }
             self.state = state;
         }

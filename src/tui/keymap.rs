@@ -275,7 +275,7 @@ impl Keymap {
                 None => action
                     .default_keys()
                     .iter()
-                    .map(|s| s.to_string())
+                    .map(std::string::ToString::to_string)
                     .collect(),
             };
             for k in keys {
@@ -319,7 +319,10 @@ impl Keymap {
             .map(|a| {
                 (
                     a.name(),
-                    self.keys_for(a).iter().map(|k| k.to_string()).collect(),
+                    self.keys_for(a)
+                        .iter()
+                        .map(std::string::ToString::to_string)
+                        .collect(),
                 )
             })
             .collect()

@@ -16,8 +16,8 @@
 //! reads that variable.
 
 pub mod app;
-pub mod keymap;
-pub mod layout;
+pub(crate) mod keymap;
+pub(crate) mod layout;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod theme;
@@ -109,7 +109,7 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
             _ => None,
         };
         tokio::select! {
-            _ = async {
+            () = async {
                 match next_draw {
                     Some(t) => tokio::time::sleep_until(t).await,
                     None => std::future::pending().await,
@@ -129,24 +129,21 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
                 Some(Err(e)) => return Err(e).context("cannot read terminal events"),
                 None => break,
             },
-            fe = feed_rx.recv(), if feed_open => match fe {
-                Some(e) => {
-                    app.update(Event::Feed(e));
-                    // Drain what is already queued so a burst costs one frame.
-                    for _ in 0..64 {
-                        match feed_rx.try_recv() {
-                            Ok(e) => app.update(Event::Feed(e)),
-                            Err(_) => break,
-                        }
+            fe = feed_rx.recv(), if feed_open => if let Some(e) = fe {
+                app.update(Event::Feed(e));
+                // Drain what is already queued so a burst costs one frame.
+                for _ in 0..64 {
+                    match feed_rx.try_recv() {
+                        Ok(e) => app.update(Event::Feed(e)),
+                        Err(_) => break,
                     }
                 }
-                None => {
-                    feed_open = false;
-                    // The feed only ends by itself after a final failure; any
-                    // other end is a bug (e.g. a panic in its task).
-                    if !matches!(app.conn, app::ConnState::Failed { .. }) {
-                        anyhow::bail!("the connection task stopped unexpectedly");
-                    }
+            } else {
+                feed_open = false;
+                // The feed only ends by itself after a final failure; any
+                // other end is a bug (e.g. a panic in its task).
+                if !matches!(app.conn, app::ConnState::Failed { .. }) {
+                    anyhow::bail!("the connection task stopped unexpectedly");
                 }
             },
             _ = tick.tick() => app.update(Event::Tick(Utc::now())),

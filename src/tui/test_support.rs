@@ -71,7 +71,7 @@ pub fn update(
                 anomalies,
             },
         },
-        raw: Default::default(),
+        raw: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
         at,
     })
 }

@@ -81,12 +81,11 @@ pub fn run(mut cmd: Command) -> Output {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(out) => out.expect("wait for skillmon"),
-        Err(_) => {
-            kill(pid, "KILL");
-            panic!("skillmon did not exit within {DEADLINE:?}");
-        }
+    if let Ok(out) = rx.recv_timeout(DEADLINE) {
+        out.expect("wait for skillmon")
+    } else {
+        kill(pid, "KILL");
+        panic!("skillmon did not exit within {DEADLINE:?}");
     }
 }
 
@@ -143,12 +142,11 @@ pub fn wait_within(mut child: Child, deadline: Duration) -> Option<ExitStatus> {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    match rx.recv_timeout(deadline) {
-        Ok(status) => Some(status.expect("wait")),
-        Err(_) => {
-            kill(pid, "KILL");
-            None
-        }
+    if let Ok(status) = rx.recv_timeout(deadline) {
+        Some(status.expect("wait"))
+    } else {
+        kill(pid, "KILL");
+        None
     }
 }
 

@@ -44,7 +44,7 @@ pub fn python_update(skills: &[(&str, u64, f64, Option<f64>)], anomalies: bool) 
             format!(
                 "{{\"skill_name\": \"{}\", \"total_invocations\": {t}, \"completion_rate\": {c:?}, \"avg_duration_seconds\": {}}}",
                 py_escape(n),
-                d.map(|d| format!("{d:?}")).unwrap_or_else(|| "null".into())
+                d.map_or_else(|| "null".into(), |d| format!("{d:?}"))
             )
         })
         .collect();
@@ -105,7 +105,7 @@ pub async fn session_buddy(interval: Duration) -> SessionBuddy {
                         }
                         msg = rx.next() => {
                             let Some(Ok(Message::Text(t))) = msg else { return };
-                            rec.lock().unwrap_or_else(|p| p.into_inner()).push(t.as_str().to_owned());
+                            rec.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(t.as_str().to_owned());
                             let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str()) else { continue };
                             match v.get("type").and_then(|t| t.as_str()) {
                                 Some("subscribe") => {

@@ -86,9 +86,8 @@ impl Client {
     /// The next event, or `None` when nothing came within `deadline`.
     pub async fn next_event_within(&mut self, deadline: Duration) -> Option<Event> {
         loop {
-            let msg = match tokio::time::timeout(deadline, self.ws.next()).await {
-                Err(_) => return None,
-                Ok(m) => m,
+            let Ok(msg) = tokio::time::timeout(deadline, self.ws.next()).await else {
+                return None;
             };
             let msg = match msg {
                 None => return Some(Event::Ended("stream ended".into())),

@@ -234,7 +234,7 @@ impl App {
                         self.filter.pop();
                     }
                     KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                        self.filter.push(c)
+                        self.filter.push(c);
                     }
                     _ => return,
                 }
@@ -269,7 +269,7 @@ impl App {
                         self.input.pop();
                     }
                     KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                        self.input.push(c)
+                        self.input.push(c);
                     }
                     _ => return,
                 }
@@ -312,14 +312,13 @@ impl App {
             Action::Home => self.select_index(0),
             Action::End => self.select_index(usize::MAX),
             Action::Detail => {
-                self.overlay = match &self.overlay {
-                    Overlay::Detail(_) => Overlay::None,
-                    _ => {
-                        let rows = self.visible_rows();
-                        match rows.get(self.selected_index()) {
-                            Some(r) => Overlay::Detail(r.stat.skill_name.clone()),
-                            None => Overlay::None,
-                        }
+                self.overlay = if let Overlay::Detail(_) = &self.overlay {
+                    Overlay::None
+                } else {
+                    let rows = self.visible_rows();
+                    match rows.get(self.selected_index()) {
+                        Some(r) => Overlay::Detail(r.stat.skill_name.clone()),
+                        None => Overlay::None,
                     }
                 }
             }

@@ -96,9 +96,9 @@ pub fn render(app: &App, name: &str, frame: &mut Frame, area: Rect, theme: &Them
         );
     } else {
         // x = seconds before the newest sample (≤ 0).
-        let newest = hist.last().map(|s| s.at).unwrap_or(app.now);
+        let newest = hist.last().map_or(app.now, |s| s.at);
         let x = |s: &crate::tui::app::Sample| (s.at - newest).num_milliseconds() as f64 / 1000.0;
-        let xmin = hist.first().map(|s| x(s)).unwrap_or(0.0).min(-1.0);
+        let xmin = hist.first().map_or(0.0, |s| x(s)).min(-1.0);
         let completion: Vec<(f64, f64)> = hist.iter().map(|s| (x(s), s.completion)).collect();
         let durations: Vec<(f64, f64)> = hist
             .iter()

@@ -17,7 +17,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 .keymap
                 .keys_for(a)
                 .iter()
-                .map(|k| k.to_string())
+                .map(std::string::ToString::to_string)
                 .collect();
             Row::new(vec![
                 Cell::from(Span::styled(keys.join(" "), theme.key)),

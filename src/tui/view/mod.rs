@@ -5,11 +5,11 @@
 //! Plain text helpers (sanitizing, truncation, labels) live in
 //! [`crate::text`]. Reads the app's state; never changes it.
 
-pub mod anomalies;
-pub mod detail;
-pub mod health;
-pub mod help;
-pub mod skills;
+pub(crate) mod anomalies;
+pub(crate) mod detail;
+pub(crate) mod health;
+pub(crate) mod help;
+pub(crate) mod skills;
 
 use chrono::{DateTime, Utc};
 use ratatui::Frame;

@@ -178,7 +178,7 @@ fn snapshot_reconnecting() {
     app.update(Event::Feed(FeedEvent::Disconnected {
         code: None,
         reason: "Connection refused (os error 111)".into(),
-        retry_in: Duration::from_millis(4000),
+        retry_in: Duration::from_secs(4),
         at: secs(8),
     }));
     app.update(Event::Tick(secs(9)));

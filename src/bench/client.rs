@@ -1,0 +1,457 @@
+//! One bench connection: connect (timed, with retries), speak just enough of
+//! the protocol (token frame, `subscribe`), then read frames until told to
+//! stop, and close with 1000. Each client is one task that parses only a
+//! frame's `type`, `seq` and `timestamp` (a small struct borrowing from the
+//! text) and records plain numbers in its own `Vec`; nothing is shared per
+//! frame but one relaxed atomic load. Results are merged by [`super::report`].
+//! Must not print or aggregate.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde::Deserialize;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// The subprotocol `--protocol ext` offers.
+pub const EXT_PROTOCOL: &str = "skillmon.v1";
+/// One connection attempt (TCP + TLS + upgrade) may take this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// After our close frame, how long the server has to answer it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Receive buffer of a stalled client's socket, so the server feels it soon.
+const STALLED_RCVBUF: u32 = 4096;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Where and how to connect; shared by every client of a run.
+pub struct Endpoint {
+    pub url: String,
+    addr: SocketAddr,
+    connector: Connector,
+    token: Option<String>,
+    offer_ext: bool,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token never appears in debug output.
+        f.debug_struct("Endpoint")
+            .field("url", &self.url)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// Check the URL and resolve its address once (clients do not each
+    /// look it up).
+    pub async fn resolve(
+        url: &str,
+        token: Option<String>,
+        offer_ext: bool,
+    ) -> anyhow::Result<Self> {
+        let req = url.into_client_request().with_context(|| {
+            format!("{url:?} is not a WebSocket URL (e.g. ws://127.0.0.1:8765/ws)")
+        })?;
+        let uri = req.uri();
+        let tls = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            _ => anyhow::bail!("{url:?}: the URL must start with ws:// or wss://"),
+        };
+        let host = uri
+            .host()
+            .with_context(|| format!("{url:?} has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let addr = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .with_context(|| format!("cannot resolve {host}"))?
+            .next()
+            .with_context(|| format!("{host} resolves to no address"))?;
+        let connector = if tls {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            // The ring provider explicitly: never the process default, which
+            // is ambiguous (a panic) when several providers are compiled in.
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .context("cannot set up TLS for wss://")?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Connector::Rustls(Arc::new(config))
+        } else {
+            Connector::Plain
+        };
+        Ok(Self {
+            url: url.to_string(),
+            addr,
+            connector,
+            token,
+            offer_ext,
+        })
+    }
+
+    /// One connection attempt; `Err` is a short description. Returns the
+    /// subprotocol the server chose, if any.
+    async fn connect(&self, rcvbuf: Option<u32>) -> Result<(Ws, Option<String>), String> {
+        let mut req = self
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| e.to_string())?;
+        if let Some(token) = &self.token {
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| "the token holds characters a header cannot carry".to_string())?;
+            req.headers_mut().insert("Authorization", value);
+        }
+        if self.offer_ext {
+            req.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static(EXT_PROTOCOL),
+            );
+        }
+        let socket = if self.addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| e.to_string())?;
+        if let Some(size) = rcvbuf {
+            let _ = socket.set_recv_buffer_size(size);
+        }
+        let stream = socket.connect(self.addr).await.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        let (ws, resp) = tokio_tungstenite::client_async_tls_with_config(
+            req,
+            stream,
+            Some(config),
+            Some(self.connector.clone()),
+        )
+        .await
+        .map_err(|e| describe(&e))?;
+        let negotiated = resp
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok((ws, negotiated))
+    }
+
+    /// Connect with up to `retries` retries; the first frame is the token
+    /// when there is one (session-buddy's auth).
+    async fn connect_retrying(
+        &self,
+        rcvbuf: Option<u32>,
+        retries: u32,
+        out: &mut Connect,
+    ) -> Option<Ws> {
+        loop {
+            let start = Instant::now();
+            let err = match tokio::time::timeout(CONNECT_TIMEOUT, self.connect(rcvbuf)).await {
+                Ok(Ok((mut ws, negotiated))) => {
+                    out.us = Some(start.elapsed().as_micros() as u64);
+                    out.negotiated = negotiated;
+                    match &self.token {
+                        None => return Some(ws),
+                        Some(t) => {
+                            let frame = serde_json::json!({ "token": t }).to_string();
+                            match ws.send(Message::text(frame)).await {
+                                Ok(()) => return Some(ws),
+                                Err(e) => describe(&e),
+                            }
+                        }
+                    }
+                }
+                Ok(Err(e)) => e,
+                Err(_) => format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            };
+            if out.retries >= retries {
+                out.error = Some(err);
+                return None;
+            }
+            out.retries += 1;
+            tokio::time::sleep(Duration::from_millis(100) * (1 << out.retries.min(6))).await;
+        }
+    }
+}
+
+fn describe(e: &tungstenite::Error) -> String {
+    use tungstenite::error::{ProtocolError, SubProtocolError};
+    match e {
+        tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
+            SubProtocolError::NoSubProtocol,
+        )) => format!(
+            "the server chose no subprotocol (it does not speak {EXT_PROTOCOL}); use --protocol compat"
+        ),
+        tungstenite::Error::Io(io) => io.to_string(),
+        tungstenite::Error::Http(resp) => format!("HTTP {}", resp.status()),
+        other => other.to_string(),
+    }
+}
+
+/// What the orchestrator and the clients share: the stop signal, the
+/// recording switch and progress counters (touched once per client, not per
+/// frame).
+#[derive(Default)]
+pub struct Shared {
+    pub stop: CancellationToken,
+    /// Frames received while set are kept for the report.
+    pub recording: AtomicBool,
+    /// Clients done with their start: first update received, or failed.
+    pub ready: AtomicUsize,
+    pub connected: AtomicUsize,
+    pub failed: AtomicUsize,
+}
+
+/// One received `metrics_update`: frame timestamp and receipt time in µs
+/// since the epoch, and its `seq` if the server sent one.
+#[derive(Debug, Clone, Copy)]
+pub struct Rec {
+    pub ts: i64,
+    pub recv: i64,
+    pub seq: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Connect {
+    pub us: Option<u64>,
+    pub retries: u32,
+    pub error: Option<String>,
+    pub negotiated: Option<String>,
+}
+
+/// Everything one healthy client saw.
+#[derive(Debug, Default)]
+pub struct ClientResult {
+    pub group: usize,
+    pub connect: Connect,
+    /// `connected` → first `metrics_update` of its subscription.
+    pub first_update_us: Option<u64>,
+    /// The last update before recording started (for gap counting).
+    pub pre: Option<Rec>,
+    pub frames: Vec<Rec>,
+    pub error_frames: u32,
+    /// Frames that were not JSON objects with the fields we read.
+    pub bad_frames: u32,
+    /// The server closed the connection with this code before we did.
+    pub server_close: Option<u16>,
+    /// The connection failed (I/O error, or lost without a close frame).
+    pub lost: Option<String>,
+    /// Our close 1000 was answered.
+    pub clean_close: bool,
+}
+
+/// Only what bench needs from a frame, borrowed from its text.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn ts_us(s: &str) -> Option<i64> {
+    crate::protocol::parse_timestamp(s).map(|t| t.timestamp_micros())
+}
+
+/// A healthy client: subscribe as asked (`skill` None = all, the default
+/// needing no message), read and record until `stop`, close with 1000.
+pub async fn healthy(
+    ep: Arc<Endpoint>,
+    sh: Arc<Shared>,
+    group: usize,
+    skill: Option<String>,
+    retries: u32,
+) -> ClientResult {
+    let mut r = ClientResult {
+        group,
+        ..Default::default()
+    };
+    let mut ready = false;
+    let mark_ready = |ready: &mut bool| {
+        if !*ready {
+            *ready = true;
+            sh.ready.fetch_add(1, Relaxed);
+        }
+    };
+    let Some(mut ws) = ep.connect_retrying(None, retries, &mut r.connect).await else {
+        sh.failed.fetch_add(1, Relaxed);
+        mark_ready(&mut ready);
+        return r;
+    };
+    sh.connected.fetch_add(1, Relaxed);
+    let mut awaiting_confirm = false;
+    if let Some(name) = &skill {
+        let msg = serde_json::json!({ "type": "subscribe", "skill": name }).to_string();
+        if let Err(e) = ws.send(Message::text(msg)).await {
+            r.lost = Some(describe(&e));
+            mark_ready(&mut ready);
+            return r;
+        }
+        awaiting_confirm = true;
+    }
+    let mut welcome: Option<Instant> = None;
+    loop {
+        let msg = tokio::select! {
+            biased;
+            () = sh.stop.cancelled() => break,
+            msg = ws.next() => msg,
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(frame))) => {
+                r.server_close = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                mark_ready(&mut ready);
+                return r;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                r.lost = Some(describe(&e));
+                mark_ready(&mut ready);
+                return r;
+            }
+            None => {
+                r.lost = Some("connection closed without a close frame".into());
+                mark_ready(&mut ready);
+                return r;
+            }
+        };
+        // Receipt time before any parsing, so latency is the server's.
+        let recv = now_us();
+        let Ok(head) = serde_json::from_str::<Head<'_>>(text.as_str()) else {
+            r.bad_frames += 1;
+            continue;
+        };
+        match head.kind.as_deref() {
+            Some("metrics_update") => {
+                if awaiting_confirm {
+                    continue;
+                }
+                let Some(ts) = head.timestamp.as_deref().and_then(ts_us) else {
+                    r.bad_frames += 1;
+                    continue;
+                };
+                if r.first_update_us.is_none() {
+                    r.first_update_us = Some(welcome.map_or(0, |w| w.elapsed().as_micros() as u64));
+                    mark_ready(&mut ready);
+                }
+                let rec = Rec {
+                    ts,
+                    recv,
+                    seq: head.seq,
+                };
+                if sh.recording.load(Relaxed) {
+                    r.frames.push(rec);
+                } else {
+                    r.pre = Some(rec);
+                }
+            }
+            Some("connected") => welcome = Some(Instant::now()),
+            Some("subscription_confirmed") => awaiting_confirm = false,
+            Some("error") => r.error_frames += 1,
+            _ => {}
+        }
+    }
+    mark_ready(&mut ready);
+    r.clean_close = close_normally(&mut ws).await.is_some();
+    r
+}
+
+/// Send close 1000 and read until the server answers it; `Some(n)` when it
+/// did, with the frames that were still in flight.
+async fn close_normally(ws: &mut Ws) -> Option<u64> {
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bench done".into(),
+    };
+    if ws.close(Some(frame)).await.is_err() {
+        return None;
+    }
+    let mut n = 0;
+    tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(Message::Close(_)) => return Some(n),
+                Ok(_) => n += 1,
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// What a stalled client saw when it finally read.
+#[derive(Debug, Default)]
+pub struct StalledResult {
+    pub connect: Connect,
+    /// The server closed it (e.g. 1013 for too slow) with this code.
+    pub server_close: Option<u16>,
+    /// Frames that were waiting in its socket.
+    pub buffered_frames: u64,
+}
+
+/// A client that connects with a small receive buffer and never reads
+/// until `stop`; then it drains what is buffered to see how the server
+/// treated it.
+pub async fn stalled(ep: Arc<Endpoint>, sh: Arc<Shared>, retries: u32) -> StalledResult {
+    let mut r = StalledResult::default();
+    let Some(mut ws) = ep
+        .connect_retrying(Some(STALLED_RCVBUF), retries, &mut r.connect)
+        .await
+    else {
+        return r;
+    };
+    sh.stop.cancelled().await;
+    // Drain what is buffered: it arrives at once, so a pause (or the overall
+    // bound, against a server still sending) ends the drain.
+    let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+    loop {
+        let pause = tokio::time::Instant::now() + Duration::from_millis(200);
+        match tokio::time::timeout_at(pause.min(deadline), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                r.server_close = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                return r;
+            }
+            Ok(Some(Ok(_))) => r.buffered_frames += 1,
+            Ok(Some(Err(_)) | None) => {
+                r.server_close = Some(1006);
+                return r;
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = close_normally(&mut ws).await;
+    r
+}

@@ -1,0 +1,700 @@
+//! Turning the clients' raw records into one [`Report`] per run, and
+//! reports into text: the readable table (one run, or two servers side by
+//! side with ratios) and the `--json` object. Pure: no I/O, no clock.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::client::{ClientResult, Rec, StalledResult};
+
+/// p50 / p99 / max of a distribution, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Dist {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Dist {
+    /// From microsecond samples (sorted in place); `None` when empty.
+    pub fn from_us(v: &mut [i64]) -> Option<Self> {
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |p: f64| {
+            let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+            v[rank - 1] as f64 / 1000.0
+        };
+        Some(Self {
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectReport {
+    /// Clients that completed the upgrade.
+    pub ok: usize,
+    /// Clients that never connected, after their retries.
+    pub failures: usize,
+    pub retries: u64,
+    /// Time to open every client (paced by --connect-rate).
+    pub seconds: f64,
+    /// TCP connect + upgrade time per client.
+    pub time: Option<Dist>,
+    /// Why connections failed (sanitized), with counts.
+    pub errors: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StalledReport {
+    pub clients: usize,
+    pub connected: usize,
+    /// Stalled clients the server closed, by close code.
+    pub close_codes: BTreeMap<String, u64>,
+    pub closed_by_server: u64,
+    /// Frames still waiting in their sockets when they finally read.
+    pub buffered_frames: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerReport {
+    pub pid: u32,
+    pub rss_before_kb: Option<u64>,
+    pub rss_after_kb: Option<u64>,
+    /// (RSS after connecting − before) / connections.
+    pub kb_per_connection: Option<f64>,
+    /// Server CPU during the window.
+    pub cpu_ms: Option<f64>,
+    pub cpu_us_per_frame: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientCpu {
+    pub cpu_ms: f64,
+    /// Percent of one core during the window.
+    pub core_percent: f64,
+    pub us_per_frame: Option<f64>,
+}
+
+/// One run against one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub label: String,
+    pub url: String,
+    pub round: u32,
+    pub protocol: String,
+    /// The subprotocol the server chose, if any.
+    pub negotiated_protocol: Option<String>,
+    pub subscribe: String,
+    pub clients: usize,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    pub grace_s: f64,
+    pub connect: ConnectReport,
+    /// `connected` → first `metrics_update`.
+    pub first_update: Option<Dist>,
+    /// Connected clients that got no update before the window.
+    pub no_first_update: usize,
+    /// Receipt − frame timestamp, every delivery in the window.
+    pub latency: Option<Dist>,
+    /// Per tick: last receipt − first receipt across clients.
+    pub spread: Option<Dist>,
+    /// Consecutive tick timestamps.
+    pub tick_period: Option<Dist>,
+    /// Distinct ticks in the window (the most of any subscription group).
+    pub ticks: u64,
+    /// Distinct in-window updates the healthy clients received.
+    pub delivered: u64,
+    /// Per connected client, the in-window ticks any client of its
+    /// subscription received (a tick nobody got shows as a gap instead).
+    pub expected: u64,
+    pub delivery: f64,
+    pub gaps: u64,
+    /// `seq`, `timestamp` (when the server sends no seq) or `none`.
+    pub gap_method: &'static str,
+    pub duplicates: u64,
+    /// Connect failures + error frames + unreadable frames + lost
+    /// connections + server-initiated closes of healthy clients.
+    pub errors: u64,
+    pub error_frames: u64,
+    pub bad_frames: u64,
+    pub lost: u64,
+    /// Why connections were lost (sanitized), with counts.
+    pub lost_reasons: BTreeMap<String, u64>,
+    /// Healthy clients the server closed, by close code.
+    pub close_codes: BTreeMap<String, u64>,
+    /// Healthy clients whose close 1000 the server answered.
+    pub clean_closes: u64,
+    pub stalled: StalledReport,
+    pub server: Option<ServerReport>,
+    pub client_cpu: ClientCpu,
+    pub nofile_limit: u64,
+}
+
+/// The run's settings and the figures read around the clients.
+pub struct RunMeta {
+    pub label: String,
+    pub url: String,
+    pub round: u32,
+    pub protocol: String,
+    pub subscribe: String,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    pub grace_s: f64,
+    pub connect_seconds: f64,
+    /// The window, frame timestamps in µs since the epoch (inclusive).
+    pub window: (i64, i64),
+    pub server: Option<ServerReport>,
+    /// Client CPU µs during the window.
+    pub client_cpu_us: u64,
+    pub nofile_limit: u64,
+}
+
+fn short(s: &str) -> String {
+    let clean = crate::text::sanitize(s);
+    crate::text::truncate_width(&clean, 120)
+}
+
+/// Merge every client's records into the run's report.
+pub fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledResult]) -> Report {
+    let (ws, we) = meta.window;
+    let in_window = |r: &Rec| r.ts >= ws && r.ts <= we;
+
+    let mut connect_us = Vec::new();
+    let mut first_us = Vec::new();
+    let mut latency = Vec::new();
+    let mut connect_errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut close_codes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut lost_reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut ok, mut failures, mut retries, mut no_first) = (0, 0, 0u64, 0);
+    let (mut error_frames, mut bad_frames, mut lost, mut clean) = (0u64, 0u64, 0u64, 0u64);
+    let mut negotiated = None;
+    // (group, tick timestamp) → (first receipt, last receipt)
+    let mut ticks: HashMap<(usize, i64), (i64, i64)> = HashMap::new();
+    let mut any_seq = false;
+    for c in clients {
+        retries += u64::from(c.connect.retries);
+        if let Some(us) = c.connect.us {
+            ok += 1;
+            connect_us.push(us as i64);
+        } else {
+            failures += 1;
+            let why = c.connect.error.as_deref().unwrap_or("unknown");
+            *connect_errors.entry(short(why)).or_default() += 1;
+            continue;
+        }
+        if negotiated.is_none() {
+            negotiated.clone_from(&c.connect.negotiated);
+        }
+        match c.first_update_us {
+            Some(us) => first_us.push(us as i64),
+            None => no_first += 1,
+        }
+        error_frames += u64::from(c.error_frames);
+        bad_frames += u64::from(c.bad_frames);
+        if let Some(why) = &c.lost {
+            lost += 1;
+            *lost_reasons.entry(short(why)).or_default() += 1;
+        }
+        if let Some(code) = c.server_close {
+            *close_codes.entry(code.to_string()).or_default() += 1;
+        }
+        if c.clean_close {
+            clean += 1;
+        }
+        for r in c.frames.iter().filter(|r| in_window(r)) {
+            any_seq |= r.seq.is_some();
+            latency.push(r.recv - r.ts);
+            let e = ticks.entry((c.group, r.ts)).or_insert((r.recv, r.recv));
+            e.0 = e.0.min(r.recv);
+            e.1 = e.1.max(r.recv);
+        }
+    }
+
+    // Ticks per group, their periods and spreads.
+    let mut per_group: BTreeMap<usize, Vec<i64>> = BTreeMap::new();
+    let mut spreads = Vec::with_capacity(ticks.len());
+    for (&(g, ts), &(first, last)) in &ticks {
+        per_group.entry(g).or_default().push(ts);
+        spreads.push(last - first);
+    }
+    let mut periods = Vec::new();
+    let mut median_period: HashMap<usize, i64> = HashMap::new();
+    for (g, v) in &mut per_group {
+        v.sort_unstable();
+        let mut diffs: Vec<i64> = v.windows(2).map(|w| w[1] - w[0]).collect();
+        periods.extend_from_slice(&diffs);
+        if !diffs.is_empty() {
+            diffs.sort_unstable();
+            median_period.insert(*g, diffs[diffs.len() / 2]);
+        }
+    }
+    let ticks_max = per_group.values().map(Vec::len).max().unwrap_or(0) as u64;
+
+    // Delivery and gaps, client by client.
+    let gap_method = if any_seq {
+        "seq"
+    } else if median_period.is_empty() {
+        "none"
+    } else {
+        "timestamp"
+    };
+    let (mut delivered, mut expected, mut gaps, mut duplicates) = (0u64, 0u64, 0u64, 0u64);
+    for c in clients.iter().filter(|c| c.connect.us.is_some()) {
+        expected += per_group.get(&c.group).map_or(0, Vec::len) as u64;
+        let mut seen: Vec<i64> = c
+            .frames
+            .iter()
+            .filter(|r| in_window(r))
+            .map(|r| r.ts)
+            .collect();
+        let n = seen.len() as u64;
+        seen.sort_unstable();
+        seen.dedup();
+        delivered += seen.len() as u64;
+        duplicates += n - seen.len() as u64;
+        let period = median_period.get(&c.group).copied();
+        let mut prev = c.pre;
+        for r in &c.frames {
+            if let Some(p) = prev
+                && in_window(r)
+            {
+                match (gap_method, p.seq, r.seq) {
+                    ("seq", Some(a), Some(b)) if b > a + 1 => gaps += b - a - 1,
+                    ("timestamp", _, _) => {
+                        if let Some(period) = period.filter(|p| *p > 0) {
+                            let d = r.ts - p.ts;
+                            if d * 2 > period * 3 {
+                                gaps +=
+                                    ((d as f64 / period as f64).round() as u64).saturating_sub(1);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            prev = Some(*r);
+        }
+    }
+
+    let mut stalled_codes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut buffered = 0;
+    for s in stalled {
+        if let Some(code) = s.server_close {
+            *stalled_codes.entry(code.to_string()).or_default() += 1;
+        }
+        buffered += s.buffered_frames;
+        if s.connect.us.is_none() {
+            failures += 1;
+            let why = s.connect.error.as_deref().unwrap_or("unknown");
+            *connect_errors.entry(short(why)).or_default() += 1;
+        }
+        retries += u64::from(s.connect.retries);
+    }
+    let stalled_connected = stalled.iter().filter(|s| s.connect.us.is_some()).count();
+    let closed_by_server: u64 = close_codes.values().sum();
+
+    let window_s = ((we - ws) as f64 / 1e6).max(1e-6);
+    let server = meta.server.map(|mut s| {
+        s.cpu_us_per_frame = s
+            .cpu_ms
+            .filter(|_| delivered > 0)
+            .map(|ms| ms * 1000.0 / delivered as f64);
+        s
+    });
+    let client_cpu = ClientCpu {
+        cpu_ms: meta.client_cpu_us as f64 / 1000.0,
+        core_percent: meta.client_cpu_us as f64 / 1e6 / window_s * 100.0,
+        us_per_frame: (delivered > 0).then(|| meta.client_cpu_us as f64 / delivered as f64),
+    };
+    Report {
+        label: meta.label,
+        url: meta.url,
+        round: meta.round,
+        protocol: meta.protocol,
+        negotiated_protocol: negotiated,
+        subscribe: meta.subscribe,
+        clients: clients.len(),
+        warmup_s: meta.warmup_s,
+        duration_s: meta.duration_s,
+        grace_s: meta.grace_s,
+        connect: ConnectReport {
+            ok: ok + stalled_connected,
+            failures,
+            retries,
+            seconds: meta.connect_seconds,
+            time: Dist::from_us(&mut connect_us),
+            errors: connect_errors,
+        },
+        first_update: Dist::from_us(&mut first_us),
+        no_first_update: no_first,
+        latency: Dist::from_us(&mut latency),
+        spread: Dist::from_us(&mut spreads),
+        tick_period: Dist::from_us(&mut periods),
+        ticks: ticks_max,
+        delivered,
+        expected,
+        delivery: if expected == 0 {
+            0.0
+        } else {
+            delivered as f64 / expected as f64
+        },
+        gaps,
+        gap_method,
+        duplicates,
+        errors: failures as u64 + error_frames + bad_frames + lost + closed_by_server,
+        error_frames,
+        bad_frames,
+        lost,
+        lost_reasons,
+        close_codes,
+        clean_closes: clean,
+        stalled: StalledReport {
+            clients: stalled.len(),
+            connected: stalled_connected,
+            closed_by_server: stalled_codes.values().sum(),
+            close_codes: stalled_codes,
+            buffered_frames: buffered,
+        },
+        server,
+        client_cpu,
+        nofile_limit: meta.nofile_limit,
+    }
+}
+
+/// One line of the table: a name, a value and its decimals.
+struct Row {
+    name: &'static str,
+    value: Option<f64>,
+    decimals: usize,
+}
+
+fn rows(r: &Report) -> Vec<Row> {
+    let row = |name, value, decimals| Row {
+        name,
+        value,
+        decimals,
+    };
+    let d = |x: Option<Dist>, f: fn(&Dist) -> f64| x.as_ref().map(f);
+    let n = |x: u64| Some(x as f64);
+    let server = r.server.as_ref();
+    vec![
+        row("connected", n(r.connect.ok as u64), 0),
+        row("connect failures", n(r.connect.failures as u64), 0),
+        row("connect retries", n(r.connect.retries), 0),
+        row("connect time p50 (ms)", d(r.connect.time, |d| d.p50_ms), 2),
+        row("connect time p99 (ms)", d(r.connect.time, |d| d.p99_ms), 2),
+        row("connect time max (ms)", d(r.connect.time, |d| d.max_ms), 2),
+        row(
+            "welcome → first update p50 (ms)",
+            d(r.first_update, |d| d.p50_ms),
+            2,
+        ),
+        row(
+            "welcome → first update p99 (ms)",
+            d(r.first_update, |d| d.p99_ms),
+            2,
+        ),
+        row(
+            "welcome → first update max (ms)",
+            d(r.first_update, |d| d.max_ms),
+            2,
+        ),
+        row("broadcast latency p50 (ms)", d(r.latency, |d| d.p50_ms), 2),
+        row("broadcast latency p99 (ms)", d(r.latency, |d| d.p99_ms), 2),
+        row("broadcast latency max (ms)", d(r.latency, |d| d.max_ms), 2),
+        row("per-tick spread p50 (ms)", d(r.spread, |d| d.p50_ms), 2),
+        row("per-tick spread max (ms)", d(r.spread, |d| d.max_ms), 2),
+        row("tick period p50 (ms)", d(r.tick_period, |d| d.p50_ms), 1),
+        row("tick period max (ms)", d(r.tick_period, |d| d.max_ms), 1),
+        row("ticks in window", n(r.ticks), 0),
+        row("frames delivered", n(r.delivered), 0),
+        row("frames expected", n(r.expected), 0),
+        row("delivery", Some(r.delivery), 4),
+        row("gaps", n(r.gaps), 0),
+        row("duplicates", n(r.duplicates), 0),
+        row("errors", n(r.errors), 0),
+        row("closed by server", n(r.close_codes.values().sum()), 0),
+        row("clean closes (1000)", n(r.clean_closes), 0),
+        row("stalled clients", n(r.stalled.clients as u64), 0),
+        row("stalled closed by server", n(r.stalled.closed_by_server), 0),
+        row(
+            "server RSS before (kB)",
+            server.and_then(|s| s.rss_before_kb).map(|v| v as f64),
+            0,
+        ),
+        row(
+            "server RSS after (kB)",
+            server.and_then(|s| s.rss_after_kb).map(|v| v as f64),
+            0,
+        ),
+        row(
+            "server kB per connection",
+            server.and_then(|s| s.kb_per_connection),
+            2,
+        ),
+        row(
+            "server CPU in window (ms)",
+            server.and_then(|s| s.cpu_ms),
+            0,
+        ),
+        row(
+            "server CPU per frame (µs)",
+            server.and_then(|s| s.cpu_us_per_frame),
+            2,
+        ),
+        row(
+            "client CPU (% of a core)",
+            Some(r.client_cpu.core_percent),
+            1,
+        ),
+        row("client CPU per frame (µs)", r.client_cpu.us_per_frame, 2),
+    ]
+}
+
+fn fmt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "—".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+fn header(r: &Report) -> String {
+    format!(
+        "{} clients (+{} stalled), subscribe {}, protocol {}{}, warm-up {}s, window {}s, grace {}s; gaps by {}",
+        r.clients,
+        r.stalled.clients,
+        r.subscribe,
+        r.protocol,
+        r.negotiated_protocol
+            .as_deref()
+            .map(|p| format!(" (server chose {})", short(p)))
+            .unwrap_or_default(),
+        r.warmup_s,
+        r.duration_s,
+        r.grace_s,
+        r.gap_method
+    )
+}
+
+fn details(r: &Report, out: &mut String) {
+    for (why, n) in &r.connect.errors {
+        out.push_str(&format!("  connect failed ×{n}: {why}\n"));
+    }
+    for (why, n) in &r.lost_reasons {
+        out.push_str(&format!("  connection lost ×{n}: {why}\n"));
+    }
+    for (code, n) in &r.close_codes {
+        let label = code
+            .parse()
+            .map_or_else(|_| code.clone(), crate::text::close_code_label);
+        out.push_str(&format!("  closed by server ×{n}: code {label}\n"));
+    }
+    for (code, n) in &r.stalled.close_codes {
+        out.push_str(&format!("  stalled closed by server ×{n}: code {code}\n"));
+    }
+}
+
+/// The readable table of one run.
+pub fn table(r: &Report) -> String {
+    let mut out = format!(
+        "skillmon bench {} (round {})\n{}\n",
+        short(&r.url),
+        r.round,
+        header(r)
+    );
+    let rows = rows(r);
+    let w = rows
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for row in rows {
+        out.push_str(&format!(
+            "  {:<w$}  {:>12}\n",
+            row.name,
+            fmt(row.value, row.decimals)
+        ));
+    }
+    details(r, &mut out);
+    out
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        f64::midpoint(v[m - 1], v[m])
+    })
+}
+
+/// Two servers side by side: each figure is the median over the rounds,
+/// with the ratio A / B (the server under test over the reference it is
+/// compared to).
+pub fn compare_table(a: &[Report], b: &[Report]) -> String {
+    let (Some(a0), Some(b0)) = (a.first(), b.first()) else {
+        return String::new();
+    };
+    let agg = |runs: &[Report]| -> Vec<(Row, Option<f64>)> {
+        let per_run: Vec<Vec<Row>> = runs.iter().map(rows).collect();
+        rows(&runs[0])
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let vals = per_run.iter().filter_map(|r| r[i].value).collect();
+                (row, median(vals))
+            })
+            .collect()
+    };
+    let (ra, rb) = (agg(a), agg(b));
+    let mut out = format!(
+        "skillmon bench: A = {}, B = {} ({} round{} each, alternating; medians)\n{}\n",
+        short(&a0.url),
+        short(&b0.url),
+        a.len(),
+        if a.len() == 1 { "" } else { "s" },
+        header(a0)
+    );
+    let w = ra
+        .iter()
+        .map(|r| r.0.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    out.push_str(&format!(
+        "  {:<w$}  {:>12}  {:>12}  {:>8}\n",
+        "metric", "A", "B", "A / B"
+    ));
+    for ((row, va), (_, vb)) in ra.into_iter().zip(rb) {
+        let ratio = match (va, vb) {
+            (Some(x), Some(y)) if y != 0.0 => format!("{:.2}", x / y),
+            _ => "—".into(),
+        };
+        out.push_str(&format!(
+            "  {:<w$}  {:>12}  {:>12}  {:>8}\n",
+            row.name,
+            fmt(va, row.decimals),
+            fmt(vb, row.decimals),
+            ratio
+        ));
+    }
+    for (side, runs) in [("A", a), ("B", b)] {
+        let mut d = String::new();
+        for r in runs {
+            details(r, &mut d);
+        }
+        if !d.is_empty() {
+            out.push_str(&format!("{side}:\n{d}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::client::Connect;
+
+    fn client(group: usize, frames: &[(i64, i64, Option<u64>)]) -> ClientResult {
+        ClientResult {
+            group,
+            connect: Connect {
+                us: Some(1000),
+                ..Default::default()
+            },
+            first_update_us: Some(10),
+            frames: frames
+                .iter()
+                .map(|&(ts, recv, seq)| Rec { ts, recv, seq })
+                .collect(),
+            clean_close: true,
+            ..Default::default()
+        }
+    }
+
+    fn meta() -> RunMeta {
+        RunMeta {
+            label: "A".into(),
+            url: "ws://x".into(),
+            round: 1,
+            protocol: "compat".into(),
+            subscribe: "all".into(),
+            warmup_s: 1.0,
+            duration_s: 1.0,
+            grace_s: 1.0,
+            connect_seconds: 0.1,
+            window: (1_000_000, 2_000_000),
+            server: None,
+            client_cpu_us: 500,
+            nofile_limit: 1024,
+        }
+    }
+
+    #[test]
+    fn gaps_by_timestamp_without_seq() {
+        // Ticks every 100 ms; the second client misses two of them.
+        let full: Vec<_> = (0..10)
+            .map(|i| {
+                (
+                    1_000_000 + i * 100_000,
+                    1_000_000 + i * 100_000 + 2000,
+                    None,
+                )
+            })
+            .collect();
+        let holed: Vec<_> = full
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, f)| f)
+            .collect();
+        let r = build(meta(), &[client(0, &full), client(0, &holed)], &[]);
+        assert_eq!(r.gap_method, "timestamp");
+        assert_eq!(r.ticks, 10);
+        assert_eq!(r.expected, 20);
+        assert_eq!(r.delivered, 18);
+        assert_eq!(r.gaps, 2);
+        assert_eq!(r.latency.map(|d| d.max_ms), Some(2.0));
+        assert_eq!(r.tick_period.map(|d| d.max_ms), Some(100.0));
+    }
+
+    #[test]
+    fn gaps_by_seq_and_duplicates() {
+        let a = [
+            (1_100_000, 1_100_500, Some(1)),
+            (1_200_000, 1_200_900, Some(4)),
+            (1_200_000, 1_201_000, Some(5)),
+        ];
+        let r = build(meta(), &[client(0, &a)], &[]);
+        assert_eq!(r.gap_method, "seq");
+        assert_eq!(r.gaps, 2);
+        assert_eq!(r.duplicates, 1);
+        assert_eq!(r.delivered, 2);
+        assert_eq!(r.errors, 0);
+        let t = table(&r);
+        assert!(t.contains("delivery") && t.contains("1.0000"), "{t}");
+    }
+
+    #[test]
+    fn compare_prints_both_with_ratios() {
+        let a = [(1_100_000, 1_101_000, Some(1))];
+        let b = [(1_100_000, 1_102_000, Some(1))];
+        let ra = build(meta(), &[client(0, &a)], &[]);
+        let mut m = meta();
+        m.url = "ws://y".into();
+        let rb = build(m, &[client(0, &b)], &[]);
+        let t = compare_table(&[ra], &[rb]);
+        assert!(t.contains("ws://x") && t.contains("ws://y"), "{t}");
+        assert!(
+            t.contains("A / B") && t.contains("0.50"),
+            "latency ratio: {t}"
+        );
+    }
+}
