@@ -35,8 +35,9 @@ pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CLOSE_AUTH_FAILED: u16 = 4001;
 pub const CLOSE_AUTH_FAILED_REASON: &str = "Authentication failed";
 
-/// A token or key. Never printed: `Debug` shows `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
+/// A token or key. Never printed: `Debug` shows `<redacted>`; never
+/// compared with `==` (no `PartialEq`: tokens are compared in constant time).
+#[derive(Clone)]
 pub struct Secret(Vec<u8>);
 
 impl Secret {
