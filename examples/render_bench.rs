@@ -66,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             interval_ms: Some(1000),
             session_id: None,
         },
+        ext: false,
         at: now,
     }));
     let updates: Vec<MetricsUpdate> = (0..60).map(|n| update(n, SKILLS)).collect();

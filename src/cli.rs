@@ -218,6 +218,13 @@ fn parse_threshold(s: &str) -> Result<f64, String> {
 /// A value parser over a domain enum's own names: clap lists the canonical
 /// names (with each variant's doc line as help, as `ValueEnum` did) and
 /// accepts the aliases, and the enum's `FromStr` makes the value.
+/// `--history`: the protocol's own window names.
+fn parse_window(s: &str) -> Result<skillmon::protocol::HistoryWindow, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a history window; use 1h or 24h"))
+}
+
 fn names<E>() -> impl clap::builder::TypedValueParser<Value = E>
 where
     E: IntoEnumIterator + EnumMessage + Into<&'static str> + std::str::FromStr + Clone,
@@ -314,6 +321,17 @@ pub struct WatchArgs {
     /// Print the effective configuration and the config file path, then exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Ring the terminal bell when a new anomaly appears [config `bell`; default off].
+    #[arg(long)]
+    pub bell: bool,
+    /// With --once: exit 3 when the snapshot holds any anomaly (0 = none, 1 = no snapshot).
+    #[arg(long, requires = "once")]
+    pub fail_on_anomaly: bool,
+    /// With --once --json: also ask for the history of the snapshot's skills
+    /// (1h = 60 one-minute buckets, 24h = 96 of 15 min) and print it as the
+    /// object's "history" (null from a server without history).
+    #[arg(long, value_name = "WINDOW", requires_all = ["once", "json"], value_parser = parse_window)]
+    pub history: Option<skillmon::protocol::HistoryWindow>,
     // -- over a network: token, TLS trust, message limit (client::connect) --
     /// File holding the token the server requires (sent as a Bearer header
     /// and as session-buddy's first frame) [or SKILLMON_TOKEN; config `token_file`].
@@ -348,6 +366,9 @@ impl WatchArgs {
             config: self.config.clone(),
             log_file: self.log_file.clone(),
             print_config: self.print_config,
+            bell: self.bell,
+            fail_on_anomaly: self.fail_on_anomaly,
+            history: self.history,
             // The token's source only: its value is read by the library
             // (`client::Token::load`) and never passes through clap.
             token: match &self.token_file {

@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub url: Option<String>,
     pub skills: Option<Vec<String>>,
     pub theme: Option<String>,
+    /// Ring the terminal bell on a new anomaly (default false).
+    pub bell: Option<bool>,
     /// Action name → keys, e.g. `quit = ["q", "Ctrl-c"]`; replaces that
     /// action's default keys.
     #[serde(default)]
@@ -105,6 +107,12 @@ pub struct WatchOptions {
     pub log_file: Option<PathBuf>,
     /// `--print-config`.
     pub print_config: bool,
+    /// `--bell`: ring the terminal bell on a new anomaly (config `bell`).
+    pub bell: bool,
+    /// `--fail-on-anomaly` (with `--once`): exit 3 when the snapshot holds an anomaly.
+    pub fail_on_anomaly: bool,
+    /// `--history 1h|24h` (with `--once --json`): include that history frame.
+    pub history: Option<crate::protocol::HistoryWindow>,
     /// Over a network (see [`NetConfig`]): where the token comes from
     /// (`--token-file`, else `SKILLMON_TOKEN` when set; never the value),
     /// `--ca-cert` / `SKILLMON_CA_CERT`, `--max-frame` / `SKILLMON_MAX_FRAME`.
@@ -200,6 +208,9 @@ pub struct WatchConfig {
     pub theme_source: Source,
     /// Colours off (NO_COLOR or --no-color): the theme is forced to mono.
     pub no_color: bool,
+    /// Ring the terminal bell on a new anomaly (`--bell` or config `bell`).
+    pub bell: bool,
+    pub bell_source: Source,
     pub keys: BTreeMap<String, Vec<String>>,
     pub file: Option<PathBuf>,
     pub file_found: bool,
@@ -274,7 +285,14 @@ pub fn merge(
         .iter()
         .map(|(k, v)| (k.clone(), v.to_vec()))
         .collect();
+    let (bell, bell_source) = match (args.bell, file.bell) {
+        (true, _) => (true, Source::Flag),
+        (false, Some(b)) => (b, Source::File),
+        (false, None) => (false, Source::Default),
+    };
     Ok(WatchConfig {
+        bell,
+        bell_source,
         url,
         url_source,
         skills,
@@ -332,6 +350,11 @@ impl WatchConfig {
             } else {
                 ""
             }
+        ));
+        out.push_str(&format!(
+            "bell = {}  # {}\n",
+            self.bell,
+            self.bell_source.as_str()
         ));
         out.push_str(&self.net.to_display());
         out.push_str("\n[keys]\n");
@@ -449,6 +472,29 @@ mod tests {
             (c.skills, c.skills_source),
             (vec!["f".to_string()], Source::File)
         );
+    }
+
+    #[test]
+    fn bell_is_off_unless_the_flag_or_the_file_says() {
+        let c = merge(
+            &WatchOptions::default(),
+            FileConfig::default(),
+            None,
+            false,
+            false,
+        )
+        .unwrap();
+        assert_eq!((c.bell, c.bell_source), (false, Source::Default));
+        let file = parse_file("bell = true\n", &p()).unwrap();
+        let c = merge(&WatchOptions::default(), file, Some(p()), true, false).unwrap();
+        assert_eq!((c.bell, c.bell_source), (true, Source::File));
+        let args = WatchOptions {
+            bell: true,
+            ..WatchOptions::default()
+        };
+        let c = merge(&args, FileConfig::default(), None, false, false).unwrap();
+        assert_eq!((c.bell, c.bell_source), (true, Source::Flag));
+        assert!(parse_file("bell = \"yes\"\n", &p()).is_err());
     }
 
     #[test]

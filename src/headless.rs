@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use unicode_width::UnicodeWidthStr;
 
-use crate::client::{Feed, FeedEvent};
-use crate::protocol::{MetricsUpdate, Subscription, format_timestamp};
+use crate::client::{Feed, FeedCommand, FeedEvent};
+use crate::protocol::{HistoryWindow, MetricsUpdate, Subscription, format_timestamp};
 use crate::text::{
     PLACEHOLDER_PLAIN, describe_close, has_ext, or_placeholder, sanitize, subscription_label,
 };
@@ -24,12 +24,20 @@ pub struct HeadlessOptions {
     pub json: bool,
     pub once: bool,
     pub timeout: Duration,
+    /// `--fail-on-anomaly`: with `--once`, exit [`EXIT_ANOMALY`] when the
+    /// snapshot holds any anomaly.
+    pub fail_on_anomaly: bool,
+    /// `--history 1h|24h` (with `--once --json`): ask for that history of
+    /// the snapshot's skills and print the frame as the object's `history`.
+    pub history: Option<HistoryWindow>,
     /// Token, TLS trust and limits.
     pub connect: crate::client::ConnectOptions,
 }
 
 /// Exit code when no snapshot came or the connection failed.
 pub const EXIT_NO_DATA: u8 = 1;
+/// Exit code of `--once --fail-on-anomaly` when the snapshot holds an anomaly.
+pub const EXIT_ANOMALY: u8 = 3;
 
 /// The frame as received with `received_at` added (a JSON object).
 pub fn with_received_at(raw: &str, at: DateTime<Utc>) -> String {
@@ -54,9 +62,20 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
     );
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let mut connected_before = false;
+    // The server took `skillmon.v1` (it offers history).
+    let mut ext = false;
+    // `--history`: the snapshot waiting for its history frame, and its exit code.
+    let mut waiting: Option<(serde_json::Map<String, serde_json::Value>, ExitCode)> = None;
     let code = loop {
         let ev = tokio::select! {
             ev = rx.recv() => ev,
+            () = tokio::time::sleep_until(deadline), if opts.once && waiting.is_some() => {
+                eprintln!(
+                    "skillmon watch: no history frame from {} within {:?} (--timeout)",
+                    opts.url, opts.timeout
+                );
+                break ExitCode::from(EXIT_NO_DATA);
+            }
             () = tokio::time::sleep_until(deadline), if opts.once => {
                 let what = match &opts.subscription {
                     Subscription::All => String::new(),
@@ -74,13 +93,53 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
             break ExitCode::from(EXIT_NO_DATA);
         };
         match ev {
-            FeedEvent::Connected { .. } => {
+            FeedEvent::Connected { ext: e, .. } => {
+                ext = e;
                 if connected_before {
                     eprintln!("skillmon watch: reconnected to {}", opts.url);
                 }
                 connected_before = true;
             }
+            FeedEvent::Update { .. } if waiting.is_some() => {}
             FeedEvent::Update { update, raw, at } => {
+                let code = if opts.fail_on_anomaly && !update.data.anomalies.is_empty() {
+                    ExitCode::from(EXIT_ANOMALY)
+                } else {
+                    ExitCode::SUCCESS
+                };
+                if let (Some(window), true, true) = (opts.history, opts.once, opts.json) {
+                    let mut obj = match serde_json::from_str(&with_received_at(&raw, at)) {
+                        Ok(serde_json::Value::Object(m)) => m,
+                        _ => serde_json::Map::new(),
+                    };
+                    if ext {
+                        let names: Vec<String> = update
+                            .data
+                            .top_skills
+                            .iter()
+                            .take(crate::protocol::MAX_HISTORY_SKILLS)
+                            .map(|s| s.skill_name.clone())
+                            .collect();
+                        let ask = FeedCommand::History {
+                            skills: (!names.is_empty()).then_some(names),
+                            window,
+                        };
+                        if feed.commands.send(ask).await.is_ok() {
+                            waiting = Some((obj, code));
+                            continue;
+                        }
+                    } else {
+                        eprintln!(
+                            "skillmon watch: --history: {} does not offer history (not a skillmon server); \"history\" is null",
+                            opts.url
+                        );
+                    }
+                    obj.insert("history".into(), serde_json::Value::Null);
+                    let text = serde_json::Value::Object(obj).to_string();
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+                    break code;
+                }
                 let text = if opts.json {
                     with_received_at(&raw, at)
                 } else if opts.once {
@@ -94,8 +153,22 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
                     break ExitCode::SUCCESS;
                 }
                 if opts.once {
-                    break ExitCode::SUCCESS;
+                    break code;
                 }
+            }
+            FeedEvent::History { raw, at, .. } => {
+                let Some((mut obj, code)) = waiting.take() else {
+                    continue;
+                };
+                let frame = match serde_json::from_str(&with_received_at(&raw, at)) {
+                    Ok(v) => v,
+                    Err(_) => serde_json::Value::Null,
+                };
+                obj.insert("history".into(), frame);
+                let text = serde_json::Value::Object(obj).to_string();
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+                break code;
             }
             FeedEvent::Disconnected {
                 code,
@@ -127,6 +200,10 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
             }
             FeedEvent::ServerError { error, .. } => {
                 eprintln!("skillmon watch: server error: {}", error.message);
+                if waiting.is_some() {
+                    // The history request was refused: no frame will come.
+                    break ExitCode::from(EXIT_NO_DATA);
+                }
             }
             FeedEvent::Connecting { .. }
             | FeedEvent::Subscribed { .. }

@@ -9,6 +9,12 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+mod history;
+pub use history::{
+    History, HistoryAnomaly, HistoryBucket, HistoryWindow, MAX_HISTORY_SKILLS, SkillHistory,
+    format_bucket_start,
+};
+
 /// Protocol revision announced in the `connected` frame (ext).
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -250,6 +256,8 @@ pub enum ServerMessage {
     Error(ErrorFrame),
     /// (documented API) the reply to `get_metrics`.
     MetricsResponse(MetricsResponse),
+    /// (ext) the reply to `history`; never sent unless asked.
+    History(History),
     /// A type this build does not know; clients ignore it.
     #[serde(other)]
     Unknown,
@@ -356,6 +364,14 @@ pub enum ClientMessage {
     GetMetrics {
         skill: String,
     },
+    /// (ext) `{"type":"history","skills":[...],"window":"1h"}`: buckets of
+    /// the last hour or day, answered by one `history` frame. `skills` is
+    /// sorted and deduplicated; `None` means the current subscription's
+    /// visible skills.
+    History {
+        skills: Option<Vec<String>>,
+        window: HistoryWindow,
+    },
 }
 
 /// Why a client frame was refused; maps to an `error` frame.
@@ -407,7 +423,7 @@ impl ClientMessage {
                 }
                 return Err(ClientError::new(
                     ErrorCode::BadRequest,
-                    "missing field \"type\" (one of subscribe, unsubscribe, ping, get_metrics)",
+                    "missing field \"type\" (one of subscribe, unsubscribe, ping, get_metrics, history)",
                 ));
             }
             Some(_) => {
@@ -424,10 +440,11 @@ impl ClientMessage {
                 id: obj.get("id").cloned(),
             }),
             "get_metrics" => parse_get_metrics(&obj),
+            "history" => history::parse_history(&obj),
             other => Err(ClientError::new(
                 ErrorCode::UnknownType,
                 format!(
-                    "unknown message type {:?}; expected subscribe, unsubscribe, ping or get_metrics",
+                    "unknown message type {:?}; expected subscribe, unsubscribe, ping, get_metrics or history",
                     truncate(other, 64)
                 ),
             )),
@@ -454,6 +471,14 @@ impl ClientMessage {
             ClientMessage::GetMetrics { skill } => {
                 serde_json::json!({"type": "get_metrics", "skill_name": skill})
             }
+            ClientMessage::History {
+                skills: None,
+                window,
+            } => serde_json::json!({"type": "history", "window": window}),
+            ClientMessage::History {
+                skills: Some(s),
+                window,
+            } => serde_json::json!({"type": "history", "skills": s, "window": window}),
         };
         v.to_string()
     }

@@ -61,6 +61,8 @@ pub async fn run(args: WatchOptions) -> anyhow::Result<ExitCode> {
             once: args.once,
             timeout: args.timeout.unwrap_or(DEFAULT_TIMEOUT),
             connect,
+            fail_on_anomaly: args.fail_on_anomaly,
+            history: args.history,
         })
         .await;
     }
@@ -68,6 +70,7 @@ pub async fn run(args: WatchOptions) -> anyhow::Result<ExitCode> {
     app.theme = cfg.theme;
     app.no_color = cfg.no_color;
     app.keymap = keymap;
+    app.attention.bell = cfg.bell;
     crate::tui::run(app, connect).await?;
     Ok(ExitCode::SUCCESS)
 }

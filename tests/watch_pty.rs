@@ -20,6 +20,8 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 struct Pty {
     parser: vt100::Parser,
+    /// BEL bytes seen in the output so far.
+    bells: usize,
     output: mpsc::Receiver<Vec<u8>>,
     writer: Box<dyn Write + Send>,
     master: Box<dyn MasterPty + Send>,
@@ -79,6 +81,7 @@ impl Pty {
         });
         Pty {
             parser: vt100::Parser::new(nz(30), nz(100), 0),
+            bells: 0,
             output: rx,
             writer,
             master: pair.master,
@@ -95,7 +98,7 @@ impl Pty {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {
-                Ok(bytes) => self.parser.process(&bytes),
+                Ok(bytes) => self.process(&bytes),
                 Err(
                     std::sync::mpsc::RecvTimeoutError::Timeout
                     | std::sync::mpsc::RecvTimeoutError::Disconnected,
@@ -105,6 +108,11 @@ impl Pty {
                 ),
             }
         }
+    }
+
+    fn process(&mut self, bytes: &[u8]) {
+        self.bells += bytes.iter().filter(|b| **b == 0x07).count();
+        self.parser.process(bytes);
     }
 
     fn send(&mut self, bytes: &[u8]) {
@@ -121,12 +129,12 @@ impl Pty {
             }
             assert!(Instant::now() < deadline, "the child did not exit");
             if let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(50)) {
-                self.parser.process(&bytes);
+                self.process(&bytes);
             }
         };
         // The rest of the output (the reader ends when the pty closes).
         while let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(500)) {
-            self.parser.process(&bytes);
+            self.process(&bytes);
         }
         status
     }
@@ -168,8 +176,13 @@ fn live_with(screen: &vt100::Screen, skill: &str) -> bool {
 async fn dashboard_shows_the_db_and_q_restores_the_terminal() {
     on_served_db(|home, url| {
         let mut pty = Pty::spawn(home, &["watch", url]);
+        // The whole first picture: a frame can arrive in several reads,
+        // so wait for its last part (the panels) too.
         pty.wait_for("pytest-run on a live dashboard", |s| {
             live_with(s, "pytest-run")
+                && s.contents().contains("Anomalies (1)")
+                && s.contents().contains("Connected  ")
+                && !s.contents().contains("CONNECTING")
         });
         let screen = pty.parser.screen().contents();
         assert!(
@@ -289,4 +302,68 @@ fn demo_shows_live_data_and_q_removes_its_files() {
     pty.exits_0_restored();
     let after: Vec<_> = std::fs::read_dir(&tmp).expect("tmp").collect();
     assert!(after.is_empty(), "left behind: {after:?}");
+}
+
+#[test]
+fn demo_detail_shows_the_back_filled_day_with_its_incidents() {
+    // Issue 9's "done when": Enter on a skill of the demo, and the 24 h
+    // chart is the server's day (the back-fill), its incident marked (the
+    // demo's detector row for crackerjack-lint, 12 minutes ago).
+    let home = tempfile::tempdir().expect("home");
+    let mut pty = Pty::spawn(home.path(), &["demo", "--interval", "200ms"]);
+    pty.wait_for("the demo dashboard", |s| live_with(s, "crackerjack-lint"));
+    pty.send(b"/crackerjack-lint\r");
+    pty.wait_for("the filtered table", |s| {
+        s.contents().contains("Top skills (1 of")
+    });
+    pty.send(b"\r");
+    let opened = Instant::now();
+    // A marker is a `•` on a chart row (the legend line has one too).
+    let marked = |s: &vt100::Screen| {
+        s.contents()
+            .lines()
+            .any(|l| l.starts_with("││") && l.contains('•'))
+    };
+    pty.wait_for("the 24h history chart with its incident", |s| {
+        let c = s.contents();
+        c.contains("Invocations per 15 min")
+            && c.contains("history: server's last 24h")
+            && marked(s)
+    });
+    eprintln!("24h chart on screen {:?} after Enter", opened.elapsed());
+    pty.send(b"w");
+    pty.wait_for("the 1h history chart with its incident", |s| {
+        s.contents().contains("Invocations per minute") && marked(s)
+    });
+    pty.send(b"q");
+    pty.exits_0_restored();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_anomaly_asks_for_attention_and_rings_with_bell() {
+    on_served_db(|home, url| {
+        let mut pty = Pty::spawn(home, &["watch", url, "--bell"]);
+        pty.wait_for("the first picture", |s| {
+            live_with(s, "pytest-run") && s.contents().contains("Anomalies (1)")
+        });
+        assert_eq!(pty.bells, 0, "the first picture is the baseline");
+        // An outside detector writes a new anomaly.
+        let conn = rusqlite::Connection::open(home.join("skills.db")).expect("open db");
+        let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+        skillmon::store::fixture::insert_anomaly(&conn, "pytest-run", &now, "spike", Some(3.1))
+            .expect("insert anomaly");
+        pty.wait_for("the new-anomaly count", |s| {
+            s.contents().contains("⚠ 1 new") && s.contents().contains("a seen")
+        });
+        assert_eq!(pty.bells, 1, "one BEL for one new anomaly");
+        pty.send(b"a");
+        pty.wait_for("the count cleared", |s| {
+            let c = s.contents();
+            live_with(s, "pytest-run") && !c.contains("⚠") && !c.contains("a seen")
+        });
+        pty.send(b"q");
+        pty.exits_0_restored();
+        assert_eq!(pty.bells, 1);
+    })
+    .await;
 }

@@ -77,6 +77,7 @@ pub(super) async fn run_connection<S>(
     tx: &mpsc::Sender<FeedEvent>,
     cmd_rx: &mut mpsc::Receiver<FeedCommand>,
     track: &mut Track,
+    ext: bool,
 ) -> Ended
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -153,7 +154,7 @@ where
                         if let Some(ms) = info.interval_ms.filter(|ms| *ms > 0) {
                             track.interval = Duration::from_millis(ms);
                         }
-                        FeedEvent::Connected { info, at }
+                        FeedEvent::Connected { info, ext, at }
                     }
                     Ok(ServerMessage::MetricsUpdate(_))
                         if unconfirmed > 0 && subscribed_at.elapsed() < CONFIRM_TIMEOUT =>
@@ -202,6 +203,11 @@ where
                         tracing::warn!("server error frame: {:?} {}", error.code, error.message);
                         FeedEvent::ServerError { error, at }
                     }
+                    Ok(ServerMessage::History(history)) => FeedEvent::History {
+                        history,
+                        raw: text.clone(),
+                        at,
+                    },
                     // Only sent in reply to `get_metrics`, which watch never sends.
                     Ok(ServerMessage::MetricsResponse(_) | ServerMessage::Unknown) => continue,
                 };
@@ -240,6 +246,17 @@ where
                     }
                     unconfirmed += 1;
                     subscribed_at = Instant::now();
+                }
+                // History is an extension: a server that did not take
+                // `skillmon.v1` (session-buddy) never gets the message.
+                Some(FeedCommand::History { .. }) if !ext => {
+                    tracing::debug!("not asking for history: the server does not offer it");
+                }
+                Some(FeedCommand::History { skills, window }) => {
+                    let msg = ClientMessage::History { skills, window }.encode();
+                    if let Err(e) = send_bounded(&mut sink, Message::text(msg)).await {
+                        return Ended::Closed(Some(1006), format!("cannot ask for history: {e}"));
+                    }
                 }
             },
             () = tx.closed() => {

@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 
-use crate::protocol::{ClientMessage, Connected, ErrorFrame, MetricsUpdate, Subscription};
+use crate::protocol::{
+    ClientMessage, Connected, ErrorFrame, History, HistoryWindow, MetricsUpdate, Subscription,
+};
 use backoff::Backoff;
 pub use connect::{ConnectOptions, Token, TokenSource};
 use connection::{Ended, Track, run_connection};
@@ -50,12 +52,24 @@ pub const CHANNEL_CAPACITY: usize = 256;
 pub enum FeedEvent {
     /// Starting connection attempt `attempt` (1 = the first ever).
     Connecting { attempt: u32, at: DateTime<Utc> },
-    /// The server's `connected` frame arrived.
-    Connected { info: Connected, at: DateTime<Utc> },
+    /// The server's `connected` frame arrived; `ext` = it took the
+    /// `skillmon.v1` subprotocol (history and the other extensions).
+    Connected {
+        info: Connected,
+        ext: bool,
+        at: DateTime<Utc>,
+    },
     /// A `metrics_update`, parsed, plus the frame text as received.
     Update {
         update: MetricsUpdate,
         /// The frame's text as received: shared bytes, not a copy.
+        raw: tungstenite::Utf8Bytes,
+        at: DateTime<Utc>,
+    },
+    /// (ext) A `history` frame, the reply to [`FeedCommand::History`],
+    /// plus the frame text as received.
+    History {
+        history: History,
         raw: tungstenite::Utf8Bytes,
         at: DateTime<Utc>,
     },
@@ -92,6 +106,7 @@ impl FeedEvent {
             FeedEvent::Connecting { at, .. }
             | FeedEvent::Connected { at, .. }
             | FeedEvent::Update { at, .. }
+            | FeedEvent::History { at, .. }
             | FeedEvent::Subscribed { at }
             | FeedEvent::Pong { at, .. }
             | FeedEvent::ServerError { at, .. }
@@ -106,6 +121,13 @@ impl FeedEvent {
 pub enum FeedCommand {
     /// Replace the subscription (sent now, and after every reconnect).
     Subscribe(Subscription),
+    /// (ext) Ask for a `history` (`skills: None` = the subscription's
+    /// visible skills). Sent only when the server took `skillmon.v1`;
+    /// dropped otherwise and while disconnected (ask again on `Connected`).
+    History {
+        skills: Option<Vec<String>>,
+        window: HistoryWindow,
+    },
 }
 
 /// Should a close with this code be retried?
@@ -202,11 +224,18 @@ async fn supervise(
                 }
                 (None, describe_connect_error(&e))
             }
-            Ok(Ok((ws, _ext))) => {
+            Ok(Ok((ws, ext))) => {
                 let mut track = Track::new();
-                let ended =
-                    run_connection(ws, &opts, &mut subscription, &tx, &mut cmd_rx, &mut track)
-                        .await;
+                let ended = run_connection(
+                    ws,
+                    &opts,
+                    &mut subscription,
+                    &tx,
+                    &mut cmd_rx,
+                    &mut track,
+                    ext,
+                )
+                .await;
                 // Only a connection that delivered data for a while resets
                 // the backoff: accept-then-close servers get the full delays.
                 if track.stable() {
@@ -278,6 +307,7 @@ async fn supervise(
                 () = tx.closed() => return,
                 cmd = cmd_rx.recv() => match cmd {
                     Some(FeedCommand::Subscribe(s)) => subscription = s,
+                    Some(FeedCommand::History { .. }) => {}
                     None => return,
                 },
             }

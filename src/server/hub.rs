@@ -7,15 +7,38 @@
 //! session simply sees the newest value when it gets to it (latest wins), so
 //! the hub never waits on, nor queues for, any session. Groups nobody
 //! listens to are dropped at the next tick.
+//!
+//! (ext) `history` replies follow the same rule: one per (sorted skills,
+//! window, current bucket) per tick, built once off the runtime and shared
+//! by every session that asks for it in that tick (a small cache emptied at
+//! each tick).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::protocol::{EncodedUpdate, SkillStat, Subscription, format_timestamp};
-use crate::store::Snapshot;
+use crate::protocol::{
+    EncodedUpdate, ErrorCode, ErrorFrame, HistoryWindow, ServerMessage, SkillStat, Subscription,
+    format_timestamp,
+};
+use crate::store::{Snapshot, history, unix_now};
+
+/// Most distinct histories cached in one tick; past it a request builds
+/// its own (still off the runtime), so memory stays bounded.
+const MAX_CACHED_HISTORIES: usize = 64;
+
+/// What makes two `history` requests get the same bytes within a tick.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct HistoryKey {
+    window: HistoryWindow,
+    /// The bucket holding now: a new bucket is a new history.
+    bucket: i64,
+    /// Sorted and deduplicated.
+    skills: Vec<String>,
+}
 
 /// One group's update for one tick.
 #[derive(Debug, Clone)]
@@ -30,6 +53,8 @@ struct Inner {
     tick: u64,
     snapshot: Arc<Snapshot>,
     groups: HashMap<Subscription, watch::Sender<Frame>>,
+    /// This tick's `history` frames (emptied by `publish`).
+    histories: HashMap<HistoryKey, Arc<OnceCell<Utf8Bytes>>>,
 }
 
 pub struct Hub {
@@ -45,6 +70,7 @@ impl Hub {
                 tick: 0,
                 snapshot: Arc::new(Snapshot::empty()),
                 groups: HashMap::new(),
+                histories: HashMap::new(),
             }),
         }
     }
@@ -109,6 +135,7 @@ impl Hub {
             let mut inner = self.lock();
             inner.tick += 1;
             inner.snapshot = snapshot.clone();
+            inner.histories.clear();
             inner.groups.retain(|_, tx| tx.receiver_count() > 0);
             let groups: Vec<(Subscription, watch::Sender<Frame>)> = inner
                 .groups
@@ -123,6 +150,73 @@ impl Hub {
             tx.send_replace(self.build(&snapshot, sub, tick));
         }
         groups.len()
+    }
+
+    /// The skills a client with `sub` sees now: its names, or the top N
+    /// rows of the latest snapshot for all.
+    pub fn visible_skills(&self, sub: &Subscription) -> Vec<String> {
+        match sub {
+            Subscription::Skills(names) => names.clone(),
+            Subscription::All => self
+                .lock()
+                .snapshot
+                .skills
+                .iter()
+                .take(self.top_n)
+                .map(|s| s.skill_name.clone())
+                .collect(),
+        }
+    }
+
+    /// The encoded `history` frame of `skills` over `window`, as of now and
+    /// the latest snapshot. Requests for the same (skills, window, bucket)
+    /// in one tick share one build and one set of bytes; the build runs on
+    /// a blocking thread.
+    pub async fn history(&self, mut skills: Vec<String>, window: HistoryWindow) -> Utf8Bytes {
+        skills.sort();
+        skills.dedup();
+        let now = unix_now();
+        let key = HistoryKey {
+            window,
+            bucket: window.bucket_of(now),
+            skills,
+        };
+        let (cell, snapshot) = {
+            let mut inner = self.lock();
+            let snapshot = inner.snapshot.clone();
+            let cell = match inner.histories.get(&key) {
+                Some(c) => c.clone(),
+                None if inner.histories.len() < MAX_CACHED_HISTORIES => {
+                    let c = Arc::new(OnceCell::new());
+                    inner.histories.insert(key.clone(), c.clone());
+                    c
+                }
+                None => Arc::new(OnceCell::new()),
+            };
+            (cell, snapshot)
+        };
+        let skills = key.skills;
+        cell.get_or_init(|| async move {
+            let built = tokio::task::spawn_blocking(move || {
+                ServerMessage::History(history::build(&snapshot, &skills, window, now)).encode()
+            })
+            .await;
+            match built {
+                Ok(text) => Utf8Bytes::from(text),
+                Err(e) => {
+                    tracing::warn!("building a history failed: {e}");
+                    Utf8Bytes::from(
+                        ServerMessage::Error(ErrorFrame {
+                            code: ErrorCode::Other,
+                            message: "the history could not be built; try again".into(),
+                        })
+                        .encode(),
+                    )
+                }
+            }
+        })
+        .await
+        .clone()
     }
 
     /// Number of subscription groups alive now.
@@ -210,5 +304,44 @@ mod tests {
         assert!(b.has_changed().unwrap());
         assert_eq!(b.borrow_and_update().tick, 1);
         assert_eq!(a.borrow_and_update().tick, 1);
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_history_is_built_once_per_tick_and_shared() {
+        let hub = Hub::new(10);
+        let a = hub
+            .history(vec!["b".into(), "a".into()], HistoryWindow::Hour)
+            .await;
+        let b = hub
+            .history(
+                vec!["a".into(), "b".into(), "a".into()],
+                HistoryWindow::Hour,
+            )
+            .await;
+        assert!(
+            std::ptr::eq(a.as_str().as_ptr(), b.as_str().as_ptr()),
+            "same bytes, not a second build"
+        );
+        let ServerMessage::History(h) = ServerMessage::parse(a.as_str()).unwrap() else {
+            panic!("not a history: {}", a.as_str())
+        };
+        let names: Vec<_> = h.skills.iter().map(|s| s.skill_name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(h.skills.iter().all(|s| s.buckets.len() == 60));
+        let day = hub.history(vec!["a".into()], HistoryWindow::Day).await;
+        assert!(!std::ptr::eq(a.as_str().as_ptr(), day.as_str().as_ptr()));
+        hub.publish(Arc::new(Snapshot::empty()));
+        let c = hub
+            .history(vec!["a".into(), "b".into()], HistoryWindow::Hour)
+            .await;
+        assert!(
+            !std::ptr::eq(a.as_str().as_ptr(), c.as_str().as_ptr()),
+            "a new tick builds anew"
+        );
     }
 }

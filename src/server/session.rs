@@ -108,6 +108,8 @@ struct Session<S> {
     /// A compat session gets its first picture only after its first
     /// `subscription_confirmed` (or at the first tick).
     confirmed_once: bool,
+    /// What the client is subscribed to now (the default of `history`).
+    subscription: Subscription,
     seq: u64,
     last_tick: Option<u64>,
     tokens: f64,
@@ -142,6 +144,7 @@ pub async fn run<S>(
         shared,
         mode,
         confirmed_once: false,
+        subscription: Subscription::All,
         seq: 0,
         last_tick: None,
         tokens: RATE_BURST,
@@ -236,6 +239,7 @@ where
                         Ok(Message::Text(text)) => {
                             if let Some(sub) = self.on_text(&text).await? {
                                 rx = self.join(&sub);
+                                self.subscription = sub;
                             }
                         }
                         Ok(Message::Binary(_)) => {
@@ -338,6 +342,16 @@ where
                     id: id.filter(|v| !v.is_null()),
                 });
                 self.send_text(pong.encode().into()).await?;
+                Ok(None)
+            }
+            Ok(ClientMessage::History { skills, window }) => {
+                // (ext) Only ever sent in reply; shared by every session
+                // asking the same in this tick.
+                let skills =
+                    skills.unwrap_or_else(|| self.shared.hub.visible_skills(&self.subscription));
+                tracing::debug!(skills = skills.len(), %window, "history");
+                let text = self.shared.hub.history(skills, window).await;
+                self.send_text(text).await?;
                 Ok(None)
             }
             Ok(ClientMessage::Auth { .. }) => {

@@ -6,12 +6,18 @@
 //! after the first load only rows with a higher rowid are read (a rowid range
 //! scan, cheap whatever the table's size). If the highest rowid goes down
 //! (rows deleted, file rewritten) everything is read again.
+//!
+//! Next to each skill's samples it keeps their one-minute buckets
+//! ([`Minutes`], shared copy-on-write with the snapshots), so a `history`
+//! is cut from at most 1440 buckets per skill, never from the samples.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rusqlite::Connection;
 
 use super::anomaly::{DAY, Sample};
+use super::history::Minutes;
 
 /// Largest UTC offset a timestamp may carry (±14:00), for the text prefilter.
 const MAX_OFFSET_SECS: i64 = 14 * 3600;
@@ -21,12 +27,21 @@ pub struct Activity {
     /// Highest rowid read so far (0 = nothing read).
     last_rowid: i64,
     per_skill: HashMap<String, Vec<Sample>>,
+    /// The same samples in one-minute buckets (may also hold buckets up to
+    /// an hour older than the day: trimmed in batches, see [`Self::evict`]).
+    minutes: HashMap<String, Arc<Minutes>>,
 }
 
 impl Activity {
     pub fn reset(&mut self) {
         self.last_rowid = 0;
         self.per_skill.clear();
+        self.minutes.clear();
+    }
+
+    /// Every skill's one-minute buckets, shared (cheap to clone).
+    pub fn minutes(&self) -> &HashMap<String, Arc<Minutes>> {
+        &self.minutes
     }
 
     pub fn skills(&self) -> impl Iterator<Item = (&String, &Vec<Sample>)> {
@@ -69,6 +84,7 @@ impl Activity {
         let cutoff = now - DAY;
         let mut read = 0;
         let per_skill = &mut self.per_skill;
+        let minutes = &mut self.minutes;
         let mut take = |r: &rusqlite::Row<'_>| -> rusqlite::Result<()> {
             read += 1;
             let Some(t) = r.get::<_, Option<f64>>(1)?.filter(|t| *t >= cutoff) else {
@@ -89,6 +105,15 @@ impl Activity {
                 None => {
                     per_skill.insert(name.to_owned(), vec![sample]);
                 }
+            }
+            // Copy-on-write: the first sample after a snapshot took the
+            // buckets clones them once; later ones add in place.
+            if let Some(m) = minutes.get_mut(name) {
+                Arc::make_mut(m).add(&sample);
+            } else {
+                let mut m = Minutes::default();
+                m.add(&sample);
+                minutes.insert(name.to_owned(), Arc::new(m));
             }
             Ok(())
         };
@@ -131,12 +156,25 @@ impl Activity {
         Ok(read)
     }
 
-    /// Forget samples older than a day.
+    /// Forget samples older than a day. Buckets go with their skill's last
+    /// sample; otherwise they are trimmed only once they reach an hour past
+    /// the day, so a shared copy is cloned at most once an hour per skill.
     pub fn evict(&mut self, now: f64) {
         let cutoff = now - DAY;
         self.per_skill.retain(|_, v| {
             v.retain(|s| s.t >= cutoff);
             !v.is_empty()
+        });
+        let per_skill = &self.per_skill;
+        let cutoff_minute = (cutoff / 60.0).floor() as i64;
+        self.minutes.retain(|name, m| {
+            if !per_skill.contains_key(name) {
+                return false;
+            }
+            if m.first_minute().is_some_and(|f| f < cutoff_minute - 60) {
+                Arc::make_mut(m).trim_before(cutoff_minute);
+            }
+            true
         });
     }
 }

@@ -19,6 +19,7 @@
 mod activity;
 pub mod anomaly;
 pub mod fixture;
+pub mod history;
 mod query;
 mod snapshot;
 
@@ -340,7 +341,10 @@ impl Store {
             .skills()
             .filter_map(|(_, v)| anomaly::next_expiry(v, now))
             .min_by(f64::total_cmp);
-        self.snapshot = Arc::new(Snapshot::new(skills, merge_anomalies(table, anomalies)));
+        self.snapshot = Arc::new(
+            Snapshot::new(skills, merge_anomalies(table, anomalies))
+                .with_minutes(self.activity.minutes().clone()),
+        );
     }
 
     fn set_state(&mut self, state: DbState) {

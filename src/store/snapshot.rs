@@ -2,9 +2,11 @@
 //! view of it that goes on the wire. Plain data; no I/O.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::history::Minutes;
 use crate::protocol::{Anomaly, MetricsData, SkillStat, Subscription};
 
 /// Anomalies older than this are not served.
@@ -82,6 +84,8 @@ pub struct Snapshot {
     rank: HashMap<String, usize>,
     /// Skill name → indexes in `anomalies`, in order.
     anomalies_of: HashMap<String, Vec<usize>>,
+    /// Skill name → its last day in one-minute buckets (for `history`).
+    minutes: HashMap<String, Arc<Minutes>>,
 }
 
 impl Snapshot {
@@ -107,7 +111,28 @@ impl Snapshot {
             anomalies,
             rank,
             anomalies_of,
+            minutes: HashMap::new(),
         }
+    }
+
+    /// The same snapshot carrying every skill's one-minute buckets.
+    pub fn with_minutes(mut self, minutes: HashMap<String, Arc<Minutes>>) -> Self {
+        self.minutes = minutes;
+        self
+    }
+
+    /// One skill's buckets of the last day, if it has invocations in it.
+    pub fn minutes(&self, skill: &str) -> Option<&Minutes> {
+        self.minutes.get(skill).map(Arc::as_ref)
+    }
+
+    /// One skill's anomalies, newest first (expired ones included).
+    pub fn anomalies_of(&self, skill: &str) -> impl Iterator<Item = &TimedAnomaly> {
+        self.anomalies_of
+            .get(skill)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.anomalies[i])
     }
 
     pub fn is_empty(&self) -> bool {

@@ -41,6 +41,8 @@ pub enum Action {
     Freeze,
     Theme,
     Subscribe,
+    Seen,
+    Window,
 }
 
 impl Action {
@@ -72,6 +74,8 @@ impl Action {
             Action::Freeze => "freeze / unfreeze the display (data keeps arriving)",
             Action::Theme => "next colour theme",
             Action::Subscribe => "change the subscription (names, comma-separated; empty = all)",
+            Action::Seen => "mark the new anomalies as seen (clears the header count)",
+            Action::Window => "detail view: switch the charts between the last 24h and 1h",
         }
     }
 
@@ -87,6 +91,8 @@ impl Action {
             Action::Freeze => Some("freeze"),
             Action::Theme => Some("theme"),
             Action::Subscribe => Some("skills"),
+            Action::Seen => Some("seen"),
+            Action::Window => Some("1h/24h"),
             _ => None,
         }
     }
@@ -112,6 +118,8 @@ impl Action {
             Action::Freeze => &["f"],
             Action::Theme => &["t"],
             Action::Subscribe => &["c"],
+            Action::Seen => &["a"],
+            Action::Window => &["w"],
         }
     }
 }
@@ -330,7 +338,14 @@ impl Keymap {
 
     /// (keys label, hint) for the footer; arrows shown compactly.
     pub fn hints(&self) -> Vec<(String, &'static str)> {
+        self.hints_where(|_| true)
+    }
+
+    /// [`Keymap::hints`] for the actions `show` keeps (the footer leaves
+    /// out the contextual ones, e.g. `seen` when nothing is new).
+    pub fn hints_where(&self, show: impl Fn(Action) -> bool) -> Vec<(String, &'static str)> {
         Action::all()
+            .filter(|a| show(*a))
             .filter_map(|a| {
                 let hint = a.hint()?;
                 let keys = self.keys_for(a);
@@ -444,6 +459,8 @@ mod tests {
                 "freeze",
                 "theme",
                 "subscribe",
+                "seen",
+                "window",
             ]
         );
         for a in Action::all() {

@@ -10,6 +10,9 @@
 //! ~30 frames per second. State lives in [`app`], geometry in [`layout`],
 //! drawing in [`view`].
 //!
+//! With `--bell`, the loop writes one BEL byte when the app says a new
+//! anomaly arrived (`App::attention`); rendering never writes it.
+//!
 //! Test hook: with `SKILLMON_TEST_PANIC_ON_KEY=<char>` in the environment,
 //! pressing that key panics inside the loop, so that a test can check the
 //! panic path restores the terminal (`tests/watch_pty.rs`). Nothing else
@@ -96,6 +99,11 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
     let mut feed_open = true;
     let mut last_draw: Option<Instant> = None;
     loop {
+        if app.attention.bell_pending {
+            // The only place a BEL is written (never by the pure render).
+            app.attention.bell_pending = false;
+            ring_bell();
+        }
         if app.dirty && last_draw.is_none_or(|t| t.elapsed() >= MIN_FRAME) {
             screen
                 .terminal
@@ -156,7 +164,9 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
         }
         for cmd in app.outbox.drain(..) {
             if feed.commands.try_send(cmd).is_err() {
-                tracing::warn!("feed is busy or gone; a subscription change was dropped");
+                tracing::warn!(
+                    "feed is busy or gone; a command for it (subscribe or history) was dropped"
+                );
             }
         }
         if app.quit {
@@ -166,6 +176,15 @@ pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow
     drop(screen);
     feed.close(feed_rx).await;
     Ok(())
+}
+
+/// Write one BEL byte to the terminal (`--bell` on a new anomaly).
+fn ring_bell() {
+    use std::io::Write as _;
+    let mut out = std::io::stdout();
+    if let Err(e) = out.write_all(b"\x07").and_then(|()| out.flush()) {
+        tracing::debug!("cannot ring the bell: {e}");
+    }
 }
 
 fn convert(ev: crossterm::event::Event) -> Option<Event> {

@@ -9,8 +9,10 @@
 //! [`crate::tui::layout`]'s. Must not call into [`crate::tui::view`] (text
 //! it needs comes from [`crate::text`]).
 
+mod attention;
 mod data;
 mod health;
+mod history;
 mod selection;
 
 use std::time::Duration;
@@ -21,15 +23,17 @@ use crossterm::event::{
 };
 
 use crate::client::{FeedCommand, FeedEvent};
-use crate::protocol::Subscription;
+use crate::protocol::{HistoryWindow, Subscription};
 use crate::text::subscription_label;
 use crate::tui::keymap::{Action, Keymap};
 use crate::tui::layout::{layout, table_capacity, table_offset};
 use crate::tui::theme::Theme;
 use crate::tui::theme::ThemeName;
 
+pub use attention::{Attention, HIGHLIGHT_SECS};
 pub use data::{DataView, HISTORY_LEN, Sample, SkillRow};
 pub use health::{Health, RATE_WINDOW_SECS};
+pub use history::{Bucket, MAX_SKILLS as MAX_HISTORY_SKILLS, Marker, Series, ServerHistory};
 pub use selection::SortKey;
 
 /// The update interval assumed when the server does not announce one.
@@ -130,6 +134,14 @@ pub struct App {
     pub quit: bool,
     /// Commands for the feed, drained by the event loop.
     pub outbox: Vec<FeedCommand>,
+    /// New anomalies: highlights, the header count, the bell.
+    pub attention: Attention,
+    /// (ext) The server's history of the skills in view and in the detail view.
+    pub history: ServerHistory,
+    /// The Trend column's history as it was when the display was frozen.
+    pub frozen_history: Option<ServerHistory>,
+    /// The detail view's chart window (the `window` key switches it).
+    pub window: HistoryWindow,
 }
 
 impl App {
@@ -157,6 +169,10 @@ impl App {
             dirty: true,
             quit: false,
             outbox: Vec::new(),
+            attention: Attention::default(),
+            history: ServerHistory::default(),
+            frozen_history: None,
+            window: HistoryWindow::Day,
         }
     }
 
@@ -171,6 +187,11 @@ impl App {
     /// What the screen shows: the frozen copy, else the live data.
     pub fn view(&self) -> &DataView {
         self.frozen.as_ref().unwrap_or(&self.live)
+    }
+
+    /// The history the Trend column shows: the frozen copy, else the live one.
+    pub fn trend_history(&self) -> &ServerHistory {
+        self.frozen_history.as_ref().unwrap_or(&self.history)
     }
 
     /// The expected update interval (announced by skillmon, else 1 s).
@@ -195,6 +216,16 @@ impl App {
             }
         }
     }
+    /// Does the footer show this action's hint now? Contextual actions
+    /// (`seen`) only when they would do something.
+    pub fn hint_applies(&self, action: Action) -> bool {
+        match action {
+            Action::Seen => self.attention.unseen > 0,
+            Action::Window => matches!(self.overlay, Overlay::Detail(_)),
+            _ => true,
+        }
+    }
+
     /// Apply one event. Sets `dirty` when the screen must be redrawn.
     pub fn update(&mut self, event: Event) {
         match event {
@@ -206,6 +237,7 @@ impl App {
             }
             Event::Tick(now) => {
                 self.now = now;
+                self.attention.tick(now);
                 self.dirty = true;
             }
             Event::Feed(f) => self.on_feed(f),
@@ -320,7 +352,18 @@ impl App {
                         Some(r) => Overlay::Detail(r.stat.skill_name.clone()),
                         None => Overlay::None,
                     }
+                };
+                if let Overlay::Detail(name) = &self.overlay {
+                    let asks = self.history.detail_requests(name);
+                    self.outbox.extend(asks);
                 }
+            }
+            Action::Window => {
+                self.window = match self.window {
+                    HistoryWindow::Hour => HistoryWindow::Day,
+                    HistoryWindow::Day => HistoryWindow::Hour,
+                };
+                self.status = Some(format!("detail charts: last {}", self.window));
             }
             Action::SortNext => {
                 self.sort = self.sort.next();
@@ -335,7 +378,8 @@ impl App {
                 self.frozen = match self.frozen.take() {
                     Some(_) => None,
                     None => Some(self.live.clone()),
-                }
+                };
+                self.frozen_history = self.frozen.as_ref().map(|_| self.history.clone());
             }
             Action::Theme => {
                 if self.no_color {
@@ -349,6 +393,7 @@ impl App {
                 self.mode = Mode::Subscribe;
                 self.input = self.subscription.skills().join(", ");
             }
+            Action::Seen => self.attention.acknowledge(),
         }
         self.dirty = true;
     }
@@ -402,10 +447,20 @@ impl App {
                     _ => ConnState::Connecting,
                 };
             }
-            FeedEvent::Connected { info, at } => {
+            FeedEvent::Connected { info, ext, at } => {
                 h.message(at);
                 h.connected(info.server, info.interval_ms, at);
                 self.conn = ConnState::Live;
+                // A new connection (or a reconnect) asks again.
+                self.history.connected(ext);
+                if let Overlay::Detail(name) = &self.overlay {
+                    let asks = self.history.detail_requests(name);
+                    self.outbox.extend(asks);
+                }
+            }
+            FeedEvent::History { history, at, .. } => {
+                h.message(at);
+                self.history.receive(history);
             }
             FeedEvent::Update { update, at, .. } => {
                 h.message(at);
@@ -415,6 +470,12 @@ impl App {
                 if self.conn != ConnState::Live {
                     self.conn = ConnState::Live;
                 }
+                self.attention.observe(
+                    &self.live.anomalies,
+                    &update.data.anomalies,
+                    self.live.updates == 0,
+                    at,
+                );
                 // The feed already kept only the subscribed skills.
                 data::apply_update(
                     &mut self.live,
@@ -422,9 +483,25 @@ impl App {
                     update.data.anomalies,
                     at,
                 );
+                let deltas: Vec<(String, i64)> = self
+                    .live
+                    .rows
+                    .iter()
+                    .filter_map(|r| r.delta.map(|d| (r.stat.skill_name.clone(), d)))
+                    .collect();
+                self.history.extend(&deltas, at);
+                let stats: Vec<_> = self.live.rows.iter().map(|r| r.stat.clone()).collect();
+                if let Some(ask) = self.history.trend_request(&stats) {
+                    self.outbox.push(ask);
+                }
             }
             FeedEvent::Subscribed { at } => {
                 h.message(at);
+                // The skills in view change: their history is asked for
+                // at the next update.
+                if self.history.offered() {
+                    self.history.trend_wanted = true;
+                }
                 if self
                     .status
                     .as_deref()
@@ -474,4 +551,4 @@ impl App {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

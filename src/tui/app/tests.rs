@@ -407,3 +407,287 @@ fn message_rate_over_the_window() {
     assert!((app.health.rate(secs(10)) - 1.0).abs() < 1e-9);
     assert_eq!(app.health.rate(secs(30)), 0.0);
 }
+
+fn anomaly(skill: &str, kind: &str) -> crate::protocol::Anomaly {
+    crate::protocol::Anomaly {
+        skill_name: skill.into(),
+        detected_at: "2026-11-22T03:00:00Z".into(),
+        anomaly_type: kind.into(),
+        deviation_score: Some(-3.0),
+        baseline_value: None,
+        observed_value: None,
+        source: None,
+    }
+}
+
+#[test]
+fn new_anomalies_are_highlighted_counted_and_cleared_by_the_seen_key() {
+    let mut app = live_app();
+    app.attention.bell = true;
+    let a = anomaly("mypy", "drop");
+    app.update(update(secs(1), Some(2), three(), vec![a.clone()]));
+    assert_eq!(app.attention.unseen, 1);
+    assert!(app.attention.is_fresh(&a, app.now));
+    assert!(app.attention.title_flash(app.now));
+    assert!(app.attention.bell_pending);
+    assert!(app.hint_applies(Action::Seen));
+    // The title flashes once a second (event time, not a clock).
+    app.update(Event::Tick(secs(2)));
+    assert!(!app.attention.title_flash(app.now));
+    app.update(Event::Tick(secs(3)));
+    assert!(app.attention.title_flash(app.now));
+    // The same (skill, type) again is not new; a second type is.
+    app.attention.bell_pending = false;
+    let b = anomaly("mypy", "spike");
+    app.update(update(
+        secs(4),
+        Some(3),
+        three(),
+        vec![a.clone(), b.clone()],
+    ));
+    assert_eq!(app.attention.unseen, 2);
+    assert!(app.attention.bell_pending);
+    // Highlights end after HIGHLIGHT_SECS; the count stays until seen.
+    app.update(Event::Tick(secs(1 + HIGHLIGHT_SECS)));
+    assert!(!app.attention.is_fresh(&a, app.now));
+    assert!(app.attention.is_fresh(&b, app.now));
+    app.update(Event::Tick(secs(4 + HIGHLIGHT_SECS)));
+    assert!(!app.attention.is_fresh(&b, app.now));
+    assert!(!app.attention.title_flash(app.now));
+    assert_eq!(app.attention.unseen, 2);
+    app.update(ch('a'));
+    assert_eq!(app.attention.unseen, 0);
+    assert!(!app.hint_applies(Action::Seen));
+}
+
+#[test]
+fn the_first_picture_and_unchanged_anomalies_ask_for_nothing() {
+    let mut app = App::new("ws://x", Subscription::All, t0());
+    app.attention.bell = true;
+    app.update(connected(t0(), Some(1000)));
+    let a = anomaly("mypy", "drop");
+    app.update(update(t0(), Some(1), three(), vec![a.clone()]));
+    assert_eq!(app.attention.unseen, 0, "the first picture is the baseline");
+    assert!(!app.attention.bell_pending);
+    app.update(update(secs(1), Some(2), three(), vec![a.clone()]));
+    assert_eq!(app.attention.unseen, 0);
+    // Gone, then back: new again.
+    app.update(update(secs(2), Some(3), three(), vec![]));
+    app.update(update(secs(3), Some(4), three(), vec![a.clone()]));
+    assert_eq!(app.attention.unseen, 1);
+    assert!(app.attention.bell_pending);
+    // Without --bell nothing rings.
+    let mut quiet = live_app();
+    quiet.update(update(secs(1), Some(2), three(), vec![a]));
+    assert_eq!(quiet.attention.unseen, 1);
+    assert!(!quiet.attention.bell_pending);
+}
+
+mod server_history {
+    use super::*;
+    use crate::protocol::HistoryWindow::{Day, Hour};
+    use crate::tui::test_support::{connected_ext, history};
+
+    fn asks(app: &mut App) -> Vec<FeedCommand> {
+        std::mem::take(&mut app.outbox)
+    }
+
+    fn ask(skills: &[&str], window: HistoryWindow) -> FeedCommand {
+        FeedCommand::History {
+            skills: Some(
+                skills
+                    .iter()
+                    .map(std::string::ToString::to_string)
+                    .collect(),
+            ),
+            window,
+        }
+    }
+
+    #[test]
+    fn the_skills_in_view_are_asked_for_after_connect_subscribe_and_reconnect() {
+        let mut app = App::new("ws://x", Subscription::All, t0());
+        app.update(connected_ext(t0()));
+        assert!(asks(&mut app).is_empty(), "no skills known yet");
+        app.update(update(t0(), Some(1), three(), vec![]));
+        assert_eq!(
+            asks(&mut app),
+            vec![ask(&["pytest-run", "ruff-check", "mypy"], Hour)]
+        );
+        app.update(update(secs(1), Some(2), three(), vec![]));
+        assert!(asks(&mut app).is_empty(), "once per connection");
+        // A subscription change: asked at the first update after the confirmation.
+        app.update(Event::Feed(FeedEvent::Subscribed { at: secs(2) }));
+        app.update(update(secs(2), Some(3), three()[..1].to_vec(), vec![]));
+        assert_eq!(asks(&mut app), vec![ask(&["pytest-run"], Hour)]);
+        // A reconnect asks again.
+        app.update(Event::Feed(FeedEvent::Disconnected {
+            code: Some(1006),
+            reason: String::new(),
+            retry_in: Duration::from_millis(250),
+            at: secs(3),
+        }));
+        app.update(connected_ext(secs(4)));
+        app.update(update(secs(4), Some(1), three(), vec![]));
+        assert_eq!(asks(&mut app).len(), 1);
+    }
+
+    #[test]
+    fn a_server_without_history_is_never_asked() {
+        let mut app = live_app(); // `connected` without skillmon.v1
+        app.update(Event::Feed(FeedEvent::Subscribed { at: secs(1) }));
+        app.update(update(secs(1), Some(2), three(), vec![]));
+        app.update(key(KeyCode::Enter));
+        assert!(app.outbox.is_empty(), "{:?}", app.outbox);
+        assert_eq!(app.history.offered, Some(false));
+    }
+
+    #[test]
+    fn the_detail_view_asks_for_both_windows_and_a_key_switches() {
+        let mut app = App::new("ws://x", Subscription::All, t0());
+        app.update(connected_ext(t0()));
+        app.update(update(t0(), Some(1), three(), vec![]));
+        asks(&mut app);
+        assert_eq!(app.window, Day);
+        assert!(!app.hint_applies(Action::Window));
+        app.update(key(KeyCode::Enter));
+        assert_eq!(
+            asks(&mut app),
+            vec![ask(&["pytest-run"], Hour), ask(&["pytest-run"], Day)]
+        );
+        assert!(app.hint_applies(Action::Window));
+        app.update(ch('w'));
+        assert_eq!(app.window, Hour);
+        app.update(ch('w'));
+        assert_eq!(app.window, Day);
+        // A reconnect while the detail view is open asks for it again.
+        app.update(connected_ext(secs(5)));
+        assert_eq!(asks(&mut app).len(), 2);
+    }
+
+    #[test]
+    fn frames_are_kept_bounded_and_live_updates_extend_them() {
+        let mut app = App::new("ws://x", Subscription::All, t0());
+        app.update(connected_ext(t0()));
+        let names: Vec<String> = (0..70).map(|i| format!("s{i:02}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        app.update(history(Hour, t0(), &refs, |i| i as u64, &[]));
+        let hour = &app.history.series[&Hour];
+        assert_eq!(hour.len(), MAX_HISTORY_SKILLS);
+        assert!(hour.values().all(|s| s.buckets.len() == 60));
+        // A later frame for other skills evicts the oldest series.
+        app.update(history(Hour, t0(), &["pytest-run"], |_| 2, &[]));
+        assert_eq!(app.history.series[&Hour].len(), MAX_HISTORY_SKILLS);
+        assert!(app.history.get(Hour, "pytest-run").is_some());
+
+        // Live: 3 new invocations at 03:00:30 go into the 03:00 bucket;
+        // the next minute opens a bucket and the oldest one drops.
+        app.update(update(secs(0), Some(1), three(), vec![]));
+        let mut s = three();
+        s[0].total_invocations += 3;
+        app.update(update(secs(30), Some(2), s.clone(), vec![]));
+        let series = app.history.get(Hour, "pytest-run").unwrap();
+        assert_eq!(series.buckets.len(), 60);
+        assert_eq!(series.buckets[59].invocations, 5);
+        s[0].total_invocations += 4;
+        app.update(update(secs(61), Some(3), s, vec![]));
+        let series = app.history.get(Hour, "pytest-run").unwrap();
+        assert_eq!(series.buckets.len(), 60);
+        assert_eq!(series.buckets[58].invocations, 5);
+        assert_eq!(series.buckets[59].invocations, 4);
+        assert_eq!(series.buckets[59].start, secs(60));
+    }
+}
+
+pub(crate) mod hostile_history {
+    use super::*;
+    use crate::protocol::{History, HistoryBucket, HistoryWindow, SkillHistory};
+    use crate::tui::test_support::connected_ext;
+
+    /// A frame no honest server sends: 500 buckets, out of order, absurd
+    /// counts and durations, unparsable times.
+    pub(crate) fn broken_frame() -> Event {
+        let buckets = (0..500)
+            .map(|i| HistoryBucket {
+                start: if i % 7 == 0 {
+                    "not a time".into()
+                } else {
+                    crate::protocol::format_bucket_start(1_700_000_000 - (i as i64 * 37_777))
+                },
+                invocations: u64::MAX - i as u64,
+                completed: u64::MAX,
+                avg_duration: [
+                    Some(f64::NAN),
+                    Some(f64::INFINITY),
+                    Some(-1.0),
+                    Some(1e300),
+                    Some(2.0),
+                ][i % 5],
+            })
+            .collect();
+        Event::Feed(FeedEvent::History {
+            history: History {
+                window: HistoryWindow::Hour,
+                bucket_seconds: -5,
+                start: String::new(),
+                timestamp: None,
+                skills: vec![SkillHistory {
+                    skill_name: "pytest-run".into(),
+                    buckets,
+                    anomalies: Vec::new(),
+                }],
+            },
+            raw: Default::default(),
+            at: t0(),
+        })
+    }
+
+    #[test]
+    fn a_broken_history_frame_is_bounded_and_cleaned() {
+        let mut app = App::new("ws://x", Subscription::All, t0());
+        app.update(connected_ext(t0()));
+        app.update(update(t0(), Some(1), three(), vec![]));
+        app.update(broken_frame());
+        let s = app.history.get(HistoryWindow::Hour, "pytest-run").unwrap();
+        assert_eq!(s.buckets.len(), 60);
+        assert!(s.buckets.windows(2).all(|w| w[0].start <= w[1].start));
+        assert!(
+            s.buckets
+                .iter()
+                .filter_map(|b| b.avg_duration)
+                .all(|d| d == 2.0)
+        );
+        assert!(s.buckets.iter().all(|b| b.completion() == Some(100.0)));
+        // Live updates still fold in without overflow.
+        let mut st = three();
+        st[0].total_invocations += 5;
+        app.update(update(secs(1), Some(2), st, vec![]));
+    }
+
+    #[test]
+    fn freeze_keeps_the_trend_column_still() {
+        let mut app = App::new("ws://x", Subscription::All, t0());
+        app.update(connected_ext(t0()));
+        app.update(update(t0(), Some(1), three(), vec![]));
+        app.update(crate::tui::test_support::history(
+            HistoryWindow::Hour,
+            t0(),
+            &["pytest-run"],
+            |_| 1,
+            &[],
+        ));
+        app.update(ch('f'));
+        let mut st = three();
+        st[0].total_invocations += 9;
+        app.update(update(secs(1), Some(2), st, vec![]));
+        let newest = |h: &ServerHistory| {
+            h.get(HistoryWindow::Hour, "pytest-run")
+                .and_then(|s| s.buckets.last())
+                .map(|b| b.invocations)
+        };
+        assert_eq!(newest(&app.history), Some(10));
+        assert_eq!(newest(app.trend_history()), Some(1));
+        app.update(ch('f'));
+        assert_eq!(newest(app.trend_history()), Some(10));
+    }
+}

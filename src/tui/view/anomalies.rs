@@ -4,7 +4,7 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
-use ratatui::style::Style;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
@@ -120,7 +120,11 @@ pub fn table<'a>(
             if show_change {
                 cells.push(Cell::from(change(a)));
             }
-            Row::new(cells)
+            if app.attention.is_fresh(a, app.now) {
+                Row::new(cells).style(fresh_style(theme))
+            } else {
+                Row::new(cells)
+            }
         })
         .collect();
     let mut header = vec!["Type", "Skill", " Score", "Detected"];
@@ -134,14 +138,32 @@ pub fn table<'a>(
         header.push("Base → obs");
         widths.push(Constraint::Length(16));
     }
+    let title_style = if app.attention.title_flash(app.now) {
+        flash_style(theme)
+    } else {
+        theme.title
+    };
     Table::new(rows, widths)
         .header(Row::new(header).style(theme.header_row))
         .column_spacing(1)
         .block(
             Block::bordered()
                 .border_style(theme.border)
-                .title(Span::styled(title, theme.title)),
+                .title(Span::styled(title, title_style)),
         )
+}
+
+/// A new anomaly's row, for [`crate::tui::app::HIGHLIGHT_SECS`] (bold,
+/// underlined: no background, so every theme keeps the terminal's own).
+pub fn fresh_style(theme: &Theme) -> Style {
+    theme
+        .warn
+        .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+}
+
+/// The panel title's "on" phase while new anomalies are highlighted.
+pub fn flash_style(theme: &Theme) -> Style {
+    theme.warn.add_modifier(Modifier::BOLD | Modifier::REVERSED)
 }
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {

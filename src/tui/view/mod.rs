@@ -85,6 +85,14 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         spans.push(Span::raw(" "));
         spans.push(Span::styled(" FROZEN ", theme.badge_stale));
     }
+    let unseen = app.attention.unseen;
+    if unseen > 0 {
+        spans.push(Span::styled(
+            format!(" ⚠ {unseen} new "),
+            theme.warn.add_modifier(ratatui::style::Modifier::BOLD),
+        ));
+    }
+    let url_at = spans.len();
     spans.extend([
         sep.clone(),
         Span::styled(sanitize(&app.url).into_owned(), theme.accent),
@@ -116,6 +124,12 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             theme.warn,
         ));
     }
+    // The URL (also in the Connection panel) gives way first when the
+    // header is too long, e.g. for the new-anomaly count.
+    let width: usize = spans.iter().map(ratatui::prelude::Span::width).sum();
+    if app.attention.unseen > 0 && width > usize::from(area.width) {
+        spans.drain(url_at..url_at + 2);
+    }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -138,7 +152,7 @@ fn render_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         ]),
         Mode::Normal => {
             let mut spans = vec![Span::raw(" ")];
-            for (k, hint) in app.keymap.hints() {
+            for (k, hint) in app.keymap.hints_where(|a| app.hint_applies(a)) {
                 spans.push(Span::styled(k, theme.key));
                 spans.push(Span::styled(format!(" {hint}  "), theme.dim));
             }

@@ -1,6 +1,7 @@
 //! The top-skills table: rank, skill, invocations with change, completion
 //! bar, average duration, 1h/24h (when the server sends them) and a trend
-//! sparkline from the client's own history. Columns drop out, least
+//! sparkline: the server's last hour (ext `history`, extended live) when
+//! it has one, else the client's own samples. Columns drop out, least
 //! important first, when the terminal is narrow.
 
 use ratatui::Frame;
@@ -10,7 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 
 use super::{fmt_secs, sparkline};
-use crate::protocol::Subscription;
+use crate::protocol::{HistoryWindow, Subscription};
 use crate::text::{PLACEHOLDER_SCREEN, has_ext, or_placeholder, sanitize, truncate_width};
 use crate::tui::app::{App, SkillRow, SortKey};
 use crate::tui::layout::{table_capacity, table_offset};
@@ -261,6 +262,10 @@ fn row<'a>(
         Col::H1 => Cell::from(format!("{:>5}", opt(s.invocations_1h))),
         Col::H24 => Cell::from(format!("{:>6}", opt(s.invocations_24h))),
         Col::Trend => {
+            if let Some(series) = app.trend_history().get(HistoryWindow::Hour, &s.skill_name) {
+                let per_cell = fold(&series.invocations(), trend_w);
+                return Cell::from(Span::styled(sparkline(&per_cell, trend_w), theme.spark));
+            }
             let act = activity(app, &s.skill_name);
             if act.is_empty() {
                 Cell::from(Span::styled("·", theme.dim))
@@ -270,6 +275,26 @@ fn row<'a>(
         }
     });
     Row::new(cells.collect::<Vec<_>>())
+}
+
+/// `values` summed into at most `width` cells (oldest first), so a whole
+/// hour of minute buckets fits a narrow column.
+pub fn fold(values: &[u64], width: usize) -> Vec<u64> {
+    let width = width.max(1);
+    if values.len() <= width {
+        return values.to_vec();
+    }
+    let per = values.len().div_ceil(width);
+    // Whole groups end at the newest value: a partial group is the oldest.
+    let rem = values.len() % per;
+    let (head, tail) = values.split_at(rem);
+    let mut out = Vec::with_capacity(width);
+    let sum = |c: &[u64]| c.iter().fold(0u64, |a, b| a.saturating_add(*b));
+    if !head.is_empty() {
+        out.push(sum(head));
+    }
+    out.extend(tail.chunks(per).map(sum));
+    out
 }
 
 fn opt(v: Option<u64>) -> String {

@@ -385,3 +385,216 @@ fn scrolled_table_shows_the_selected_row_and_only_the_rows_that_fit() {
     let screen = format!("{:?}", draw(&app, 100, 30).backend());
     assert!(screen.contains("skill-000") && !screen.contains("skill-199"));
 }
+
+/// The text of row `y` and whether any of its cells has `modifier`.
+fn row_has(
+    t: &Terminal<TestBackend>,
+    y: u16,
+    modifier: ratatui::style::Modifier,
+) -> (String, bool) {
+    let buf = t.backend().buffer();
+    let w = buf.area.width;
+    let text: String = (0..w).map(|x| buf[(x, y)].symbol()).collect();
+    let styled = (0..w).any(|x| buf[(x, y)].modifier.contains(modifier));
+    (text, styled)
+}
+
+#[test]
+fn snapshot_new_anomalies_ask_for_attention() {
+    use ratatui::style::Modifier;
+    // A new anomaly after a quiet first picture: header count, highlighted
+    // row, flashing title, the `a seen` hint.
+    let mut app = app_with_data(3);
+    let mut s = skills();
+    s[0].total_invocations += 10;
+    let mut list = anomalies();
+    list.insert(
+        0,
+        Anomaly {
+            skill_name: "docs-build".into(),
+            detected_at: "2026-11-22T03:00:03Z".into(),
+            anomaly_type: "performance_drop".into(),
+            deviation_score: Some(-4.2),
+            baseline_value: None,
+            observed_value: None,
+            source: None,
+        },
+    );
+    app.update(Event::Feed(FeedEvent::Update {
+        update: crate::protocol::MetricsUpdate {
+            seq: Some(4),
+            timestamp: None,
+            data: crate::protocol::MetricsData {
+                top_skills: s,
+                anomalies: list,
+            },
+        },
+        raw: Default::default(),
+        at: secs(3),
+    }));
+    let t = draw(&app, 100, 30);
+    insta::assert_snapshot!(t.backend());
+    // Row 19 is the first anomaly (docs-build, new); row 20 (mypy) is from
+    // the previous update's batch and is highlighted too (first seen at 2s).
+    let (text, fresh) = row_has(&t, 19, Modifier::UNDERLINED);
+    assert!(text.contains("docs-build") && fresh, "{text}");
+    let (title, flash) = row_has(&t, 17, Modifier::REVERSED);
+    assert!(title.contains("Anomalies (5)") && flash, "{title}");
+    // One second on, the title is in its "off" phase; after HIGHLIGHT_SECS
+    // the highlight is gone, the count stays until `a`.
+    app.update(Event::Tick(secs(4)));
+    let t = draw(&app, 100, 30);
+    assert!(!row_has(&t, 17, Modifier::REVERSED).1);
+    app.update(Event::Tick(secs(3 + crate::tui::app::HIGHLIGHT_SECS)));
+    let t = draw(&app, 100, 30);
+    assert!(!row_has(&t, 19, Modifier::UNDERLINED).1);
+    assert!(row_has(&t, 0, Modifier::BOLD).0.contains("⚠ 5 new"));
+    app.update(ch('a'));
+    let t = draw(&app, 100, 30);
+    let (header, _) = row_has(&t, 0, Modifier::BOLD);
+    assert!(
+        !header.contains("new") && header.contains("ws://"),
+        "{header}"
+    );
+    let (footer, _) = row_has(&t, 29, Modifier::BOLD);
+    assert!(!footer.contains("seen"), "{footer}");
+}
+
+mod server_history {
+    use super::*;
+    use crate::protocol::HistoryWindow::{Day, Hour};
+    use crate::tui::test_support::{connected_ext, history};
+
+    const NAMES: [&str; 5] = [
+        "pytest-run",
+        "ruff-check",
+        "mypy",
+        "git-commit",
+        "docs-build",
+    ];
+
+    /// Connected to a server with history at t0 (03:00 UTC): the first
+    /// update, then the Trend column's 1 h for every skill.
+    fn app_ext() -> App {
+        let mut app = App::new("ws://127.0.0.1:8765/ws", Subscription::All, t0());
+        app.update(Event::Resize(100, 30));
+        app.update(connected_ext(t0()));
+        app.update(update(t0(), Some(1), skills(), vec![]));
+        app.update(history(Hour, t0(), &NAMES, |i| ((i * 7) % 11) as u64, &[]));
+        app.outbox.clear();
+        app
+    }
+
+    /// pytest-run's day and hour with two incidents each.
+    fn with_detail(mut app: App) -> App {
+        let incidents = |a: i64, b: i64| {
+            [
+                (
+                    "pytest-run",
+                    "performance_drop",
+                    t0() - chrono::Duration::minutes(a),
+                ),
+                (
+                    "pytest-run",
+                    "duration_spike",
+                    t0() - chrono::Duration::minutes(b),
+                ),
+            ]
+        };
+        app.update(key(KeyCode::Enter));
+        app.update(history(
+            Day,
+            t0(),
+            &["pytest-run"],
+            // A quiet night, a busy morning.
+            |i| if i < 40 { 2 } else { 10 + (i % 5) as u64 * 3 },
+            &incidents(9 * 60, 2 * 60 + 30),
+        ));
+        app.update(history(
+            Hour,
+            t0(),
+            &["pytest-run"],
+            |i| (i % 6) as u64,
+            &incidents(45, 12),
+        ));
+        app.update(Event::Tick(secs(1)));
+        app
+    }
+
+    #[test]
+    fn snapshot_trend_column_shows_the_last_hour_at_once() {
+        let app = app_ext();
+        insta::assert_snapshot!(draw(&app, 100, 30).backend());
+    }
+
+    #[test]
+    fn snapshot_detail_24h_with_anomaly_markers() {
+        let app = with_detail(app_ext());
+        assert_eq!(app.window, Day);
+        insta::assert_snapshot!(draw(&app, 100, 30).backend());
+    }
+
+    #[test]
+    fn snapshot_detail_1h_with_anomaly_markers() {
+        let mut app = with_detail(app_ext());
+        app.update(ch('w'));
+        insta::assert_snapshot!(draw(&app, 100, 30).backend());
+    }
+
+    #[test]
+    fn snapshot_detail_24h_80x24() {
+        let mut app = with_detail(app_ext());
+        app.update(Event::Resize(80, 24));
+        insta::assert_snapshot!(draw(&app, 80, 24).backend());
+    }
+
+    #[test]
+    fn detail_from_session_buddy_says_it_has_no_history() {
+        let mut app = App::new("ws://127.0.0.1:8765", Subscription::All, t0());
+        let mut c = connected(t0(), None);
+        if let Event::Feed(FeedEvent::Connected { info, .. }) = &mut c {
+            info.server = None;
+            info.protocol = None;
+        }
+        app.update(c);
+        app.update(update(t0(), None, skills(), vec![]));
+        app.update(update(secs(1), None, skills(), vec![]));
+        app.update(key(KeyCode::Enter));
+        assert!(app.outbox.is_empty(), "{:?}", app.outbox);
+        let text = format!("{:?}", draw(&app, 100, 30).backend());
+        assert!(
+            text.contains("history: this server does not offer it"),
+            "{text}"
+        );
+        assert!(text.contains("03:00:00"), "wall-clock axis: {text}");
+    }
+
+    #[test]
+    fn detail_waits_for_its_history() {
+        let mut app = app_ext();
+        app.update(ch('j'));
+        app.update(key(KeyCode::Enter));
+        let t = draw(&app, 100, 30);
+        let text = format!("{:?}", t.backend());
+        assert!(
+            text.contains("asking the server for the last 24h"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_broken_history_frame_draws_without_panicking() {
+    let mut app = App::new("ws://h:1", Subscription::All, t0());
+    app.update(Event::Resize(100, 30));
+    app.update(crate::tui::test_support::connected_ext(t0()));
+    app.update(update(t0(), Some(1), skills(), vec![]));
+    app.update(crate::tui::app::tests::hostile_history::broken_frame());
+    let t = draw(&app, 100, 30);
+    assert!(format!("{:?}", t.backend()).contains("pytest-run"));
+    app.update(key(KeyCode::Enter));
+    app.update(ch('w'));
+    assert_eq!(app.window, crate::protocol::HistoryWindow::Hour);
+    let t = draw(&app, 100, 30);
+    assert!(format!("{:?}", t.backend()).contains("Invocations per minute"));
+}
