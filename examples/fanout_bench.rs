@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release --example fanout_bench -- 10000
+//! cargo run --release --example fanout_bench -- 2000 --tls   # wss:// (test CA made by rcgen)
 //! ```
 //! The server runs in a child process (this same program, in server mode)
 //! so its memory and CPU can be read from /proc without the clients' own.
@@ -46,6 +47,15 @@ fn server_mode(db: &str) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let mut config = skillmon::server::ServeConfig::new(db);
         config.interval = Duration::from_millis(INTERVAL_MS);
+        // Every client comes from 127.0.0.1.
+        config.net.max_connections_per_ip = usize::MAX;
+        if let Ok(dir) = std::env::var("FANOUT_TLS_DIR") {
+            let dir = std::path::Path::new(&dir);
+            config.net.tls = Some(skillmon::server::tls::TlsFiles {
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+            });
+        }
         let handle = skillmon::server::start(listener, config).await?;
         println!("PORT {}", handle.addr.port());
         std::io::stdout().flush()?;
@@ -59,6 +69,30 @@ fn server_mode(db: &str) -> anyhow::Result<()> {
     })
 }
 
+/// A test CA and a server certificate for 127.0.0.1 in `dir`; returns a
+/// client connector that trusts the CA.
+fn make_certs(dir: &std::path::Path) -> anyhow::Result<tokio_tungstenite::Connector> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls_pki_types::pem::PemObject;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])?.signed_by(&key, &ca)?;
+    std::fs::write(dir.join("cert.pem"), cert.pem())?;
+    std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(
+        ca.pem().as_bytes(),
+    )?)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_tungstenite::Connector::Rustls(Arc::new(config)))
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -68,12 +102,20 @@ fn main() -> anyhow::Result<()> {
     if let Ok(db) = std::env::var("FANOUT_SERVER_DB") {
         return server_mode(&db);
     }
-    let clients: usize = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let tls = args.iter().any(|a| a == "--tls");
+    let clients: usize = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(10_000);
     let dir = tempfile::tempdir()?;
+    let connector = if tls {
+        Some(make_certs(dir.path())?)
+    } else {
+        None
+    };
     let db = dir.path().join("skills.db");
     {
         let conn = fixture::create_db(&db)?;
@@ -91,7 +133,11 @@ fn main() -> anyhow::Result<()> {
             )?;
         }
     }
-    let mut child = Command::new(std::env::current_exe()?)
+    let mut child = Command::new(std::env::current_exe()?);
+    if tls {
+        child.env("FANOUT_TLS_DIR", dir.path());
+    }
+    let mut child = child
         .env("FANOUT_SERVER_DB", &db)
         .env("SKILLMON_LOG", "warn")
         .stdin(Stdio::piped())
@@ -101,7 +147,7 @@ fn main() -> anyhow::Result<()> {
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line)?;
     let port: u16 = line.trim().trim_start_matches("PORT ").parse()?;
-    let url = format!("ws://127.0.0.1:{port}/ws");
+    let url = format!("ws{}://127.0.0.1:{port}/ws", if tls { "s" } else { "" });
 
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
@@ -115,8 +161,13 @@ fn main() -> anyhow::Result<()> {
         let mut tasks = Vec::with_capacity(clients);
         for _ in 0..clients {
             let permit = sem.clone().acquire_owned().await?;
-            let (mut ws, _) =
-                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(cfg), true).await?;
+            let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+                url.as_str(),
+                Some(cfg),
+                true,
+                connector.clone(),
+            )
+            .await?;
             drop(permit);
             let lat = latencies.clone();
             let on = measuring.clone();
@@ -148,7 +199,10 @@ fn main() -> anyhow::Result<()> {
         measuring.store(false, std::sync::atomic::Ordering::Relaxed);
         let cpu1 = cpu_ticks(pid);
         let mut lat = latencies.lock().map(|v| v.clone()).unwrap_or_default();
-        println!("clients: {clients} (connected in {connect_secs:.1} s), interval {INTERVAL_MS} ms");
+        println!(
+            "clients: {clients}{} (connected in {connect_secs:.1} s), interval {INTERVAL_MS} ms",
+            if tls { " over wss:// (TLS 1.3)" } else { "" }
+        );
         println!(
             "server RSS: {} KiB before, {} KiB with clients: {:.2} KiB per idle connection",
             rss_before,

@@ -34,10 +34,11 @@ fn main() -> ExitCode {
 
 fn serve(args: &cli::ServeArgs) -> anyhow::Result<ExitCode> {
     skillmon::logging::init_stderr();
+    let config = args.to_config()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let listener = skillmon::server::bind(&args.host, args.port).await?;
-        skillmon::server::run_until_signal(listener, args.to_config()).await
+        skillmon::server::run_until_signal(listener, config).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -17,7 +17,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -131,7 +130,7 @@ fn protocol_header(head: &str) -> Option<String> {
 }
 
 fn ticks(server: &skillmon::server::Handle) -> u64 {
-    server.shared.stats.ticks.load(Relaxed)
+    server.shared.stats.ticks()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use serde_json::json;
 use skillmon::store::{DbState, Store};
 use support::*;
@@ -49,7 +47,8 @@ async fn missing_at_start_then_created() {
     let (mut c, u) = Client::connect_and_update(&server.url()).await;
     assert_eq!(u["data"], empty_data());
     let (code, h) = health(server.addr).await;
-    assert_eq!(code, 503, "{h}");
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(code, 200, "{h}");
     assert_eq!(h["status"], "degraded");
     assert_eq!(h["db"], "missing");
     assert!(
@@ -81,7 +80,9 @@ async fn empty_file_then_foreign_tables_then_the_schema() {
     let (mut c, _) = Client::connect(&server.url()).await;
     assert_eq!(c.next_update().await["data"], empty_data());
     let (code, h) = wait_health_db(server.addr, &mut c, "no_tables").await;
-    assert_eq!(code, 503, "{h}");
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(code, 200, "{h}");
 
     // Another application's database: still no session-buddy tables.
     let conn = rusqlite::Connection::open(&db.path).unwrap();
@@ -90,7 +91,9 @@ async fn empty_file_then_foreign_tables_then_the_schema() {
     c.next_update().await;
     c.next_update().await;
     let (code, h) = wait_health_db(server.addr, &mut c, "no_tables").await;
-    assert_eq!(code, 503, "{h}");
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(code, 200, "{h}");
     assert_eq!(c.next_update().await["data"], empty_data());
 
     // session-buddy migrates it: served.
@@ -113,7 +116,9 @@ async fn not_a_database_is_reported_and_replaced_recovers() {
     let (mut c, _) = Client::connect(&server.url()).await;
     assert_eq!(c.next_update().await["data"], empty_data());
     let (code, h) = wait_health_db(server.addr, &mut c, "error").await;
-    assert_eq!(code, 503, "{h}");
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(code, 200, "{h}");
 
     let fresh = TestDb::missing();
     let conn = fresh.create();
@@ -205,8 +210,10 @@ async fn deleted_while_running_then_recreated() {
     std::fs::remove_file(&db.path).unwrap();
     c.update_where("empty after delete", |u| u["data"] == empty_data())
         .await;
-    let (code, _) = wait_health_db(server.addr, &mut c, "missing").await;
-    assert_eq!(code, 503);
+    let (code, h) = wait_health_db(server.addr, &mut c, "missing").await;
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(code, 200);
     // Empty on every following tick, not a stale snapshot.
     for _ in 0..2 {
         assert_eq!(c.next_update().await["data"], empty_data());
@@ -375,30 +382,26 @@ async fn server_ticks_cost_no_queries_on_unchanged_data() {
     let server = serve(&db.path, SHORT_INTERVAL).await;
     let stats = &server.shared.stats;
     let (mut c, _) = Client::connect_and_update(&server.url()).await;
-    let queries = stats.db_queries.load(Relaxed);
-    let ticks = stats.ticks.load(Relaxed);
+    let queries = stats.db_queries();
+    let ticks = stats.ticks();
     assert!(queries >= 1);
     for _ in 0..5 {
         c.next_update().await;
     }
-    assert!(stats.ticks.load(Relaxed) >= ticks + 4);
-    assert_eq!(
-        stats.db_queries.load(Relaxed),
-        queries,
-        "unchanged: no queries"
-    );
+    assert!(stats.ticks() >= ticks + 4);
+    assert_eq!(stats.db_queries(), queries, "unchanged: no queries");
 
     invoke(&conn, "alpha", true, Some(1.0));
     c.update_where("the write shows", |u| {
         u["data"]["top_skills"][1]["total_invocations"] == 4
     })
     .await;
-    let after = stats.db_queries.load(Relaxed);
+    let after = stats.db_queries();
     assert!(after > queries);
     for _ in 0..5 {
         c.next_update().await;
     }
-    assert_eq!(stats.db_queries.load(Relaxed), after);
+    assert_eq!(stats.db_queries(), after);
     server.stop().await.unwrap();
 }
 
@@ -429,7 +432,9 @@ async fn a_directory_at_the_path_is_an_error_not_a_crash() {
     let (mut c, _) = Client::connect(&server.url()).await;
     assert_eq!(c.next_update().await["data"], empty_data());
     let (code, h) = wait_health_db(server.addr, &mut c, "error").await;
-    assert_eq!(code, 503);
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(code, 200);
     assert!(
         h["db_detail"]
             .as_str()
@@ -453,8 +458,10 @@ async fn locked_at_start_serves_empty_then_the_data_after_commit() {
     let (mut c, _) = Client::connect(&server.url()).await;
     assert_eq!(c.next_update().await["data"], empty_data());
     let (code, h) = wait_health_db(server.addr, &mut c, "locked").await;
+    // /healthz is liveness: 200 while serving; the body says degraded.
+    assert_eq!(h["status"], "degraded", "{h}");
     assert_eq!(
-        code, 503,
+        code, 200,
         "locked before any good read: nothing to serve: {h}"
     );
     assert!(h["db_detail"].as_str().unwrap().contains("locked"), "{h}");

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use support::*;
@@ -77,12 +76,12 @@ async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
     let (unpolled, _) = tokio_tungstenite::connect_async(server.url())
         .await
         .unwrap();
-    assert_eq!(stats.connections.load(Relaxed), 3);
+    assert_eq!(stats.connections(), 3);
 
     // The good client keeps getting updates while the stuck ones are
     // being timed out; each of its updates is a point to look at the counters.
     let mut while_stuck = 0;
-    while stats.slow_closes.load(Relaxed) < 2 {
+    while stats.slow_closes() < 2 {
         let u = good.next_update().await;
         assert_eq!(names(&u).len(), SKILLS);
         while_stuck += 1;
@@ -91,7 +90,7 @@ async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
         while_stuck >= 5,
         "the good client got only {while_stuck} updates while the others were stuck"
     );
-    while stats.connections.load(Relaxed) > 1 {
+    while stats.connections() > 1 {
         good.next_update().await;
     }
     // And it keeps going afterwards.
@@ -104,7 +103,7 @@ async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
         "frame {frame_bytes} B; good client: {while_stuck} updates while stuck, {} seen, last seq {:?}; skipped total {}",
         good.updates_seen,
         good.last_seq,
-        stats.updates_skipped.load(Relaxed)
+        stats.skipped()
     );
     drop((raw, unpolled));
     server.stop().await.unwrap();
@@ -129,7 +128,7 @@ async fn stop_with_a_stuck_client_still_closes_the_others_with_1001() {
             "never stuck: {others:?}"
         );
         good.next_update().await;
-        let other = shared.stats.frames_sent.load(Relaxed) as i64 - good.frames_seen as i64;
+        let other = shared.stats.frames_sent() as i64 - good.frames_seen as i64;
         others.push_back(other);
         if others.len() > 8 {
             others.pop_front();
@@ -148,7 +147,7 @@ async fn stop_with_a_stuck_client_still_closes_the_others_with_1001() {
         .unwrap();
     eprintln!("stop took {:?}", started.elapsed());
     assert_eq!(
-        shared.stats.connections.load(Relaxed),
+        shared.stats.connections(),
         0,
         "every session ended by the time stop() resolved"
     );
@@ -183,8 +182,8 @@ async fn a_slow_reader_skips_to_the_latest_update_and_stays_connected() {
         prev = Some(seq);
         tokio::time::sleep(SHORT_INTERVAL * 4).await;
     }
-    assert!(stats.updates_skipped.load(Relaxed) > 0);
-    assert_eq!(stats.slow_closes.load(Relaxed), 0, "slow but reading: kept");
+    assert!(stats.skipped() > 0);
+    assert_eq!(stats.slow_closes(), 0, "slow but reading: kept");
     // Catching up: it reads at full speed again and gets a fresh update.
     slow.next_update().await;
     let pong = slow.ping(serde_json::json!("caught-up")).await;

@@ -60,6 +60,8 @@ impl Spawned {
             .arg("--db")
             .arg(&db)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            // Every bench client comes from 127.0.0.1: lift the per-IP cap.
+            .args(["--max-connections-per-ip", &u32::MAX.to_string()])
             .arg("--interval")
             .arg(format!("{}ms", interval.as_millis().max(1)))
             .env(

@@ -1,13 +1,12 @@
 //! The plain-HTTP side of the WebSocket port: reads the request head once,
-//! routes `GET /healthz` and `GET /metrics` (ext), refuses other plain
+//! routes `GET /healthz`, `GET /readyz` and `GET /metrics` (ext), refuses other plain
 //! requests with `426 Upgrade Required` (compat), answers malformed upgrade
 //! requests with a status that names the problem, and hands real upgrades
 //! (with the bytes already read) to tungstenite.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Longest request head accepted.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -19,6 +18,8 @@ pub enum Route {
     /// A well-formed WebSocket upgrade.
     Upgrade,
     Health,
+    /// `/readyz`: 200 only when the database was read recently.
+    Ready,
     Metrics,
     /// Any other plain request: 426.
     NotWebSocket,
@@ -81,7 +82,7 @@ pub fn upgrade_required() -> Response {
         "Upgrade Required",
         "This is the skillmon WebSocket endpoint for live skill metrics.\n\
          Connect with a WebSocket client, e.g. `skillmon watch ws://HOST:PORT/ws`.\n\
-         Plain HTTP: GET /healthz (health, JSON), GET /metrics (Prometheus).\n",
+         Plain HTTP: GET /healthz (liveness, JSON), GET /readyz (readiness), GET /metrics (Prometheus).\n",
     )
     .with_header("Upgrade", "websocket")
     .with_header("Sec-WebSocket-Version", "13")
@@ -89,8 +90,8 @@ pub fn upgrade_required() -> Response {
 
 /// Read the request head (up to the blank line) into `buf`. `Ok(None)` when
 /// the peer closed first. Anything read past the head stays in `buf` too.
-pub async fn read_head(
-    rd: &mut OwnedReadHalf,
+pub async fn read_head<R: AsyncRead + Unpin>(
+    rd: &mut R,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Option<usize>> {
     loop {
@@ -212,9 +213,66 @@ pub fn route(head: &[u8]) -> Route {
     }
     match (method, path_only) {
         ("GET" | "HEAD", "/healthz" | "/health") => Route::Health,
+        ("GET" | "HEAD", "/readyz") => Route::Ready,
         ("GET" | "HEAD", "/metrics") => Route::Metrics,
         _ => Route::NotWebSocket,
     }
+}
+
+/// The headers the access checks read, from a request head already routed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// The raw `Authorization` header (never logged).
+    pub authorization: Option<String>,
+    pub origin: Option<String>,
+    pub host: Option<String>,
+    /// The URL carries a `token` query parameter.
+    pub token_in_query: bool,
+}
+
+/// Read the headers [`RequestInfo`] names (the head parsed again: cheap,
+/// once per connection).
+pub fn request_info(head: &[u8]) -> RequestInfo {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    if req.parse(head).is_err() {
+        return RequestInfo::default();
+    }
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+    };
+    let token_in_query = req
+        .path
+        .and_then(|p| p.split_once('?'))
+        .is_some_and(|(_, q)| {
+            q.split('&').any(|kv| {
+                kv.split('=')
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("token"))
+            })
+        });
+    RequestInfo {
+        authorization: header("authorization"),
+        origin: header("origin"),
+        host: header("host"),
+        token_in_query,
+    }
+}
+
+/// 401 with `WWW-Authenticate: Bearer` (RFC 6750), before any upgrade.
+pub fn unauthorized(why: &str) -> Response {
+    Response::text(
+        401,
+        "Unauthorized",
+        format!(
+            "{why}; send the token as an \"Authorization: Bearer <token>\" header \
+             (or, for WebSockets, as the first frame {{\"token\": \"...\"}})\n"
+        ),
+    )
+    .with_header("WWW-Authenticate", "Bearer realm=\"skillmon\"")
 }
 
 /// Whether the request was a HEAD (respond without a body).

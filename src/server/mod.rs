@@ -5,26 +5,30 @@
 //! ```
 //! This module owns the listener, the tick loop and shutdown; [`hub`] owns
 //! fan-out, [`session`] one client, [`http`] the plain-HTTP routes on the same
-//! port, [`stats`] the counters behind `/metrics` and `/healthz`.
+//! port, [`stats`] the counters behind `/metrics` and `/healthz`; [`auth`]
+//! tokens, [`access`] the origin check and per-IP limit, [`tls`] `wss://`,
+//! all at accept/handshake time, off the per-frame path; `conn` one
+//! connection from accept until its session starts.
 
+pub(crate) mod access;
+pub mod auth;
+mod conn;
 pub(crate) mod http;
 pub(crate) mod hub;
 pub(crate) mod session;
 pub(crate) mod stats;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument as _;
 
 use crate::store::Store;
 use hub::Hub;
@@ -55,6 +59,36 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Which anomalies to serve and the live rule's threshold.
     pub store: crate::store::StoreOptions,
+    /// Tokens, origins, TLS and the per-IP limit (all off / open by default
+    /// except the per-IP limit).
+    pub net: NetConfig,
+}
+
+/// What it takes to serve beyond a trusted loopback (issue 12).
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    pub auth: auth::AuthConfig,
+    /// `--allow-origin`: browser origins allowed besides loopback pages and
+    /// the server's own host (`*`: all).
+    pub allow_origins: Vec<String>,
+    /// `--tls-cert` / `--tls-key`: serve `wss://` and `https://`.
+    pub tls: Option<tls::TlsFiles>,
+    /// Open sockets one client IP may hold; more get 503.
+    pub max_connections_per_ip: usize,
+}
+
+/// `--max-connections-per-ip` default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            auth: auth::AuthConfig::default(),
+            allow_origins: Vec::new(),
+            tls: None,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+        }
+    }
 }
 
 impl ServeConfig {
@@ -68,6 +102,7 @@ impl ServeConfig {
             write_timeout: default_write_timeout(interval),
             max_connections: 20_000,
             store: crate::store::StoreOptions::default(),
+            net: NetConfig::default(),
         }
     }
 }
@@ -84,6 +119,10 @@ pub struct Shared {
     pub stats: Stats,
     pub shutdown: CancellationToken,
     next_session: AtomicU64,
+    /// `None`: authentication is off.
+    pub verifier: Option<auth::Verifier>,
+    per_ip: Arc<access::PerIp>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// A running server, for tests and the demo: its address, its counters and
@@ -95,8 +134,16 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// `ws://ADDR/ws`, or `wss://` with TLS.
     pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        let s = if self.shared.tls.is_some() { "s" } else { "" };
+        format!("ws{s}://{}/ws", self.addr)
+    }
+
+    /// `http://ADDR`, or `https://` with TLS.
+    pub fn http_base(&self) -> String {
+        let s = if self.shared.tls.is_some() { "s" } else { "" };
+        format!("http{s}://{}", self.addr)
     }
 
     /// Stop: every client is closed with 1001; resolves when all are done.
@@ -116,11 +163,22 @@ pub async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
 /// Start serving on an already bound listener, in the background.
 pub async fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result<Handle> {
     let addr = listener.local_addr()?;
+    let tls = config.net.tls.as_ref().map(tls::acceptor).transpose()?;
+    let verifier = auth::Verifier::new(&config.net.auth);
+    if verifier.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback without a token: anyone who can reach this port can read your skill data (set --token-file or SKILLMON_TOKEN, or SESSION_BUDDY_JWT_SECRET)"
+        );
+    }
     let shared = Arc::new(Shared {
         hub: Hub::new(config.top),
         stats: Stats::new(),
         shutdown: CancellationToken::new(),
         next_session: AtomicU64::new(1),
+        verifier,
+        per_ip: access::PerIp::new(config.net.max_connections_per_ip),
+        tls,
         config,
     });
     let store = Arc::new(Mutex::new(Store::with_options(
@@ -136,13 +194,19 @@ pub async fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result
 /// Serve until SIGINT/SIGTERM, then close every client with 1001.
 pub async fn run_until_signal(listener: TcpListener, config: ServeConfig) -> anyhow::Result<()> {
     let handle = start(listener, config).await?;
+    // The SIGTERM handler is in place before anyone can read "listening".
+    let signal = crate::signal::shutdown();
     tracing::info!(
-        "skillmon serve: listening on {} (health: http://{}/healthz, metrics: http://{}/metrics)",
+        "skillmon serve: listening on {} (health: {base}/healthz, readiness: {base}/readyz, metrics: {base}/metrics; authentication {})",
         handle.url(),
-        handle.addr,
-        handle.addr
+        if handle.shared.verifier.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+        base = handle.http_base(),
     );
-    crate::signal::shutdown().await;
+    signal.await;
     tracing::info!("shutting down: closing every client with 1001");
     handle.stop().await
 }
@@ -164,20 +228,10 @@ async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
             let r = s.refresh();
             (r, s.status())
         };
-        if refresh.queried {
-            stats.db_queries.fetch_add(1, Relaxed);
-            stats
-                .refresh_micros
-                .store(started.elapsed().as_micros() as u64, Relaxed);
-        }
-        stats.set_db(status);
-        stats.ticks.fetch_add(1, Relaxed);
+        stats.db_refreshed(refresh.queried.then(|| started.elapsed()), status);
         let t = Instant::now();
         let groups = shared.hub.publish(refresh.snapshot);
-        stats
-            .publish_micros
-            .store(t.elapsed().as_micros() as u64, Relaxed);
-        stats.groups.store(groups as u64, Relaxed);
+        stats.published(groups, t.elapsed());
     })
     .await;
     if done.is_err() {
@@ -212,17 +266,36 @@ async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     // Every socket counts, upgraded or not, so clients that
                     // never finish a request head cannot exhaust memory.
-                    let open = shared.stats.sockets.fetch_add(1, Relaxed) as usize;
+                    let open = shared.stats.socket_opened() as usize;
                     if open >= shared.config.max_connections + SOCKET_SLACK {
-                        shared.stats.sockets.fetch_sub(1, Relaxed);
-                        tracker.spawn(refuse_busy(stream, shared.config.max_connections));
+                        shared.stats.socket_closed();
+                        shared.stats.connection_limit_refused();
+                        tracker.spawn(conn::refuse_busy(stream, shared.config.max_connections));
                         continue;
                     }
+                    let Some(slot) = shared.per_ip.acquire(peer.ip()) else {
+                        shared.stats.socket_closed();
+                        shared.stats.per_ip_refused();
+                        tracing::warn!(%peer, limit = shared.config.net.max_connections_per_ip, "refused: too many connections from this address");
+                        tracker.spawn(conn::refuse_per_ip(stream, shared.config.net.max_connections_per_ip));
+                        continue;
+                    };
                     let shared = shared.clone();
-                    tracker.spawn(async move {
-                        connection(stream, peer, shared.clone()).await;
-                        shared.stats.sockets.fetch_sub(1, Relaxed);
-                    });
+                    // Two task shapes: a plain connection's task must not
+                    // carry the (much larger) TLS state in its future.
+                    if let Some(acceptor) = shared.tls.clone() {
+                        tracker.spawn(async move {
+                            conn::tls_connection(acceptor, stream, peer, shared.clone()).await;
+                            drop(slot);
+                            shared.stats.socket_closed();
+                        });
+                    } else {
+                        tracker.spawn(async move {
+                            conn::connection(stream, peer, shared.clone()).await;
+                            drop(slot);
+                            shared.stats.socket_closed();
+                        });
+                    }
                 }
                 Err(e) => {
                     // e.g. EMFILE: back off briefly instead of spinning.
@@ -241,145 +314,4 @@ async fn accept_loop(
         tracing::warn!("some connections did not close in time");
     }
     Ok(())
-}
-
-/// Answer 503 at once, without reading the request, and close.
-async fn refuse_busy(mut stream: TcpStream, limit: usize) {
-    let resp = busy_response(limit);
-    http::respond(&mut stream, &resp, false).await;
-}
-
-fn busy_response(limit: usize) -> http::Response {
-    http::Response::text(
-        503,
-        "Service Unavailable",
-        format!("connection limit ({limit}) reached; retry later\n"),
-    )
-    .with_header("Retry-After", "5")
-}
-
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES))
-}
-
-/// One TCP connection: route the request head, then either answer plain
-/// HTTP or run a WebSocket session.
-async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let (mut rd, mut wr) = stream.into_split();
-    let mut head = Vec::with_capacity(1024);
-    let read = tokio::select! {
-        () = shared.shutdown.cancelled() => return,
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, http::read_head(&mut rd, &mut head)) => r,
-    };
-    let head_end = match read {
-        Ok(Ok(Some(n))) => n,
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-            let resp = http::Response::text(
-                431,
-                "Request Header Fields Too Large",
-                format!("request head over {} bytes\n", http::MAX_HEAD_BYTES),
-            );
-            http::respond(&mut wr, &resp, false).await;
-            return;
-        }
-        Ok(Err(_)) => return,
-        Err(_) => {
-            let resp =
-                http::Response::text(408, "Request Timeout", "no request head within 10 s\n");
-            http::respond(&mut wr, &resp, false).await;
-            return;
-        }
-    };
-    let route = http::route(&head[..head_end]);
-    let head_only = http::is_head(&head);
-    let stats = &shared.stats;
-    match route {
-        http::Route::Upgrade => {}
-        other => {
-            stats.http_requests.fetch_add(1, Relaxed);
-            let resp = match other {
-                http::Route::Health => {
-                    let (ok, body) = stats.health_json();
-                    let mut r = if ok {
-                        http::Response::text(200, "OK", body)
-                    } else {
-                        http::Response::text(503, "Service Unavailable", body)
-                    };
-                    r.content_type = "application/json";
-                    r
-                }
-                http::Route::Metrics => {
-                    let mut r = http::Response::text(200, "OK", stats.prometheus());
-                    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-                    r
-                }
-                http::Route::Reject(r) => r,
-                _ => http::upgrade_required(),
-            };
-            http::respond(&mut wr, &resp, head_only).await;
-            return;
-        }
-    }
-    let open = stats.connections.fetch_add(1, Relaxed);
-    let _guard = Decrement(&stats.connections);
-    if open as usize >= shared.config.max_connections {
-        http::respond(
-            &mut wr,
-            &busy_response(shared.config.max_connections),
-            false,
-        )
-        .await;
-        return;
-    }
-    // Replay the bytes already read, then the socket, to tungstenite. The
-    // request head goes in its own reader: tungstenite refuses a handshake
-    // whose read buffer holds bytes past the request ("junk after request"),
-    // so frames a client sent right behind its request are replayed only
-    // after the handshake, as the start of the WebSocket stream.
-    let tail = head.split_off(head_end);
-    head.shrink_to_fit();
-    let replay = AsyncReadExt::chain(std::io::Cursor::new(tail), rd);
-    let io = tokio::io::join(AsyncReadExt::chain(std::io::Cursor::new(head), replay), wr);
-    let ws = tokio::select! {
-        () = shared.shutdown.cancelled() => return,
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, session::handshake(io, ws_config())) => r,
-    };
-    let (ws, mode) = match ws {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            tracing::debug!(peer = %peer, "handshake failed: {e}");
-            return;
-        }
-        Err(_) => return,
-    };
-    stats.connections_total.fetch_add(1, Relaxed);
-    let id = format!(
-        "{}-{}",
-        std::process::id(),
-        shared.next_session.fetch_add(1, Relaxed)
-    );
-    // Every line a session logs carries its id and peer (filter on either).
-    let span = tracing::info_span!("session", session = %id, peer = %peer);
-    async {
-        tracing::info!(peer = %peer, session = %id, mode = mode.name(), "connected");
-        session::run(ws, shared.clone(), id.clone(), mode).await;
-        tracing::info!(peer = %peer, session = %id, "disconnected");
-    }
-    .instrument(span)
-    .await;
-}
-
-/// Decrements a gauge when dropped.
-struct Decrement<'a>(&'a AtomicU64);
-
-impl Drop for Decrement<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
 }

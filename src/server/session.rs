@@ -10,7 +10,6 @@
 //! 1013, so a stuck peer costs at most one frame of memory.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -118,9 +117,26 @@ struct Session<S> {
     last_rate_error: Option<Instant>,
 }
 
+/// Where a session stands with authentication when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Authentication is off (`connected.authenticated: false`).
+    Off,
+    /// The upgrade carried a valid Bearer token.
+    Done,
+    /// session-buddy's first frame `{"token": ...}` must come before anything
+    /// is sent; on failure, close 4001 "Authentication failed".
+    FirstFrame,
+}
+
 /// Serve one upgraded connection until it closes or the server stops.
-pub async fn run<S>(ws: WebSocketStream<S>, shared: Arc<Shared>, session_id: String, mode: Mode)
-where
+pub async fn run<S>(
+    ws: WebSocketStream<S>,
+    shared: Arc<Shared>,
+    session_id: String,
+    mode: Mode,
+    auth: Auth,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut s = Session {
@@ -135,10 +151,40 @@ where
         refilled: Instant::now(),
         last_rate_error: None,
     };
-    match s.serve(session_id).await {
+    let authenticated = match auth {
+        Auth::Off => false,
+        Auth::Done => true,
+        Auth::FirstFrame => {
+            let Some(verifier) = s.shared.verifier.as_ref() else {
+                return;
+            };
+            let timeout = s.shared.config.net.auth.first_frame_timeout;
+            let checked = tokio::select! {
+                () = s.shared.shutdown.cancelled() => return,
+                // Boxed: its state is not kept in every session's future.
+                r = Box::pin(super::auth::first_frame(&mut s.ws, verifier, timeout)) => r,
+            };
+            match checked {
+                Ok(who) => {
+                    tracing::debug!(user = ?who.user, "authenticated by first frame");
+                    true
+                }
+                Err(failure) => {
+                    s.shared.stats.auth_failed(failure);
+                    tracing::info!(reason = %failure, "closing 4001: first-frame authentication failed");
+                    s.close(
+                        CloseCode::from(super::auth::CLOSE_AUTH_FAILED),
+                        super::auth::CLOSE_AUTH_FAILED_REASON,
+                    )
+                    .await;
+                    return;
+                }
+            }
+        }
+    };
+    match s.serve(session_id, authenticated).await {
         Ok(()) | Err(End::Gone) => {}
         Err(End::Slow) => {
-            s.shared.stats.slow_closes.fetch_add(1, Relaxed);
             tracing::info!(
                 close = 1013,
                 "closing a client that did not read within the write timeout"
@@ -156,10 +202,10 @@ impl<S> Session<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    async fn serve(&mut self, session_id: String) -> Result<(), End> {
+    async fn serve(&mut self, session_id: String, authenticated: bool) -> Result<(), End> {
         let hello = ServerMessage::Connected(Connected {
             message: "Connected to skillmon real-time skill metrics".into(),
-            authenticated: false,
+            authenticated,
             timestamp: Some(now_timestamp()),
             server: Some(crate::SERVER_NAME.into()),
             protocol: Some(PROTOCOL_VERSION),
@@ -309,8 +355,9 @@ where
                 Ok(None)
             }
             Ok(ClientMessage::Auth { .. }) => {
-                // Authentication is off: accept and ignore, as session-buddy does.
-                tracing::debug!("token frame ignored: authentication is not enabled");
+                // Authentication is off or already done (a Bearer header):
+                // accept and ignore, as session-buddy does.
+                tracing::debug!("token frame ignored: not expected at this point");
                 Ok(None)
             }
             Err(e) => {
@@ -358,7 +405,7 @@ where
     }
 
     async fn send_error(&mut self, e: ClientError) -> Result<(), End> {
-        self.shared.stats.error_frames.fetch_add(1, Relaxed);
+        self.shared.stats.error_frame();
         tracing::debug!(code = ?e.code, "error frame: {}", e.message);
         self.send_text(e.to_frame().encode().into()).await
     }
@@ -371,10 +418,7 @@ where
             _ => 0,
         };
         if skipped > 0 {
-            self.shared
-                .stats
-                .updates_skipped
-                .fetch_add(skipped, Relaxed);
+            self.shared.stats.updates_skipped(skipped);
         }
         self.seq += 1 + skipped;
         self.last_tick = Some(frame.tick);
@@ -383,7 +427,7 @@ where
     }
 
     async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
-        let len = text.len() as u64;
+        let len = text.len();
         let shutdown = self.shared.shutdown.clone();
         let send = tokio::time::timeout(
             self.shared.config.write_timeout,
@@ -402,8 +446,7 @@ where
         };
         match sent {
             Ok(Ok(())) => {
-                self.shared.stats.frames_sent.fetch_add(1, Relaxed);
-                self.shared.stats.bytes_sent.fetch_add(len, Relaxed);
+                self.shared.stats.frame_sent(len);
                 Ok(())
             }
             Ok(Err(_)) => Err(End::Gone),
@@ -412,6 +455,7 @@ where
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
+        self.shared.stats.closed(code.into());
         let frame = CloseFrame {
             code,
             reason: truncate_reason(reason).into(),

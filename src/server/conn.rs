@@ -1,0 +1,455 @@
+//! One connection, from accept to session: the per-IP and busy refusals,
+//! the TLS handshake, the request head (plain routes or upgrade), the checks
+//! at the door (`?token=`, `Origin`, Bearer), the WebSocket handshake, then
+//! [`session::run`].
+//!
+//! Owns what happens before a session exists. Must not: touch the hub or
+//! another connection; keep anything of the request past the handshake.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::Instrument as _;
+
+use super::stats::{self, Stats};
+use super::{
+    HANDSHAKE_TIMEOUT, MAX_MESSAGE_BYTES, MAX_WRITE_BUFFER_BYTES, READ_BUFFER_BYTES, Shared,
+    access, auth, http, session, tls,
+};
+
+/// Answer 503 at once, without reading the request, and close.
+pub(super) async fn refuse_busy(mut stream: TcpStream, limit: usize) {
+    let resp = busy_response(limit);
+    http::respond(&mut stream, &resp, false).await;
+}
+
+/// Answer 503 for one address over its limit, without reading the request.
+pub(super) async fn refuse_per_ip(mut stream: TcpStream, limit: usize) {
+    let resp = http::Response::text(
+        503,
+        "Service Unavailable",
+        format!("too many connections from your address (limit {limit}, --max-connections-per-ip); retry later\n"),
+    )
+    .with_header("Retry-After", "5");
+    respond_unread(&mut stream, &resp).await;
+}
+
+/// Answer a request that was not read, then read what the client sent
+/// (for at most a second) before closing, so the close is not a reset that
+/// could destroy the answer before the client reads it.
+async fn respond_unread(stream: &mut TcpStream, resp: &http::Response) {
+    http::respond(stream, resp, false).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut sink = [0u8; 1024];
+        while matches!(
+            tokio::io::AsyncReadExt::read(stream, &mut sink).await,
+            Ok(1..)
+        ) {}
+    })
+    .await;
+}
+
+/// A new socket on a TLS port: the handshake, then the connection.
+pub(super) async fn tls_connection(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) {
+    // A plain-text client on the TLS port gets a plain answer it can read.
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        () = shared.shutdown.cancelled() => return,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)) => r,
+    };
+    match peeked {
+        Ok(Ok(1..)) if first[0] == tls::TLS_HANDSHAKE_BYTE => {}
+        Ok(Ok(1..)) => {
+            shared.stats.tls_handshake_failed();
+            tracing::debug!(%peer, "plain-text request on the TLS port");
+            let mut stream = stream;
+            let resp = http::Response::text(
+                400,
+                "Bad Request",
+                "this port speaks TLS: use https:// or wss://\n",
+            );
+            respond_unread(&mut stream, &resp).await;
+            return;
+        }
+        _ => return,
+    }
+    let tls = tokio::select! {
+        () = shared.shutdown.cancelled() => return,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => r,
+    };
+    match tls {
+        Ok(Ok(stream)) => connection(stream, peer, shared).await,
+        Ok(Err(e)) => {
+            shared.stats.tls_handshake_failed();
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+        }
+        Err(_) => {
+            shared.stats.tls_handshake_failed();
+            tracing::debug!(%peer, "TLS handshake timed out");
+        }
+    }
+}
+
+fn busy_response(limit: usize) -> http::Response {
+    http::Response::text(
+        503,
+        "Service Unavailable",
+        format!("connection limit ({limit}) reached; retry later\n"),
+    )
+    .with_header("Retry-After", "5")
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
+
+/// The Bearer check of a request: `Ok(None)` when authentication is off,
+/// `Ok(Some(true))` for a valid token, `Ok(Some(false))` for no header.
+fn bearer_check(shared: &Shared, info: &http::RequestInfo) -> Result<Option<bool>, auth::Failure> {
+    let Some(verifier) = &shared.verifier else {
+        return Ok(None);
+    };
+    let Some(header) = info.authorization.as_deref() else {
+        return Ok(Some(false));
+    };
+    let token = auth::bearer(header).ok_or(auth::Failure::Malformed)?;
+    verifier.check(token).map(|_| Some(true))
+}
+
+/// One TCP (or TLS) connection: route the request head, then either answer
+/// plain HTTP or run a WebSocket session.
+pub(super) async fn connection<S>(mut stream: S, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut head = Vec::with_capacity(1024);
+    let read = tokio::select! {
+        () = shared.shutdown.cancelled() => return,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, http::read_head(&mut stream, &mut head)) => r,
+    };
+    let head_end = match read {
+        Ok(Ok(Some(n))) => n,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            let resp = http::Response::text(
+                431,
+                "Request Header Fields Too Large",
+                format!("request head over {} bytes\n", http::MAX_HEAD_BYTES),
+            );
+            http::respond(&mut stream, &resp, false).await;
+            return;
+        }
+        Ok(Err(_)) => return,
+        Err(_) => {
+            let resp =
+                http::Response::text(408, "Request Timeout", "no request head within 10 s\n");
+            http::respond(&mut stream, &resp, false).await;
+            return;
+        }
+    };
+    let route = http::route(&head[..head_end]);
+    let head_only = http::is_head(&head);
+    let info = http::request_info(&head[..head_end]);
+    let stats = &shared.stats;
+    if route != http::Route::Upgrade {
+        stats.http_request();
+        let resp = plain_route(&shared, route, &info, peer);
+        http::respond(&mut stream, &resp, head_only).await;
+        return;
+    }
+    let gate = upgrade_gate(&shared, &info, peer);
+    // Nothing of the request outlives the handshake (idle memory).
+    drop(info);
+    let gate = match gate {
+        Ok(gate) => gate,
+        Err(resp) => {
+            http::respond(&mut stream, &resp, false).await;
+            return;
+        }
+    };
+    let open = stats.connection_opened();
+    let _guard = Release(stats);
+    if open as usize >= shared.config.max_connections {
+        stats.connection_limit_refused();
+        http::respond(
+            &mut stream,
+            &busy_response(shared.config.max_connections),
+            false,
+        )
+        .await;
+        return;
+    }
+    // Replay the bytes already read, then the socket, to tungstenite. The
+    // request head is handed out on its own first: tungstenite refuses a
+    // handshake whose read buffer holds bytes past the request ("junk after
+    // request"), so frames a client sent right behind its request are
+    // replayed only after the handshake, as the start of the WebSocket stream.
+    let tail = head.split_off(head_end);
+    head.shrink_to_fit();
+    let io = Replay {
+        head: std::io::Cursor::new(head),
+        tail: std::io::Cursor::new(tail),
+        inner: stream,
+    };
+    let ws = tokio::select! {
+        () = shared.shutdown.cancelled() => return,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, session::handshake(io, ws_config())) => r,
+    };
+    let (ws, mode) = match ws {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %peer, "handshake failed: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    stats.session_started();
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        shared.next_session.fetch_add(1, Relaxed)
+    );
+    // Every line a session logs carries its id and peer (filter on either).
+    let span = tracing::info_span!("session", session = %id, peer = %peer);
+    async {
+        tracing::info!(peer = %peer, session = %id, mode = mode.name(), "connected");
+        session::run(ws, shared.clone(), id.clone(), mode, gate).await;
+        tracing::info!(peer = %peer, session = %id, "disconnected");
+    }
+    .instrument(span)
+    .await;
+}
+
+/// The checks an upgrade request passes before the handshake: no token in
+/// the URL, an allowed `Origin`, a valid Bearer token when one is sent.
+fn upgrade_gate(
+    shared: &Shared,
+    info: &http::RequestInfo,
+    peer: SocketAddr,
+) -> Result<session::Auth, http::Response> {
+    let stats = &shared.stats;
+    if info.token_in_query {
+        stats.auth_failed(auth::Failure::TokenInUrl);
+        tracing::warn!(%peer, "refused an upgrade with a token in its URL");
+        return Err(http::Response::text(
+            400,
+            "Bad Request",
+            "do not put a token in the URL (URLs end up in proxy and server logs); \
+             send it as an \"Authorization: Bearer <token>\" header or as the first frame {\"token\": \"...\"}\n",
+        ));
+    }
+    let net = &shared.config.net;
+    if !access::origin_allowed(
+        info.origin.as_deref(),
+        info.host.as_deref(),
+        &net.allow_origins,
+        shared.tls.is_some(),
+    ) {
+        stats.origin_refused();
+        // Debug formatting escapes whatever the client put in the header.
+        let origin = info.origin.as_deref().unwrap_or_default();
+        tracing::warn!(%peer, ?origin, "refused a WebSocket from a foreign origin; allow it with --allow-origin");
+        return Err(http::Response::text(
+            403,
+            "Forbidden",
+            format!(
+                "origin {origin:?} is not allowed; the server's operator can allow it with --allow-origin\n"
+            ),
+        ));
+    }
+    match bearer_check(shared, info) {
+        Ok(None) => Ok(session::Auth::Off),
+        Ok(Some(true)) => Ok(session::Auth::Done),
+        Ok(Some(false)) => Ok(session::Auth::FirstFrame),
+        Err(failure) => {
+            stats.auth_failed(failure);
+            tracing::info!(%peer, reason = %failure, "refused an upgrade: bad Bearer token");
+            if failure == auth::Failure::Permission {
+                Err(http::Response::text(
+                    403,
+                    "Forbidden",
+                    "the token lacks the permission this server requires (--require-permission)\n",
+                ))
+            } else {
+                Err(http::unauthorized(&format!("token refused ({failure})")))
+            }
+        }
+    }
+}
+
+/// `/healthz`, `/readyz`, `/metrics` and the 426 for anything else. With
+/// authentication on, anonymous callers get only the status of the first
+/// two, and `/metrics` needs the token.
+fn plain_route(
+    shared: &Shared,
+    route: http::Route,
+    info: &http::RequestInfo,
+    peer: SocketAddr,
+) -> http::Response {
+    let stats = &shared.stats;
+    let authorized = match bearer_check(shared, info) {
+        Ok(None | Some(true)) => Ok(()),
+        Ok(Some(false)) => Err(auth::Failure::Missing),
+        Err(f) => Err(f),
+    };
+    let needs_auth = matches!(
+        route,
+        http::Route::Health | http::Route::Ready | http::Route::Metrics
+    );
+    if let (true, Err(f)) = (needs_auth, authorized) {
+        // An anonymous health probe is normal; a bad token is a failure.
+        if f != auth::Failure::Missing || route == http::Route::Metrics {
+            stats.auth_failed(f);
+            tracing::info!(%peer, reason = %f, "refused a token on a plain route");
+        }
+    }
+    let details = authorized.is_ok();
+    match route {
+        http::Route::Health => {
+            let (ok, body) = stats.health_json();
+            let body = if details {
+                body
+            } else {
+                serde_json::json!({"status": if ok { "ok" } else { "degraded" }}).to_string()
+            };
+            // Liveness: 200 while the process serves, whatever the
+            // database's state (that is /readyz's answer).
+            let mut r = http::Response::text(200, "OK", body);
+            r.content_type = "application/json";
+            r
+        }
+        http::Route::Ready => {
+            let (ready, reason) = readiness(shared);
+            let body = if details {
+                format!("{reason}\n")
+            } else if ready {
+                "ready\n".to_owned()
+            } else {
+                "not ready\n".to_owned()
+            };
+            if ready {
+                http::Response::text(200, "OK", body)
+            } else {
+                http::Response::text(503, "Service Unavailable", body)
+            }
+        }
+        http::Route::Metrics if details => {
+            let mut r = http::Response::text(200, "OK", stats.prometheus());
+            r.content_type = stats::METRICS_CONTENT_TYPE;
+            r
+        }
+        http::Route::Metrics => http::unauthorized("/metrics needs the token"),
+        http::Route::Reject(r) => r,
+        _ => http::upgrade_required(),
+    }
+}
+
+/// Ready when the database was read successfully within three intervals.
+fn readiness(shared: &Shared) -> (bool, String) {
+    let window = shared.config.interval * 3;
+    let db = shared.stats.db();
+    match shared.stats.since_good_read() {
+        Some(age) if age <= window => (
+            true,
+            format!("ready: database read {} ms ago", age.as_millis()),
+        ),
+        Some(age) => (
+            false,
+            format!(
+                "not ready: no successful database read for {} ms (over 3 intervals); {}",
+                age.as_millis(),
+                db.detail
+            ),
+        ),
+        None => (
+            false,
+            format!(
+                "not ready: the database was never read successfully; {}",
+                db.detail
+            ),
+        ),
+    }
+}
+
+/// The request head, then the bytes read past it, then the socket: what
+/// tungstenite reads. Writes go straight to the socket.
+struct Replay<S> {
+    head: std::io::Cursor<Vec<u8>>,
+    tail: std::io::Cursor<Vec<u8>>,
+    inner: S,
+}
+
+impl<S> Replay<S> {
+    fn buffered(c: &mut std::io::Cursor<Vec<u8>>, buf: &mut ReadBuf<'_>) -> bool {
+        let pos = c.position() as usize;
+        let rest = &c.get_ref()[pos.min(c.get_ref().len())..];
+        if rest.is_empty() {
+            if c.get_ref().capacity() > 0 {
+                *c = std::io::Cursor::new(Vec::new());
+            }
+            return false;
+        }
+        let n = rest.len().min(buf.remaining());
+        buf.put_slice(&rest[..n]);
+        c.set_position((pos + n) as u64);
+        true
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if Self::buffered(&mut this.head, buf) || Self::buffered(&mut this.tail, buf) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Releases a connection slot when dropped.
+struct Release<'a>(&'a Stats);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.connection_released();
+    }
+}
