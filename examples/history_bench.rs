@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
     let minutes: usize = all
         .iter()
         .filter_map(|n| snap.minutes(n))
-        .map(|m| m.len())
+        .map(skillmon::store::history::Minutes::len)
         .sum();
     println!(
         "one-minute buckets held: {minutes} (~{:.1} MiB at 32 bytes each)",

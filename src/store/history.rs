@@ -32,7 +32,7 @@ pub struct AnomalyLog(HashMap<String, Vec<TimedAnomaly>>);
 impl AnomalyLog {
     /// One skill's logged anomalies, oldest first.
     pub fn of(&self, skill: &str) -> &[TimedAnomaly] {
-        self.0.get(skill).map(Vec::as_slice).unwrap_or(&[])
+        self.0.get(skill).map_or(&[], Vec::as_slice)
     }
 
     /// Add the anomalies of `served` not logged yet (same skill, type and
