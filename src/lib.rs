@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod server;
 pub(crate) mod signal;
 pub mod store;
+pub mod team;
 pub mod text;
 pub mod tui;
 pub mod watch;

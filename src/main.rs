@@ -34,9 +34,13 @@ fn main() -> ExitCode {
 fn serve(args: &cli::ServeArgs) -> anyhow::Result<ExitCode> {
     skillmon::logging::init_stderr();
     let rt = tokio::runtime::Runtime::new()?;
+    let role = args.team.to_role().map_err(anyhow::Error::msg)?;
     rt.block_on(async {
+        if args.team.no_listen {
+            return skillmon::server::run_publisher_only(args.to_config(), role).await;
+        }
         let listener = skillmon::server::bind(&args.host, args.port).await?;
-        skillmon::server::run_until_signal(listener, args.to_config()).await
+        skillmon::server::run_team_until_signal(listener, args.to_config(), role).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

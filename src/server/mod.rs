@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::store::Store;
+use crate::store::{Snapshot, Store};
+use crate::team::{TeamRole, TeamStatus};
 use hub::Hub;
 use stats::Stats;
 
@@ -83,6 +84,8 @@ pub struct Shared {
     pub hub: Hub,
     pub stats: Stats,
     pub shutdown: CancellationToken,
+    /// (team) The Redis side of a publisher or an edge (`crate::team`).
+    pub team: Option<Arc<TeamStatus>>,
     next_session: AtomicU64,
 }
 
@@ -115,22 +118,128 @@ pub async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
 
 /// Start serving on an already bound listener, in the background.
 pub async fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result<Handle> {
+    start_team(listener, config, TeamRole::None).await
+}
+
+/// [`start`] in a team role: a publisher also writes its snapshots to
+/// Redis; an edge reads no database and serves the team's merged snapshot.
+pub async fn start_team(
+    listener: TcpListener,
+    config: ServeConfig,
+    role: TeamRole,
+) -> anyhow::Result<Handle> {
     let addr = listener.local_addr()?;
+    let (shared, tracker) = launch(config, role).await;
+    let task = tokio::spawn(accept_loop(listener, shared.clone(), tracker));
+    Ok(Handle { addr, shared, task })
+}
+
+/// The shared state and the snapshot source (the store's tick loop, plus a
+/// publisher; or an edge), with the first picture already in the hub.
+async fn launch(config: ServeConfig, role: TeamRole) -> (Arc<Shared>, TaskTracker) {
+    let team = match &role {
+        TeamRole::None => None,
+        TeamRole::Publish(p) => Some(Arc::new(TeamStatus::publisher(
+            &p.source,
+            p.redis.redacted(),
+        ))),
+        TeamRole::Edge(e) => Some(Arc::new(TeamStatus::edge(e.redis.redacted()))),
+    };
     let shared = Arc::new(Shared {
         hub: Hub::new(config.top),
         stats: Stats::new(),
         shutdown: CancellationToken::new(),
+        team: team.clone(),
         next_session: AtomicU64::new(1),
         config,
     });
-    let store = Arc::new(Mutex::new(Store::with_options(
-        shared.config.db.clone(),
-        shared.config.store,
-    )));
-    // The first picture is read before the first client is accepted.
-    refresh_and_publish(&store, &shared).await;
-    let task = tokio::spawn(accept_loop(listener, shared.clone(), store));
-    Ok(Handle { addr, shared, task })
+    let tracker = TaskTracker::new();
+    match (role, team) {
+        (TeamRole::Edge(edge_config), Some(status)) => {
+            let edge = crate::team::edge::Edge::new(edge_config, status);
+            // The whole team is read before the first client is accepted.
+            let stream = edge.connect().await;
+            let sink_shared = shared.clone();
+            let sink: crate::team::edge::Sink = Arc::new(move |snapshot: Arc<Snapshot>| {
+                publish_snapshot(&sink_shared, snapshot);
+            });
+            let first = edge.clone();
+            let first_sink = sink.clone();
+            let _ = tokio::task::spawn_blocking(move || first_sink(first.rebuild(false))).await;
+            let interval = shared.config.interval;
+            tracker.spawn(edge.run(stream, sink, interval, shared.shutdown.clone()));
+        }
+        (role, status) => {
+            let store = Arc::new(Mutex::new(Store::with_options(
+                shared.config.db.clone(),
+                shared.config.store,
+            )));
+            // The first picture is read before the first client is accepted
+            // (and before a publisher's first write: never an empty one).
+            refresh_and_publish(&store, &shared, None).await;
+            let out = match (role, status) {
+                (TeamRole::Publish(p), Some(status)) => {
+                    let (tx, rx) = tokio::sync::watch::channel(store_snapshot(&store));
+                    tracker.spawn(crate::team::publisher::run(
+                        p,
+                        status,
+                        rx,
+                        shared.shutdown.clone(),
+                    ));
+                    Some(tx)
+                }
+                _ => None,
+            };
+            tracker.spawn(tick_loop(shared.clone(), store, out));
+        }
+    }
+    (shared, tracker)
+}
+
+fn store_snapshot(store: &Arc<Mutex<Store>>) -> Arc<Snapshot> {
+    store.lock().unwrap_or_else(|p| p.into_inner()).snapshot()
+}
+
+/// Hand `snapshot` to the hub (every group's frame), counting the tick.
+fn publish_snapshot(shared: &Shared, snapshot: Arc<Snapshot>) {
+    let stats = &shared.stats;
+    stats.ticks.fetch_add(1, Relaxed);
+    let t = Instant::now();
+    let groups = shared.hub.publish(snapshot);
+    stats
+        .publish_micros
+        .store(t.elapsed().as_micros() as u64, Relaxed);
+    stats.groups.store(groups as u64, Relaxed);
+}
+
+/// A publisher without WebSocket clients (`serve --publish … --no-listen`):
+/// the store's tick loop and the publisher until SIGINT/SIGTERM.
+pub async fn run_publisher_only(config: ServeConfig, role: TeamRole) -> anyhow::Result<()> {
+    let (shared, tracker) = launch(config, role).await;
+    tracing::info!("skillmon serve: publishing only (--no-listen)");
+    crate::signal::shutdown().await;
+    shared.shutdown.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
+    Ok(())
+}
+
+/// Serve in a team role until SIGINT/SIGTERM.
+pub async fn run_team_until_signal(
+    listener: TcpListener,
+    config: ServeConfig,
+    role: TeamRole,
+) -> anyhow::Result<()> {
+    let handle = start_team(listener, config, role).await?;
+    tracing::info!(
+        "skillmon serve: listening on {} (health: http://{}/healthz, metrics: http://{}/metrics)",
+        handle.url(),
+        handle.addr,
+        handle.addr
+    );
+    crate::signal::shutdown().await;
+    tracing::info!("shutting down: closing every client with 1001");
+    handle.stop().await
 }
 
 /// Serve until SIGINT/SIGTERM, then close every client with 1001.
@@ -151,9 +260,14 @@ pub async fn run_until_signal(listener: TcpListener, config: ServeConfig) -> any
 /// blocking thread (SQLite and JSON are CPU work). The database counters are
 /// recorded before the frames go out, so a client that sees new data also
 /// sees the query that read it in `/metrics`.
-async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
+async fn refresh_and_publish(
+    store: &Arc<Mutex<Store>>,
+    shared: &Arc<Shared>,
+    out: Option<&tokio::sync::watch::Sender<Arc<Snapshot>>>,
+) {
     let store = store.clone();
     let shared = shared.clone();
+    let out = out.cloned();
     let done = tokio::task::spawn_blocking(move || {
         let stats = &shared.stats;
         let started = Instant::now();
@@ -169,13 +283,10 @@ async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
                 .store(started.elapsed().as_micros() as u64, Relaxed);
         }
         stats.set_db(status);
-        stats.ticks.fetch_add(1, Relaxed);
-        let t = Instant::now();
-        let groups = shared.hub.publish(refresh.snapshot);
-        stats
-            .publish_micros
-            .store(t.elapsed().as_micros() as u64, Relaxed);
-        stats.groups.store(groups as u64, Relaxed);
+        if let Some(out) = &out {
+            out.send_replace(refresh.snapshot.clone());
+        }
+        publish_snapshot(&shared, refresh.snapshot);
     })
     .await;
     if done.is_err() {
@@ -183,14 +294,18 @@ async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
     }
 }
 
-async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>) {
+async fn tick_loop(
+    shared: Arc<Shared>,
+    store: Arc<Mutex<Store>>,
+    out: Option<tokio::sync::watch::Sender<Arc<Snapshot>>>,
+) {
     let period = shared.config.interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
-            _ = ticker.tick() => refresh_and_publish(&store, &shared).await,
+            _ = ticker.tick() => refresh_and_publish(&store, &shared, out.as_ref()).await,
         }
     }
 }
@@ -198,10 +313,8 @@ async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>) {
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    store: Arc<Mutex<Store>>,
+    tracker: TaskTracker,
 ) -> anyhow::Result<()> {
-    let tracker = TaskTracker::new();
-    tracker.spawn(tick_loop(shared.clone(), store));
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -303,7 +416,10 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             stats.http_requests.fetch_add(1, Relaxed);
             let resp = match other {
                 http::Route::Health => {
-                    let (ok, body) = stats.health_json();
+                    let (mut ok, mut body) = stats.health_json();
+                    if let Some(team) = &shared.team {
+                        (ok, body) = team.health(ok, &body);
+                    }
                     let mut r = if ok {
                         http::Response::text(200, "OK", body)
                     } else {
@@ -313,7 +429,11 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     r
                 }
                 http::Route::Metrics => {
-                    let mut r = http::Response::text(200, "OK", stats.prometheus());
+                    let mut text = stats.prometheus();
+                    if let Some(team) = &shared.team {
+                        text.push_str(&team.prometheus());
+                    }
+                    let mut r = http::Response::text(200, "OK", text);
                     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
                     r
                 }

@@ -82,6 +82,9 @@ pub struct Snapshot {
     rank: HashMap<String, usize>,
     /// Skill name → indexes in `anomalies`, in order.
     anomalies_of: HashMap<String, Vec<usize>>,
+    /// (ext) At an edge (`crate::team`): the sources merged into this
+    /// snapshot and each skill's per-source figures.
+    team: Option<std::sync::Arc<crate::protocol::team::TeamExt>>,
 }
 
 impl Snapshot {
@@ -107,7 +110,19 @@ impl Snapshot {
             anomalies,
             rank,
             anomalies_of,
+            team: None,
         }
+    }
+
+    /// The same snapshot carrying an edge's team fields.
+    pub fn with_team(mut self, team: crate::protocol::team::TeamExt) -> Self {
+        self.team = Some(std::sync::Arc::new(team));
+        self
+    }
+
+    /// The team fields, at an edge.
+    pub fn team(&self) -> Option<&crate::protocol::team::TeamExt> {
+        self.team.as_deref()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -130,6 +130,8 @@ pub struct App {
     pub quit: bool,
     /// Commands for the feed, drained by the event loop.
     pub outbox: Vec<FeedCommand>,
+    /// (team) The latest update's team fields when the server is an edge.
+    pub team: Option<crate::protocol::team::TeamFrame>,
 }
 
 impl App {
@@ -157,6 +159,7 @@ impl App {
             dirty: true,
             quit: false,
             outbox: Vec::new(),
+            team: None,
         }
     }
 
@@ -408,8 +411,9 @@ impl App {
                 h.connected(info.server, info.interval_ms, at);
                 self.conn = ConnState::Live;
             }
-            FeedEvent::Update { update, at, .. } => {
+            FeedEvent::Update { update, at, raw } => {
                 h.message(at);
+                self.team = crate::protocol::team::TeamFrame::parse(raw.as_str());
                 if let Some(seq) = update.seq {
                     h.seq(seq);
                 }

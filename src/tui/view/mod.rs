@@ -10,6 +10,7 @@ pub mod detail;
 pub mod health;
 pub mod help;
 pub mod skills;
+pub mod team;
 
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
@@ -89,6 +90,11 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         sep.clone(),
         Span::styled(sanitize(&app.url).into_owned(), theme.accent),
         sep.clone(),
+    ]);
+    if let Some(team) = team::header(app, theme) {
+        spans.extend([team, sep.clone()]);
+    }
+    spans.extend([
         Span::styled(subscription_label(&app.subscription), theme.base),
         sep.clone(),
     ]);
