@@ -536,3 +536,114 @@ async fn credentials_work_from_a_file_and_never_show() {
         h.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_cli_publisher_without_a_listener_feeds_a_filtered_edge() {
+    let Some(redis) = Redis::start(
+        "a_cli_publisher_without_a_listener_feeds_a_filtered_edge",
+        &[],
+    ) else {
+        return;
+    };
+    let (a, b) = two_dbs();
+    let url = redis.url();
+    let db = a.path.to_str().unwrap();
+    let args = [
+        "serve",
+        "--db",
+        db,
+        "--publish",
+        &url,
+        "--source",
+        "cli-a",
+        "--publish-every",
+        "200ms",
+        "--no-listen",
+    ];
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let (child, _lines) = spawn_logging(a.dir.path(), &args);
+    let pb = publisher(&b.path, &url, "b").await;
+    let role = TeamRole::Edge(EdgeConfig {
+        redis: target(&url),
+        sources: Some(vec!["cli-a".into()]),
+        source_ttl: Duration::from_secs(600),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let e = skillmon::server::start_team(listener, config(Path::new(""), EDGE_TICK, 10), role)
+        .await
+        .unwrap();
+    let (mut c, _) = Client::connect(&e.url()).await;
+    let u = c
+        .update_where("the CLI publisher's source", |u| {
+            source_names(u) == ["cli-a"]
+        })
+        .await;
+    assert_merged(&u, &[&a.path]);
+    // b publishes too, but this edge merges only cli-a.
+    let (mut cb, _) = Client::connect(&pb.url()).await;
+    cb.next_update().await;
+    let u = c.next_update().await;
+    assert_eq!(source_names(&u), ["cli-a"]);
+    assert!(terminate(child).success());
+    e.stop().await.unwrap();
+    pb.stop().await.unwrap();
+}
+
+/// Needs no Redis: one that is not there.
+#[tokio::test]
+async fn an_unreachable_redis_is_logged_once_without_its_password() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let home = tempfile::tempdir().unwrap();
+    let from = format!("redis://user:pw-in-url@127.0.0.1:{closed}");
+    let args = ["serve", "--port", "0", "--from", &from];
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let (child, lines) = spawn_logging(home.path(), &args);
+    let (lines, log, addr) = tokio::task::spawn_blocking(move || {
+        let mut log = Vec::new();
+        loop {
+            let line = lines.recv_timeout(DEADLINE).expect("serve log line");
+            log.push(line.clone());
+            if let Some(i) = line.find("listening on ws://") {
+                let addr = line[i + "listening on ws://".len()..]
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                return (lines, log, addr);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    // Several failed attempts (the backoff starts at 250 ms)…
+    loop {
+        let m = http_get(addr, "/metrics").await.body;
+        let failures = m
+            .lines()
+            .find_map(|l| l.strip_prefix("skillmon_team_redis_failures_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if failures >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, h) = health(addr).await;
+    assert_eq!(code, 503);
+    assert_eq!(
+        h["team"]["redis"]["url"],
+        format!("redis://user:***@127.0.0.1:{closed}")
+    );
+    assert!(terminate(child).success());
+    // …and one log line for them, without the password.
+    let mut log = log;
+    log.extend(lines.try_iter());
+    let all = log.join("\n");
+    assert!(!all.contains("pw-in-url"), "{all}");
+    let unreachable = log.iter().filter(|l| l.contains("unreachable")).count();
+    assert_eq!(unreachable, 1, "{all}");
+}
