@@ -32,6 +32,10 @@ pub type Sink = Arc<dyn Fn(Arc<Snapshot>) + Send + Sync>;
 struct Held {
     payload: SourcePayload,
     stale: bool,
+    /// The instance this source had before the current one.
+    previous: Option<u64>,
+    /// Two live publishers share this name (logged once).
+    shared_name: bool,
 }
 
 pub struct Edge {
@@ -139,7 +143,17 @@ impl Edge {
             Some(h) if !p.newer_than(&h.payload) => false,
             Some(h) => {
                 if h.payload.instance != p.instance {
-                    tracing::info!(source = %p.source, "source restarted (replaces its previous figures)");
+                    if h.previous == Some(p.instance) {
+                        // An instance that was replaced came back: two
+                        // publishers use this name and take turns.
+                        if !h.shared_name {
+                            h.shared_name = true;
+                            tracing::warn!(source = %p.source, "two publishers use this source name; their figures replace each other: give each its own --source");
+                        }
+                    } else {
+                        tracing::info!(source = %p.source, "source restarted (replaces its previous figures)");
+                    }
+                    h.previous = Some(h.payload.instance);
                 }
                 if h.stale {
                     tracing::info!(source = %p.source, "source publishing again");
@@ -155,6 +169,8 @@ impl Edge {
                     Held {
                         payload: p,
                         stale: false,
+                        previous: None,
+                        shared_name: false,
                     },
                 );
                 true
@@ -267,5 +283,80 @@ impl Edge {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::SkillStat;
+
+    fn edge(sources: Option<Vec<String>>) -> Arc<Edge> {
+        let config = EdgeConfig {
+            redis: super::super::RedisTarget::parse("redis://127.0.0.1:1", None).unwrap(),
+            sources,
+            source_ttl: Duration::from_secs(60),
+        };
+        Edge::new(config, Arc::new(TeamStatus::edge("redis://127.0.0.1:1")))
+    }
+
+    fn payload(source: &str, instance: u64, seq: u64, age_ms: i64, total: u64) -> String {
+        serde_json::to_string(&SourcePayload {
+            v: super::super::payload::VERSION,
+            source: source.into(),
+            instance,
+            seq,
+            updated_at_ms: chrono::Utc::now().timestamp_millis() - age_ms,
+            interval_ms: 1000,
+            skills: vec![SkillStat {
+                skill_name: "s".into(),
+                total_invocations: total,
+                completion_rate: 100.0,
+                avg_duration_seconds: Some(1.0),
+                invocations_1h: None,
+                invocations_24h: None,
+                last_invoked_at: None,
+            }],
+            anomalies: vec![],
+        })
+        .unwrap()
+    }
+
+    fn total(e: &Edge) -> u64 {
+        e.rebuild(false)
+            .skills
+            .first()
+            .map_or(0, |s| s.total_invocations)
+    }
+
+    #[test]
+    fn a_source_is_counted_once_whatever_arrives() {
+        let e = edge(None);
+        assert!(e.apply(&payload("a", 1, 1, 0, 5)));
+        assert!(e.apply(&payload("a", 1, 2, 0, 6)));
+        assert!(
+            !e.apply(&payload("a", 1, 1, 0, 5)),
+            "an older seq (a replayed key)"
+        );
+        assert!(e.apply(&payload("a", 2, 1, 0, 7)), "a restart replaces");
+        assert!(e.apply(&payload("b", 9, 1, 0, 10)));
+        assert_eq!(total(&e), 17);
+        assert!(!e.apply("not json"));
+        assert!(
+            !e.apply(&payload("c", 1, 1, 120_000, 1)),
+            "older than the TTL"
+        );
+        assert_eq!(total(&e), 17);
+    }
+
+    #[test]
+    fn stale_after_three_intervals_and_filtered_by_name() {
+        let e = edge(Some(vec!["a".into()]));
+        assert!(!e.apply(&payload("b", 1, 1, 0, 1)), "not in --sources");
+        assert!(e.apply(&payload("a", 1, 1, 3_500, 1)));
+        let snap = e.rebuild(false);
+        assert_eq!(snap.team().unwrap().counts(), (1, 1));
+        assert!(e.apply(&payload("a", 1, 2, 0, 1)));
+        assert_eq!(e.rebuild(false).team().unwrap().counts(), (1, 0));
     }
 }

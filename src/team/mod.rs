@@ -270,6 +270,10 @@ mod tests {
         let t = RedisTarget::parse("redis://alice:s3cret@127.0.0.1:1", None).unwrap();
         assert!(!format!("{t:?}").contains("s3cret"));
         assert_eq!(t.scrub(&"auth s3cret failed"), "auth *** failed");
+        // rediss:// (TLS through rustls) is understood.
+        let tls = RedisTarget::parse("rediss://:s3cret@redis.internal:6380", None).unwrap();
+        assert!(tls.client().is_ok());
+        assert_eq!(tls.redacted(), "rediss://:***@redis.internal:6380");
         let e = RedisTarget::parse("http://u:s3cret@h", None).unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
         let dir = tempfile::tempdir().unwrap();
