@@ -137,14 +137,7 @@ pub async fn start_team(
 /// The shared state and the snapshot source (the store's tick loop, plus a
 /// publisher; or an edge), with the first picture already in the hub.
 async fn launch(config: ServeConfig, role: TeamRole) -> (Arc<Shared>, TaskTracker) {
-    let team = match &role {
-        TeamRole::None => None,
-        TeamRole::Publish(p) => Some(Arc::new(TeamStatus::publisher(
-            &p.source,
-            p.redis.redacted(),
-        ))),
-        TeamRole::Edge(e) => Some(Arc::new(TeamStatus::edge(e.redis.redacted()))),
-    };
+    let team = role.status();
     let shared = Arc::new(Shared {
         hub: Hub::new(config.top),
         stats: Stats::new(),
@@ -156,18 +149,13 @@ async fn launch(config: ServeConfig, role: TeamRole) -> (Arc<Shared>, TaskTracke
     let tracker = TaskTracker::new();
     match (role, team) {
         (TeamRole::Edge(edge_config), Some(status)) => {
-            let edge = crate::team::edge::Edge::new(edge_config, status);
-            // The whole team is read before the first client is accepted.
-            let stream = edge.connect().await;
             let sink_shared = shared.clone();
             let sink: crate::team::edge::Sink = Arc::new(move |snapshot: Arc<Snapshot>| {
                 publish_snapshot(&sink_shared, snapshot);
             });
-            let first = edge.clone();
-            let first_sink = sink.clone();
-            let _ = tokio::task::spawn_blocking(move || first_sink(first.rebuild(false))).await;
-            let interval = shared.config.interval;
-            tracker.spawn(edge.run(stream, sink, interval, shared.shutdown.clone()));
+            let edge = crate::team::edge::Edge::new(edge_config, status);
+            let (interval, shutdown) = (shared.config.interval, shared.shutdown.clone());
+            tracker.spawn(edge.start(sink, interval, shutdown).await);
         }
         (role, status) => {
             let store = Arc::new(Mutex::new(Store::with_options(
@@ -244,16 +232,7 @@ pub async fn run_team_until_signal(
 
 /// Serve until SIGINT/SIGTERM, then close every client with 1001.
 pub async fn run_until_signal(listener: TcpListener, config: ServeConfig) -> anyhow::Result<()> {
-    let handle = start(listener, config).await?;
-    tracing::info!(
-        "skillmon serve: listening on {} (health: http://{}/healthz, metrics: http://{}/metrics)",
-        handle.url(),
-        handle.addr,
-        handle.addr
-    );
-    crate::signal::shutdown().await;
-    tracing::info!("shutting down: closing every client with 1001");
-    handle.stop().await
+    run_team_until_signal(listener, config, TeamRole::None).await
 }
 
 /// One tick: refresh the store and build every group's frame, both on a

@@ -228,6 +228,19 @@ impl Edge {
         }
     }
 
+    /// Read the whole team and hand it to `sink` (before the server accepts
+    /// its first client), then return the task that follows Redis.
+    pub async fn start(
+        self: Arc<Self>,
+        sink: Sink,
+        tick: Duration,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let stream = self.connect().await;
+        self.publish(&sink, false).await;
+        self.run(stream, sink, tick, shutdown)
+    }
+
     /// Follow Redis until `shutdown`: messages as they come, a merge every
     /// `tick`, reconnection with backoff.
     pub async fn run(

@@ -54,6 +54,18 @@ pub enum TeamRole {
     Edge(EdgeConfig),
 }
 
+impl TeamRole {
+    /// The status `/healthz` and `/metrics` show for this role.
+    pub fn status(&self) -> Option<std::sync::Arc<TeamStatus>> {
+        let status = match self {
+            TeamRole::None => return None,
+            TeamRole::Publish(p) => TeamStatus::publisher(&p.source, p.redis.redacted()),
+            TeamRole::Edge(e) => TeamStatus::edge(e.redis.redacted()),
+        };
+        Some(std::sync::Arc::new(status))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PublishConfig {
     pub redis: RedisTarget,
