@@ -148,7 +148,7 @@ pub struct TeamArgs {
     #[arg(long, requires = "publish")]
     pub no_listen: bool,
     /// Be an edge: serve the merged snapshots of every publisher on this Redis (no --db).
-    #[arg(long, value_name = "URL", env = "SKILLMON_FROM", conflicts_with = "db")]
+    #[arg(long, value_name = "URL", env = "SKILLMON_FROM")]
     pub from: Option<String>,
     /// With --from: `all`, or the comma-separated sources to merge.
     #[arg(
@@ -168,8 +168,10 @@ pub struct TeamArgs {
 }
 
 impl TeamArgs {
-    /// The team role, or a message naming the flag to fix.
-    pub fn to_role(&self) -> Result<skillmon::team::TeamRole, String> {
+    /// The team role, or a message naming the flag to fix. `db_flag`:
+    /// `--db` was given on the command line (an edge reads no database;
+    /// a `SKILLMON_DB` in the environment is simply not used).
+    pub fn to_role(&self, db_flag: bool) -> Result<skillmon::team::TeamRole, String> {
         use skillmon::team::{EdgeConfig, PublishConfig, RedisTarget, TeamRole};
         let target = |url: &str, flag: &str| {
             RedisTarget::parse(url, self.redis_password_file.as_deref())
@@ -190,6 +192,11 @@ impl TeamArgs {
             }));
         }
         if let Some(url) = &self.from {
+            if db_flag {
+                return Err(
+                    "--from makes an edge, which reads no database: drop --db (or use --publish to send this database to Redis)".into(),
+                );
+            }
             let sources = match self.sources.trim() {
                 "all" | "" => None,
                 list => {

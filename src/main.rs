@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Err(e) => e.format(&mut Cli::command()).exit(),
     };
     let result = match cli.command {
-        Command::Serve(args) => serve(&args),
+        Command::Serve(args) => serve(&args, matches.subcommand_matches("serve")),
         Command::Demo(args) => demo(&args),
         Command::Watch(args) => match matches.subcommand_matches("watch") {
             Some(m) => watch(&args, m),
@@ -31,10 +31,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: &cli::ServeArgs) -> anyhow::Result<ExitCode> {
+fn serve(args: &cli::ServeArgs, matches: Option<&clap::ArgMatches>) -> anyhow::Result<ExitCode> {
     skillmon::logging::init_stderr();
     let rt = tokio::runtime::Runtime::new()?;
-    let role = args.team.to_role().map_err(anyhow::Error::msg)?;
+    // `--db` given on the command line (not SKILLMON_DB) contradicts `--from`.
+    let db_flag =
+        matches.and_then(|m| m.value_source("db")) == Some(clap::parser::ValueSource::CommandLine);
+    let role = args.team.to_role(db_flag).map_err(anyhow::Error::msg)?;
     rt.block_on(async {
         if args.team.no_listen {
             return skillmon::server::run_publisher_only(args.to_config(), role).await;

@@ -532,6 +532,13 @@ async fn credentials_work_from_a_file_and_never_show() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--from") && err.contains("redis://"), "{err}");
     assert!(!err.contains("hidden-pw"), "{err}");
+    let out = run_fails(
+        dir.path(),
+        &["serve", "--db", "x.db", "--from", &redis.url()],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("drop --db"), "{err}");
     for h in [bad, e, pa] {
         h.stop().await.unwrap();
     }
