@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod server;
 pub(crate) mod signal;
 pub mod store;
+pub mod team;
 pub(crate) mod text;
 pub mod tui;
 pub mod watch;

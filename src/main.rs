@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Err(e) => e.format(&mut Cli::command()).exit(),
     };
     let result = match cli.command {
-        Command::Serve(args) => serve(&args),
+        Command::Serve(args) => serve(&args, matches.subcommand_matches("serve")),
         Command::Demo(args) => demo(&args),
         Command::Watch(args) => match matches.subcommand_matches("watch") {
             Some(m) => watch(&args, m),
@@ -32,13 +32,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: &cli::ServeArgs) -> anyhow::Result<ExitCode> {
+fn serve(args: &cli::ServeArgs, matches: Option<&clap::ArgMatches>) -> anyhow::Result<ExitCode> {
     skillmon::logging::init_stderr();
     let config = args.to_config()?;
+    // `--db` given on the command line (not SKILLMON_DB) contradicts `--from`.
+    let db_flag =
+        matches.and_then(|m| m.value_source("db")) == Some(clap::parser::ValueSource::CommandLine);
+    let role = args.team.to_role(db_flag).map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
+        if args.team.no_listen {
+            return skillmon::server::run_publisher_only(config, role).await;
+        }
         let listener = skillmon::server::bind(&args.host, args.port).await?;
-        skillmon::server::run_until_signal(listener, config).await
+        skillmon::server::run_team_until_signal(listener, config, role).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ pub use history::{
     History, HistoryAnomaly, HistoryBucket, HistoryWindow, MAX_HISTORY_SKILLS, SkillHistory,
     format_bucket_start,
 };
+pub mod team;
 
 /// Protocol revision announced in the `connected` frame (ext).
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -771,10 +772,23 @@ struct WireData<'a> {
 }
 
 impl<'a> WireData<'a> {
-    fn new(data: &'a MetricsData) -> Self {
+    fn new(data: &'a MetricsData, team: Option<&'a team::TeamExt>) -> Self {
+        let mut top_skills: Vec<WireSkill<'a>> =
+            data.top_skills.iter().map(WireSkill::new).collect();
+        let mut anomalies: Vec<WireAnomaly<'a>> =
+            data.anomalies.iter().map(WireAnomaly::new).collect();
+        if let Some(ext) = team {
+            for row in &mut top_skills {
+                row.sources = ext.breakdown.get(row.skill_name).map(Vec::as_slice);
+            }
+            let mut tagger = team::AnomalyTagger::new(ext);
+            for (row, a) in anomalies.iter_mut().zip(&data.anomalies) {
+                row.team_source = tagger.tag(a);
+            }
+        }
         Self {
-            top_skills: data.top_skills.iter().map(WireSkill::new).collect(),
-            anomalies: data.anomalies.iter().map(WireAnomaly::new).collect(),
+            top_skills,
+            anomalies,
         }
     }
 }
@@ -803,6 +817,9 @@ struct WireSkill<'a> {
     avg_duration: Option<f64>,
     /// = `last_invoked_at`, `null` when unknown.
     last_invocation_at: Option<&'a str>,
+    /// (ext, edge only) this skill's figures per source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sources: Option<&'a [team::SourceShare]>,
 }
 
 impl<'a> WireSkill<'a> {
@@ -820,6 +837,7 @@ impl<'a> WireSkill<'a> {
             completed_count: completed_count(s.total_invocations, s.completion_rate),
             avg_duration: s.avg_duration_seconds,
             last_invocation_at: last,
+            sources: None,
         }
     }
 }
@@ -846,6 +864,9 @@ struct WireAnomaly<'a> {
     observed_value: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<&'a str>,
+    /// (ext, edge only) the team source (publisher) it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    team_source: Option<&'a str>,
 }
 
 impl<'a> WireAnomaly<'a> {
@@ -858,6 +879,7 @@ impl<'a> WireAnomaly<'a> {
             baseline_value: a.baseline_value,
             observed_value: a.observed_value,
             source: a.source.as_deref(),
+            team_source: None,
         }
     }
 }
@@ -880,16 +902,30 @@ impl EncodedUpdate {
     /// documented API's field names next to the implemented ones (see
     /// [`WireSkill`]): built here, once per group and tick, never per client.
     pub fn from_parts(timestamp: &str, data: &MetricsData) -> Self {
+        Self::from_parts_team(timestamp, data, None)
+    }
+
+    /// [`Self::from_parts`] plus, at an edge, the team fields
+    /// ([`team`]): the frame's `sources`, each row's breakdown and each
+    /// anomaly's `team_source`.
+    pub fn from_parts_team(
+        timestamp: &str,
+        data: &MetricsData,
+        team: Option<&team::TeamExt>,
+    ) -> Self {
         #[derive(Serialize)]
         struct Borrowed<'a> {
             r#type: &'static str,
             timestamp: &'a str,
             data: WireData<'a>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sources: Option<&'a [team::SourceInfo]>,
         }
         let json = serde_json::to_string(&Borrowed {
             r#type: "metrics_update",
             timestamp,
-            data: WireData::new(data),
+            data: WireData::new(data, team),
+            sources: team.map(|t| t.sources.as_slice()),
         })
         .unwrap_or_default();
         Self::from_message_json(json)

@@ -323,7 +323,10 @@ fn plain_route(
     let details = authorized.is_ok();
     match route {
         http::Route::Health => {
-            let (ok, body) = stats.health_json();
+            let (mut ok, mut body) = stats.health_json();
+            if let Some(team) = &shared.team {
+                (ok, body) = team.health(ok, &body);
+            }
             let body = if details {
                 body
             } else {
@@ -351,7 +354,11 @@ fn plain_route(
             }
         }
         http::Route::Metrics if details => {
-            let mut r = http::Response::text(200, "OK", stats.prometheus());
+            let mut text = stats.prometheus();
+            if let Some(team) = &shared.team {
+                text.push_str(&team.prometheus());
+            }
+            let mut r = http::Response::text(200, "OK", text);
             r.content_type = stats::METRICS_CONTENT_TYPE;
             r
         }
@@ -362,7 +369,11 @@ fn plain_route(
 }
 
 /// Ready when the database was read successfully within three intervals.
+/// An edge has no database: it is ready while Redis is reachable.
 fn readiness(shared: &Shared) -> (bool, String) {
+    if let Some(team) = shared.team.as_ref().filter(|t| t.is_edge()) {
+        return team.ready();
+    }
     let window = shared.config.interval * 3;
     let db = shared.stats.db();
     match shared.stats.since_good_read() {

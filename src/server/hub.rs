@@ -88,7 +88,7 @@ impl Hub {
         let data = snapshot.view(sub, self.top_n, now);
         Frame {
             tick,
-            update: EncodedUpdate::from_parts(&format_timestamp(now), &data),
+            update: EncodedUpdate::from_parts_team(&format_timestamp(now), &data, snapshot.team()),
         }
     }
 

@@ -30,7 +30,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::Store;
+use crate::store::{Snapshot, Store};
+use crate::team::{TeamRole, TeamStatus};
 use hub::Hub;
 use stats::Stats;
 
@@ -123,6 +124,8 @@ pub struct Shared {
     pub verifier: Option<auth::Verifier>,
     per_ip: Arc<access::PerIp>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// (team) The Redis side of a publisher or an edge (`crate::team`).
+    pub team: Option<Arc<TeamStatus>>,
 }
 
 /// A running server, for tests and the demo: its address, its counters and
@@ -162,15 +165,34 @@ pub async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
 
 /// Start serving on an already bound listener, in the background.
 pub async fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result<Handle> {
+    start_team(listener, config, TeamRole::None).await
+}
+
+/// [`start`] in a team role: a publisher also writes its snapshots to
+/// Redis; an edge reads no database and serves the team's merged snapshot.
+pub async fn start_team(
+    listener: TcpListener,
+    config: ServeConfig,
+    role: TeamRole,
+) -> anyhow::Result<Handle> {
     let addr = listener.local_addr()?;
-    let tls = config.net.tls.as_ref().map(tls::acceptor).transpose()?;
-    let verifier = auth::Verifier::new(&config.net.auth);
-    if verifier.is_none() && !addr.ip().is_loopback() {
+    let (shared, tracker) = launch(config, role).await?;
+    if shared.verifier.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
             %addr,
             "listening beyond loopback without a token: anyone who can reach this port can read your skill data (set --token-file or SKILLMON_TOKEN, or SESSION_BUDDY_JWT_SECRET)"
         );
     }
+    let task = tokio::spawn(accept_loop(listener, shared.clone(), tracker));
+    Ok(Handle { addr, shared, task })
+}
+
+/// The shared state and the snapshot source (the store's tick loop, plus a
+/// publisher; or an edge), with the first picture already in the hub.
+async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shared>, TaskTracker)> {
+    let tls = config.net.tls.as_ref().map(tls::acceptor).transpose()?;
+    let verifier = auth::Verifier::new(&config.net.auth);
+    let team = role.status();
     let shared = Arc::new(Shared {
         hub: Hub::new(config.top),
         stats: Stats::new(),
@@ -179,21 +201,86 @@ pub async fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result
         verifier,
         per_ip: access::PerIp::new(config.net.max_connections_per_ip),
         tls,
+        team: team.clone(),
         config,
     });
-    let store = Arc::new(Mutex::new(Store::with_options(
-        shared.config.db.clone(),
-        shared.config.store,
-    )));
-    // The first picture is read before the first client is accepted.
-    refresh_and_publish(&store, &shared).await;
-    let task = tokio::spawn(accept_loop(listener, shared.clone(), store));
-    Ok(Handle { addr, shared, task })
+    let tracker = TaskTracker::new();
+    match (role, team) {
+        (TeamRole::Edge(edge_config), Some(status)) => {
+            let sink_shared = shared.clone();
+            let sink: crate::team::edge::Sink = Arc::new(move |snapshot: Arc<Snapshot>| {
+                publish_snapshot(&sink_shared, snapshot);
+            });
+            let edge = crate::team::edge::Edge::new(edge_config, status);
+            let (interval, shutdown) = (shared.config.interval, shared.shutdown.clone());
+            tracker.spawn(edge.start(sink, interval, shutdown).await);
+        }
+        (role, status) => {
+            let store = Arc::new(Mutex::new(Store::with_options(
+                shared.config.db.clone(),
+                shared.config.store,
+            )));
+            // The first picture is read before the first client is accepted
+            // (and before a publisher's first write: never an empty one).
+            refresh_and_publish(&store, &shared, None).await;
+            let out = match (role, status) {
+                (TeamRole::Publish(p), Some(status)) => {
+                    let (tx, rx) = tokio::sync::watch::channel(store_snapshot(&store));
+                    tracker.spawn(crate::team::publisher::run(
+                        p,
+                        status,
+                        rx,
+                        shared.shutdown.clone(),
+                    ));
+                    Some(tx)
+                }
+                _ => None,
+            };
+            tracker.spawn(tick_loop(shared.clone(), store, out));
+        }
+    }
+    Ok((shared, tracker))
+}
+
+fn store_snapshot(store: &Arc<Mutex<Store>>) -> Arc<Snapshot> {
+    store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .snapshot()
+}
+
+/// Hand `snapshot` to the hub (every group's frame), counting the tick.
+fn publish_snapshot(shared: &Shared, snapshot: Arc<Snapshot>) {
+    let t = Instant::now();
+    let groups = shared.hub.publish(snapshot);
+    shared.stats.published(groups, t.elapsed());
+}
+
+/// A publisher without WebSocket clients (`serve --publish … --no-listen`):
+/// the store's tick loop and the publisher until SIGINT/SIGTERM.
+pub async fn run_publisher_only(config: ServeConfig, role: TeamRole) -> anyhow::Result<()> {
+    let signal = crate::signal::shutdown();
+    let (shared, tracker) = launch(config, role).await?;
+    tracing::info!("skillmon serve: publishing only (--no-listen)");
+    signal.await;
+    shared.shutdown.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
+    Ok(())
 }
 
 /// Serve until SIGINT/SIGTERM, then close every client with 1001.
 pub async fn run_until_signal(listener: TcpListener, config: ServeConfig) -> anyhow::Result<()> {
-    let handle = start(listener, config).await?;
+    run_team_until_signal(listener, config, TeamRole::None).await
+}
+
+/// [`run_until_signal`] in a team role (publisher or edge).
+pub async fn run_team_until_signal(
+    listener: TcpListener,
+    config: ServeConfig,
+    role: TeamRole,
+) -> anyhow::Result<()> {
+    let handle = start_team(listener, config, role).await?;
     // The SIGTERM handler is in place before anyone can read "listening".
     let signal = crate::signal::shutdown();
     tracing::info!(
@@ -215,9 +302,14 @@ pub async fn run_until_signal(listener: TcpListener, config: ServeConfig) -> any
 /// blocking thread (SQLite and JSON are CPU work). The database counters are
 /// recorded before the frames go out, so a client that sees new data also
 /// sees the query that read it in `/metrics`.
-async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
+async fn refresh_and_publish(
+    store: &Arc<Mutex<Store>>,
+    shared: &Arc<Shared>,
+    out: Option<&tokio::sync::watch::Sender<Arc<Snapshot>>>,
+) {
     let store = store.clone();
     let shared = shared.clone();
+    let out = out.cloned();
     let done = tokio::task::spawn_blocking(move || {
         let stats = &shared.stats;
         let started = Instant::now();
@@ -229,9 +321,10 @@ async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
             (r, s.status())
         };
         stats.db_refreshed(refresh.queried.then(|| started.elapsed()), status);
-        let t = Instant::now();
-        let groups = shared.hub.publish(refresh.snapshot);
-        stats.published(groups, t.elapsed());
+        if let Some(out) = &out {
+            out.send_replace(refresh.snapshot.clone());
+        }
+        publish_snapshot(&shared, refresh.snapshot);
     })
     .await;
     if done.is_err() {
@@ -239,14 +332,18 @@ async fn refresh_and_publish(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>) {
     }
 }
 
-async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>) {
+async fn tick_loop(
+    shared: Arc<Shared>,
+    store: Arc<Mutex<Store>>,
+    out: Option<tokio::sync::watch::Sender<Arc<Snapshot>>>,
+) {
     let period = shared.config.interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,
-            _ = ticker.tick() => refresh_and_publish(&store, &shared).await,
+            _ = ticker.tick() => refresh_and_publish(&store, &shared, out.as_ref()).await,
         }
     }
 }
@@ -254,10 +351,8 @@ async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>) {
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    store: Arc<Mutex<Store>>,
+    tracker: TaskTracker,
 ) -> anyhow::Result<()> {
-    let tracker = TaskTracker::new();
-    tracker.spawn(tick_loop(shared.clone(), store));
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => break,

@@ -88,6 +88,9 @@ pub struct Snapshot {
     minutes: HashMap<String, Arc<Minutes>>,
     /// Anomalies served in the last day, cleared ones included (for `history`).
     anomaly_log: Arc<AnomalyLog>,
+    /// (ext) At an edge (`crate::team`): the sources merged into this
+    /// snapshot and each skill's per-source figures.
+    team: Option<std::sync::Arc<crate::protocol::team::TeamExt>>,
 }
 
 impl Snapshot {
@@ -113,9 +116,21 @@ impl Snapshot {
             anomalies,
             rank,
             anomalies_of,
+            team: None,
             minutes: HashMap::new(),
             anomaly_log: Arc::default(),
         }
+    }
+
+    /// The same snapshot carrying an edge's team fields.
+    pub fn with_team(mut self, team: crate::protocol::team::TeamExt) -> Self {
+        self.team = Some(std::sync::Arc::new(team));
+        self
+    }
+
+    /// The team fields, at an edge.
+    pub fn team(&self) -> Option<&crate::protocol::team::TeamExt> {
+        self.team.as_deref()
     }
 
     /// The same snapshot carrying the store's log of the day's anomalies.

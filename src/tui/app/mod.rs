@@ -153,6 +153,8 @@ pub struct App {
     order: Vec<usize>,
     /// What `order` was computed for.
     order_key: Option<selection::OrderKey>,
+    /// (team) The latest update's team fields when the server is an edge.
+    pub team: Option<crate::protocol::team::TeamFrame>,
 }
 
 impl App {
@@ -186,6 +188,7 @@ impl App {
             window: HistoryWindow::Day,
             order: Vec::new(),
             order_key: None,
+            team: None,
         }
     }
 
@@ -482,8 +485,9 @@ impl App {
                 h.message(at);
                 self.history.receive(history);
             }
-            FeedEvent::Update { update, at, .. } => {
+            FeedEvent::Update { update, at, raw } => {
                 h.message(at);
+                self.team = crate::protocol::team::TeamFrame::parse(raw.as_str());
                 if let Some(seq) = update.seq {
                     h.seq(seq);
                 }

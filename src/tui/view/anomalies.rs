@@ -99,7 +99,12 @@ pub fn table<'a>(
         .unwrap_or(4)
         // Room for `performance_spike` when the panel is wide enough.
         .clamp(4, if inner >= 70 { 17 } else { 13 }) as u16;
-    let fixed = type_w + 6 + 9 + if show_change { 16 } else { 0 };
+    let team = app.team.is_some();
+    let fixed = type_w
+        + 6
+        + 9
+        + if show_change { 16 } else { 0 }
+        + if team { super::team::SOURCE_W + 1 } else { 0 };
     let spacing = if show_change { 4 } else { 3 };
     let skill_w = inner.saturating_sub(fixed + spacing).max(4);
     let rows: Vec<Row> = list
@@ -120,6 +125,7 @@ pub fn table<'a>(
             if show_change {
                 cells.push(Cell::from(change(a)));
             }
+            cells.extend(super::team::source_cell(app, a));
             if app.attention.is_fresh(a, app.now) {
                 Row::new(cells).style(fresh_style(theme))
             } else {
@@ -143,6 +149,10 @@ pub fn table<'a>(
     } else {
         theme.title
     };
+    if team {
+        header.push("Source");
+        widths.push(Constraint::Length(super::team::SOURCE_W));
+    }
     Table::new(rows, widths)
         .header(Row::new(header).style(theme.header_row))
         .column_spacing(1)

@@ -78,13 +78,18 @@ pub fn render(app: &App, name: &str, frame: &mut Frame, area: Rect, theme: &Them
     } else {
         (list.len().min(5) as u16) + 3
     };
-    let [top, charts, bottom] = Layout::vertical([
+    let by_source_h = super::team::breakdown_height(app, name);
+    let [top, charts, by_source, bottom] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Fill(1),
+        Constraint::Length(by_source_h),
         Constraint::Length(anom_h),
     ])
     .areas(inner);
     frame.render_widget(Paragraph::new(vec![summary, history_line(app, theme)]), top);
+    if let Some(t) = super::team::breakdown(app, name, theme) {
+        frame.render_widget(t, by_source);
+    }
 
     match app.history.offered {
         Some(true) => match app.history.get(app.window, name) {

@@ -10,6 +10,7 @@ pub(crate) mod detail;
 pub(crate) mod health;
 pub(crate) mod help;
 pub(crate) mod skills;
+pub(crate) mod team;
 
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
@@ -97,6 +98,11 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         sep.clone(),
         Span::styled(sanitize(&app.url).into_owned(), theme.accent),
         sep.clone(),
+    ]);
+    if let Some(team) = team::header(app, theme) {
+        spans.extend([team, sep.clone()]);
+    }
+    spans.extend([
         Span::styled(subscription_label(&app.subscription), theme.base),
         sep.clone(),
     ]);

@@ -1,0 +1,218 @@
+//! (ext) The team view's wire fields, served by an edge (`serve --from`):
+//! each frame's `sources` list, each skill row's per-source breakdown
+//! (`top_skills[].sources`) and each anomaly's `team_source`. A server that
+//! reads one database never writes them, so its frames are unchanged.
+//!
+//! Owns these types, their encoding next to [`super::EncodedUpdate`]'s and
+//! their tolerant parsing on the client side ([`TeamFrame::parse`]). No I/O.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One source of the team, as the frame's `sources` list shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// The publisher's `--source` name.
+    #[serde(default)]
+    pub source: String,
+    /// The publisher's own time of its latest snapshot (RFC 3339).
+    #[serde(default)]
+    pub updated_at: String,
+    /// No snapshot for 3 of the publisher's intervals; its figures still count
+    /// until the edge's `--source-ttl`.
+    #[serde(default)]
+    pub stale: bool,
+}
+
+/// One source's share of one skill (`top_skills[].sources[]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceShare {
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub total_invocations: u64,
+    #[serde(default)]
+    pub completion_rate: f64,
+    #[serde(default)]
+    pub avg_duration_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocations_1h: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocations_24h: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_invoked_at: Option<String>,
+}
+
+/// What an edge adds to a merged snapshot, consulted when a frame is
+/// encoded (once per group and tick, never per client).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TeamExt {
+    /// Every source held, by name.
+    pub sources: Vec<SourceInfo>,
+    /// Skill name → its per-source breakdown, by source name.
+    pub breakdown: HashMap<String, Vec<SourceShare>>,
+    /// (skill, detected_at, anomaly_type) → the sources of anomalies with
+    /// that key, in the snapshot's anomaly order: the n-th such anomaly of
+    /// a view came from the n-th source (identical rows from two sources
+    /// are told apart by their order).
+    pub anomaly_sources: HashMap<(String, String, String), Vec<String>>,
+}
+
+impl TeamExt {
+    /// Number of sources and of stale ones.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.sources.len(),
+            self.sources.iter().filter(|s| s.stale).count(),
+        )
+    }
+}
+
+/// Hands out each anomaly's `team_source` while a view is encoded.
+pub(crate) struct AnomalyTagger<'a> {
+    ext: &'a TeamExt,
+    used: HashMap<(&'a str, &'a str, &'a str), usize>,
+}
+
+impl<'a> AnomalyTagger<'a> {
+    pub(crate) fn new(ext: &'a TeamExt) -> Self {
+        Self {
+            ext,
+            used: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn tag(&mut self, a: &'a super::Anomaly) -> Option<&'a str> {
+        let key = (
+            a.skill_name.clone(),
+            a.detected_at.clone(),
+            a.anomaly_type.clone(),
+        );
+        let list = self.ext.anomaly_sources.get(&key)?;
+        let n = self
+            .used
+            .entry((&a.skill_name, &a.detected_at, &a.anomaly_type))
+            .or_insert(0);
+        let out = list.get(*n).or(list.last()).map(String::as_str);
+        *n += 1;
+        out
+    }
+}
+
+/// The team fields of a received `metrics_update`, parsed from the same
+/// text as [`super::MetricsUpdate`] (tolerant: anything missing is empty).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct TeamFrame {
+    /// `None` when the server is not an edge.
+    #[serde(default)]
+    pub sources: Option<Vec<SourceInfo>>,
+    #[serde(default)]
+    data: TeamData,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct TeamData {
+    #[serde(default)]
+    top_skills: Vec<TeamSkillRow>,
+    #[serde(default)]
+    anomalies: Vec<TeamAnomalyRow>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct TeamSkillRow {
+    #[serde(default)]
+    skill_name: String,
+    #[serde(default)]
+    sources: Option<Vec<SourceShare>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct TeamAnomalyRow {
+    #[serde(default)]
+    skill_name: String,
+    #[serde(default)]
+    detected_at: String,
+    #[serde(default)]
+    anomaly_type: String,
+    #[serde(default)]
+    team_source: Option<String>,
+}
+
+impl TeamFrame {
+    /// The team fields of a `metrics_update`'s text; `None` when it has
+    /// none (a single server, session-buddy) or does not parse.
+    pub fn parse(text: &str) -> Option<Self> {
+        let f: Self = serde_json::from_str(text).ok()?;
+        f.sources.is_some().then_some(f)
+    }
+
+    /// Skill name → its per-source breakdown.
+    pub fn breakdown(&self) -> HashMap<String, Vec<SourceShare>> {
+        self.data
+            .top_skills
+            .iter()
+            .filter_map(|s| Some((s.skill_name.clone(), s.sources.clone()?)))
+            .collect()
+    }
+
+    /// Each anomaly's `team_source`, in the frame's order.
+    pub fn anomaly_sources(&self) -> Vec<Option<String>> {
+        self.data
+            .anomalies
+            .iter()
+            .map(|a| a.team_source.clone())
+            .collect()
+    }
+
+    /// The `team_source` of the frame's first anomaly with `a`'s skill,
+    /// detection time and type.
+    pub fn source_of(&self, a: &super::Anomaly) -> Option<&str> {
+        self.data
+            .anomalies
+            .iter()
+            .find(|r| {
+                r.skill_name == a.skill_name
+                    && r.detected_at == a.detected_at
+                    && r.anomaly_type == a.anomaly_type
+            })?
+            .team_source
+            .as_deref()
+    }
+
+    /// One skill's per-source breakdown.
+    pub fn skill_sources(&self, name: &str) -> Option<&[SourceShare]> {
+        self.data
+            .top_skills
+            .iter()
+            .find(|s| s.skill_name == name)?
+            .sources
+            .as_deref()
+    }
+
+    /// Number of sources and of stale ones.
+    pub fn counts(&self) -> (usize, usize) {
+        let list = self.sources.as_deref().unwrap_or_default();
+        (list.len(), list.iter().filter(|s| s.stale).count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_without_sources_is_not_a_team_frame() {
+        assert_eq!(
+            TeamFrame::parse(r#"{"type":"metrics_update","data":{"top_skills":[]}}"#),
+            None
+        );
+        let t = TeamFrame::parse(
+            r#"{"type":"metrics_update","data":{"top_skills":[{"skill_name":"a","sources":[{"source":"x","total_invocations":3,"completion_rate":50.0,"avg_duration_seconds":null}]}],"anomalies":[{"skill_name":"a","team_source":"x"},{}]},"sources":[{"source":"x","updated_at":"2026-01-01T00:00:00Z","stale":true}]}"#,
+        )
+        .unwrap();
+        assert!(t.sources.as_ref().unwrap()[0].stale);
+        assert_eq!(t.breakdown()["a"][0].total_invocations, 3);
+        assert_eq!(t.anomaly_sources(), vec![Some("x".to_string()), None]);
+    }
+}
