@@ -231,16 +231,22 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
         }
     };
     let pid_a = cfg.server_pid.or(spawned.as_ref().map(|s| s.pid));
-    let a = Arc::new(Endpoint::resolve(&url_a, token.clone(), offer_ext).await?);
-    let b = match &cfg.compare {
-        Some(u) => Some(Arc::new(Endpoint::resolve(u, token, offer_ext).await?)),
-        None => None,
-    };
     let progress = !cfg.json && std::io::stderr().is_terminal();
     let mut runs_a: Vec<Report> = Vec::new();
     let mut runs_b: Vec<Report> = Vec::new();
-    let rounds = if b.is_some() { cfg.rounds.max(1) } else { 1 };
+    let rounds = if cfg.compare.is_some() {
+        cfg.rounds.max(1)
+    } else {
+        1
+    };
+    // Everything that can fail once a server was spawned runs in here, so
+    // the spawned server is always stopped (an early `?` would orphan it).
     let result: anyhow::Result<()> = async {
+        let a = Arc::new(Endpoint::resolve(&url_a, token.clone(), offer_ext).await?);
+        let b = match &cfg.compare {
+            Some(u) => Some(Arc::new(Endpoint::resolve(u, token, offer_ext).await?)),
+            None => None,
+        };
         for round in 1..=rounds {
             let ra = run_once(&cfg, &a, "A", round, pid_a, nofile, progress).await?;
             emit(&cfg, &ra);
@@ -259,7 +265,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     }
     result?;
     if !cfg.json {
-        if b.is_some() {
+        if cfg.compare.is_some() {
             println!("{}", report::compare_table(&runs_a, &runs_b));
         } else if let Some(r) = runs_a.first() {
             println!("{}", report::table(r));
