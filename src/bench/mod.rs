@@ -332,11 +332,16 @@ impl Progress {
     /// Show a timed phase until it ends.
     async fn wait(&self, phase: &str, length: Duration) {
         let start = Instant::now();
-        while start.elapsed() < length {
-            let left = length.checked_sub(start.elapsed()).unwrap();
+        // One reading of the clock per turn: reading it twice could find
+        // the phase over between the check and the subtraction.
+        loop {
+            let elapsed = start.elapsed();
+            let Some(left) = length.checked_sub(elapsed).filter(|l| !l.is_zero()) else {
+                break;
+            };
             self.show(
                 phase,
-                start.elapsed().as_secs_f64() / length.as_secs_f64().max(1e-9),
+                elapsed.as_secs_f64() / length.as_secs_f64().max(1e-9),
                 &format!("{:.0}s left", left.as_secs_f64().ceil()),
             );
             tokio::time::sleep(left.min(Duration::from_millis(200))).await;
@@ -495,5 +500,18 @@ mod tests {
         );
         assert!("mix:a,,b".parse::<SubscribeMix>().is_err());
         assert_eq!("ext".parse::<Protocol>(), Ok(Protocol::Ext));
+    }
+
+    #[tokio::test]
+    async fn a_phase_ending_between_two_clock_readings_is_no_panic() {
+        let quiet = Progress {
+            on: false,
+            label: String::new(),
+        };
+        // Lengths around the cost of reading the clock: the phase often ends
+        // between the loop's check and the time-left computation.
+        for ns in 1..=1500 {
+            quiet.wait("t", Duration::from_nanos(ns)).await;
+        }
     }
 }
