@@ -488,6 +488,29 @@ async fn watch_feed_negotiates_and_gets_its_first_picture_at_once() {
     server.stop().await.unwrap();
 }
 
+/// `watch` accepts `WS://` / `WSS://` (schemes are case-insensitive, RFC
+/// 3986), so the upgrade it writes must too, not fail it as a bad URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_feed_connects_with_an_upper_case_scheme() {
+    use skillmon::client::{Feed, FeedEvent};
+    let (db, conn) = TestDb::new();
+    seed_basic(&conn);
+    let server = serve(&db.path, LONG_INTERVAL).await;
+    let url = server.url().replacen("ws://", "WS://", 1);
+    assert!(url.starts_with("WS://"), "{url}");
+    let (feed, mut rx) = Feed::spawn(url, skillmon::protocol::Subscription::All);
+    match next_feed_event(&mut rx).await {
+        FeedEvent::Connected { .. } => {}
+        other => panic!("expected connected, got {other:?}"),
+    }
+    assert!(matches!(
+        next_feed_event(&mut rx).await,
+        FeedEvent::Update { .. }
+    ));
+    feed.close(rx).await;
+    server.stop().await.unwrap();
+}
+
 /// Against a server that does not echo `skillmon.v1` (session-buddy's
 /// `websockets` server), `watch` connects as before, on the first
 /// connection, and gets the server's frames.
