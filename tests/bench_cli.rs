@@ -434,3 +434,56 @@ async fn bad_input_gets_a_message_naming_the_fix() {
     let out = run_fails(home.path(), &["bench", "http://127.0.0.1:9/"]).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("ws://"));
 }
+
+/// Processes whose command line mentions `needle` (Linux /proc).
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains(needle)
+            .then_some(pid)
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_start_stops_the_spawned_server() {
+    let db = served_db();
+    let path = db.path.to_string_lossy().into_owned();
+    let home = tempfile::tempdir().expect("home");
+    // stderr to a file: an orphaned server would hold a pipe open forever.
+    let err_path = home.path().join("stderr");
+    let mut cmd = support::command(home.path());
+    // The spawned server starts first; the bad --compare URL fails after it.
+    cmd.args([
+        "bench",
+        "--spawn",
+        "--db",
+        &path,
+        "--compare",
+        "http://127.0.0.1:9/",
+        "--clients",
+        "1",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&err_path).expect("stderr file"));
+    let status = tokio::task::spawn_blocking(move || cmd.status().expect("run skillmon"))
+        .await
+        .expect("join");
+    let left = processes_mentioning(&path);
+    for pid in &left {
+        // SAFETY: a signal to the orphaned server this test caused.
+        unsafe {
+            libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+    let err = std::fs::read_to_string(&err_path).expect("read stderr");
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("ws://"), "{err}");
+    assert!(left.is_empty(), "spawned servers left running: {left:?}");
+}

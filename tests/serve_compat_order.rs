@@ -209,6 +209,33 @@ async fn reference_subscribe_flows_get_subscription_confirmed_next_every_time() 
     server.stop().await.unwrap();
 }
 
+/// `unsubscribe` has no reply (session-buddy): a compat client that sends it
+/// after a subscription and then pings must get `pong` as the very next
+/// frame, not an unasked-for `metrics_update` in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compat_unsubscribe_puts_nothing_before_the_next_reply() {
+    let (db, conn) = TestDb::new();
+    seed_basic(&conn);
+    let server = serve(&db.path, LONG_INTERVAL).await;
+    for i in 0..50 {
+        let mut ws = connect_plain(&server.url()).await;
+        assert_eq!(recv(&mut ws).await["type"], "connected");
+        send(&mut ws, json!({"type": "subscribe", "skill": "alpha"})).await;
+        assert_eq!(recv(&mut ws).await["type"], "subscription_confirmed");
+        assert_eq!(recv(&mut ws).await["type"], "metrics_update");
+        send(&mut ws, json!({"type": "unsubscribe"})).await;
+        send(&mut ws, json!({"type": "ping"})).await;
+        let next = recv(&mut ws).await;
+        assert_eq!(
+            next["type"], "pong",
+            "run {i}: the frame after unsubscribe + ping: {next}"
+        );
+        bye(ws).await;
+    }
+    assert_eq!(ticks(&server), 1, "no tick ran during the test");
+    server.stop().await.unwrap();
+}
+
 /// A compat client that asks nothing gets nothing until a tick, then that
 /// tick's frame. The tick is a hand-made publish with a marker skill, so the
 /// frame is known to be the tick's and not the snapshot current at connect.
@@ -483,6 +510,29 @@ async fn watch_feed_negotiates_and_gets_its_first_picture_at_once() {
         other => panic!("expected the first picture at once, got {other:?}"),
     }
     assert_eq!(ticks(&server), 1, "the picture came before any tick");
+    feed.close(rx).await;
+    server.stop().await.unwrap();
+}
+
+/// `watch` accepts `WS://` / `WSS://` (schemes are case-insensitive, RFC
+/// 3986), so the upgrade it writes must too, not fail it as a bad URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_feed_connects_with_an_upper_case_scheme() {
+    use skillmon::client::{Feed, FeedEvent};
+    let (db, conn) = TestDb::new();
+    seed_basic(&conn);
+    let server = serve(&db.path, LONG_INTERVAL).await;
+    let url = server.url().replacen("ws://", "WS://", 1);
+    assert!(url.starts_with("WS://"), "{url}");
+    let (feed, mut rx) = Feed::spawn(url, skillmon::protocol::Subscription::All);
+    match next_feed_event(&mut rx).await {
+        FeedEvent::Connected { .. } => {}
+        other => panic!("expected connected, got {other:?}"),
+    }
+    assert!(matches!(
+        next_feed_event(&mut rx).await,
+        FeedEvent::Update { .. }
+    ));
     feed.close(rx).await;
     server.stop().await.unwrap();
 }

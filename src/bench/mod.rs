@@ -231,16 +231,22 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
         }
     };
     let pid_a = cfg.server_pid.or(spawned.as_ref().map(|s| s.pid));
-    let a = Arc::new(Endpoint::resolve(&url_a, token.clone(), offer_ext).await?);
-    let b = match &cfg.compare {
-        Some(u) => Some(Arc::new(Endpoint::resolve(u, token, offer_ext).await?)),
-        None => None,
-    };
     let progress = !cfg.json && std::io::stderr().is_terminal();
     let mut runs_a: Vec<Report> = Vec::new();
     let mut runs_b: Vec<Report> = Vec::new();
-    let rounds = if b.is_some() { cfg.rounds.max(1) } else { 1 };
+    let rounds = if cfg.compare.is_some() {
+        cfg.rounds.max(1)
+    } else {
+        1
+    };
+    // Everything that can fail once a server was spawned runs in here, so
+    // the spawned server is always stopped (an early `?` would orphan it).
     let result: anyhow::Result<()> = async {
+        let a = Arc::new(Endpoint::resolve(&url_a, token.clone(), offer_ext).await?);
+        let b = match &cfg.compare {
+            Some(u) => Some(Arc::new(Endpoint::resolve(u, token, offer_ext).await?)),
+            None => None,
+        };
         for round in 1..=rounds {
             let ra = run_once(&cfg, &a, "A", round, pid_a, nofile, progress).await?;
             emit(&cfg, &ra);
@@ -259,7 +265,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     }
     result?;
     if !cfg.json {
-        if b.is_some() {
+        if cfg.compare.is_some() {
             println!("{}", report::compare_table(&runs_a, &runs_b));
         } else if let Some(r) = runs_a.first() {
             println!("{}", report::table(r));
@@ -326,11 +332,16 @@ impl Progress {
     /// Show a timed phase until it ends.
     async fn wait(&self, phase: &str, length: Duration) {
         let start = Instant::now();
-        while start.elapsed() < length {
-            let left = length.checked_sub(start.elapsed()).unwrap();
+        // One reading of the clock per turn: reading it twice could find
+        // the phase over between the check and the subtraction.
+        loop {
+            let elapsed = start.elapsed();
+            let Some(left) = length.checked_sub(elapsed).filter(|l| !l.is_zero()) else {
+                break;
+            };
             self.show(
                 phase,
-                start.elapsed().as_secs_f64() / length.as_secs_f64().max(1e-9),
+                elapsed.as_secs_f64() / length.as_secs_f64().max(1e-9),
                 &format!("{:.0}s left", left.as_secs_f64().ceil()),
             );
             tokio::time::sleep(left.min(Duration::from_millis(200))).await;
@@ -489,5 +500,18 @@ mod tests {
         );
         assert!("mix:a,,b".parse::<SubscribeMix>().is_err());
         assert_eq!("ext".parse::<Protocol>(), Ok(Protocol::Ext));
+    }
+
+    #[tokio::test]
+    async fn a_phase_ending_between_two_clock_readings_is_no_panic() {
+        let quiet = Progress {
+            on: false,
+            label: String::new(),
+        };
+        // Lengths around the cost of reading the clock: the phase often ends
+        // between the loop's check and the time-left computation.
+        for ns in 1..=1500 {
+            quiet.wait("t", Duration::from_nanos(ns)).await;
+        }
     }
 }

@@ -265,11 +265,13 @@ pub fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledResult])
                 && in_window(r)
             {
                 match (gap_method, p.seq, r.seq) {
-                    ("seq", Some(a), Some(b)) if b > a + 1 => gaps += b - a - 1,
+                    // A server's seq and timestamps are its own: saturate,
+                    // never overflow, whatever values it sends.
+                    ("seq", Some(a), Some(b)) if b > a.saturating_add(1) => gaps += b - a - 1,
                     ("timestamp", _, _) => {
                         if let Some(period) = period.filter(|p| *p > 0) {
-                            let d = r.ts - p.ts;
-                            if d * 2 > period * 3 {
+                            let d = r.ts.saturating_sub(p.ts);
+                            if d.saturating_mul(2) > period.saturating_mul(3) {
                                 gaps +=
                                     ((d as f64 / period as f64).round() as u64).saturating_sub(1);
                             }
@@ -634,6 +636,38 @@ mod tests {
             client_cpu_us: 500,
             nofile_limit: 1024,
         }
+    }
+
+    #[test]
+    fn wild_seq_and_timestamps_from_a_server_are_no_panic() {
+        let pre = Rec {
+            ts: 1_000_000,
+            recv: 1_000_000,
+            seq: Some(u64::MAX),
+        };
+        let mut c = client(0, &[(1_500_000, 1_500_000, Some(u64::MAX))]);
+        c.pre = Some(pre);
+        let r = build(meta(), &[c], &[]);
+        assert_eq!(r.gaps, 0);
+        assert_eq!(r.gap_method, "seq");
+        // No seq: gaps by timestamp, after a pre-window frame stamped in
+        // the year -250,000 (chrono parses it).
+        let mut c = client(
+            0,
+            &[
+                (1_100_000, 1_100_000, None),
+                (1_200_000, 1_200_000, None),
+                (1_300_000, 1_300_000, None),
+            ],
+        );
+        c.pre = Some(Rec {
+            ts: -8_000_000_000_000_000_000,
+            recv: 1_000_000,
+            seq: None,
+        });
+        let r = build(meta(), &[c], &[]);
+        assert_eq!(r.gap_method, "timestamp");
+        assert_eq!(r.delivered, 3);
     }
 
     #[test]

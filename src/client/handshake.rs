@@ -39,7 +39,9 @@ pub async fn connect(
     config: WebSocketConfig,
 ) -> Result<(Ws, bool), Error> {
     let uri = req.uri().clone();
-    let secure = match uri.scheme_str() {
+    // Schemes are case-insensitive (RFC 3986), and `watch` accepts `WS://`.
+    let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
+    let secure = match scheme.as_deref() {
         Some("ws") => false,
         Some("wss") => true,
         _ => return Err(Error::Url(UrlError::UnsupportedUrlScheme)),

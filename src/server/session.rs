@@ -105,8 +105,9 @@ struct Session<S> {
     ws: WebSocketStream<S>,
     shared: Arc<Shared>,
     mode: Mode,
-    /// A compat session gets its first picture only after its first
-    /// `subscription_confirmed` (or at the first tick).
+    /// A compat session gets a picture at once only right after a
+    /// `subscription_confirmed` (otherwise at the next tick); cleared by
+    /// `unsubscribe`, which has no reply.
     confirmed_once: bool,
     /// What the client is subscribed to now (the default of `history`).
     subscription: Subscription,
@@ -336,7 +337,12 @@ where
                 }
                 Ok(None)
             }
-            Ok(ClientMessage::Unsubscribe) => Ok(Some(Subscription::All)),
+            Ok(ClientMessage::Unsubscribe) => {
+                // No reply (compat), so no picture at once either: a compat
+                // client's next frame stays the reply to its next request.
+                self.confirmed_once = false;
+                Ok(Some(Subscription::All))
+            }
             Ok(ClientMessage::Ping { id }) => {
                 let pong = ServerMessage::Pong(Pong {
                     id: id.filter(|v| !v.is_null()),
