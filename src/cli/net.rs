@@ -1,0 +1,82 @@
+//! `serve`'s network flags (issue 12): tokens, origins, TLS, per-IP limit.
+//! Secrets come from files or the environment, never from a flag's value.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// `serve` beyond loopback: tokens, origins, TLS, per-IP limit (issue 12).
+/// Secrets come from files or the environment, never from a flag's value.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "On a network")]
+pub struct NetArgs {
+    /// Require this static token (file content, trimmed); or set SKILLMON_TOKEN.
+    #[arg(long, value_name = "PATH", env = "SKILLMON_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Accept session-buddy's HS256 JWTs signed with this secret; or set SESSION_BUDDY_JWT_SECRET.
+    #[arg(long, value_name = "PATH", env = "SKILLMON_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// A JWT must carry this in its `permissions` claim (e.g. session-buddy:read).
+    #[arg(long, value_name = "NAME", env = "SKILLMON_REQUIRE_PERMISSION")]
+    pub require_permission: Option<String>,
+    /// Also allow WebSockets from browser pages of this origin (repeatable; `*` allows all).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SKILLMON_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allow_origin: Vec<String>,
+    /// Serve wss:// and https:// with this PEM certificate chain (with --tls-key).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SKILLMON_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SKILLMON_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Most open connections from one client IP; more get HTTP 503.
+    #[arg(long, env = "SKILLMON_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+}
+
+impl NetArgs {
+    /// Read the secrets (files named by flags, else the environment).
+    pub fn to_config(&self) -> anyhow::Result<skillmon::server::NetConfig> {
+        use skillmon::server::auth::{AuthConfig, Secret};
+        let secret =
+            |file: &Option<PathBuf>, flag: &str, env: &str| -> anyhow::Result<Option<Secret>> {
+                match file {
+                    Some(p) => Secret::from_file(p, flag).map(Some),
+                    None => Ok(std::env::var(env).ok().and_then(|v| Secret::new(&v))),
+                }
+            };
+        Ok(skillmon::server::NetConfig {
+            auth: AuthConfig {
+                token: secret(&self.token_file, "--token-file", "SKILLMON_TOKEN")?,
+                jwt_secret: secret(
+                    &self.jwt_secret_file,
+                    "--jwt-secret-file",
+                    "SESSION_BUDDY_JWT_SECRET",
+                )?,
+                require_permission: self.require_permission.clone(),
+                ..AuthConfig::default()
+            },
+            allow_origins: self.allow_origin.clone(),
+            tls: self
+                .tls_cert
+                .clone()
+                .zip(self.tls_key.clone())
+                .map(|(cert, key)| skillmon::server::tls::TlsFiles { cert, key }),
+            max_connections_per_ip: self.max_connections_per_ip as usize,
+        })
+    }
+}
