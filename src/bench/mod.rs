@@ -11,6 +11,7 @@
 //! Must not depend on the server module: it measures servers from outside.
 
 pub(crate) mod client;
+pub(crate) mod print;
 pub(crate) mod report;
 pub(crate) mod spawn;
 pub(crate) mod sys;
