@@ -9,150 +9,9 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
 use support::*;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-struct Pty {
-    parser: vt100::Parser,
-    /// BEL bytes seen in the output so far.
-    bells: usize,
-    output: mpsc::Receiver<Vec<u8>>,
-    writer: Box<dyn Write + Send>,
-    master: Box<dyn MasterPty + Send>,
-    child: Box<dyn Child + Send + Sync>,
-}
-
-fn nz(n: u16) -> std::num::NonZeroU16 {
-    std::num::NonZeroU16::new(n).unwrap_or(std::num::NonZeroU16::MIN)
-}
-
-fn size(rows: u16, cols: u16) -> PtySize {
-    PtySize {
-        rows,
-        cols,
-        pixel_width: 0,
-        pixel_height: 0,
-    }
-}
-
-impl Pty {
-    fn spawn(home: &std::path::Path, args: &[&str]) -> Pty {
-        Pty::spawn_with_env(home, args, &[])
-    }
-
-    fn spawn_with_env(home: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Pty {
-        let pair = native_pty_system().openpty(size(30, 100)).expect("openpty");
-        let mut cmd = CommandBuilder::new(BIN);
-        cmd.args(args);
-        // The clean environment of every child, plus a terminal. Temporary
-        // files (the demo's database) land in `home/tmp`, where a test can look.
-        cmd.env_clear();
-        for (k, v) in clean_env(home) {
-            cmd.env(k, v);
-        }
-        cmd.env("TERM", "xterm-256color");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = pair.slave.spawn_command(cmd).expect("spawn");
-        drop(pair.slave);
-        let mut reader = pair.master.try_clone_reader().expect("reader");
-        let writer = pair.master.take_writer().expect("writer");
-        let (tx, rx) = mpsc::channel();
-        // Read continuously so the child never blocks on a full pty buffer.
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        if tx.send(buf[..n].to_vec()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        Pty {
-            parser: vt100::Parser::new(nz(30), nz(100), 0),
-            bells: 0,
-            output: rx,
-            writer,
-            master: pair.master,
-            child,
-        }
-    }
-
-    /// Feed output to the parser until `pred` holds or the deadline passes.
-    fn wait_for(&mut self, what: &str, pred: impl Fn(&vt100::Screen) -> bool) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if pred(self.parser.screen()) {
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.output.recv_timeout(left) {
-                Ok(bytes) => self.process(&bytes),
-                Err(
-                    std::sync::mpsc::RecvTimeoutError::Timeout
-                    | std::sync::mpsc::RecvTimeoutError::Disconnected,
-                ) => panic!(
-                    "timed out waiting for {what}; screen:\n{}",
-                    self.parser.screen().contents()
-                ),
-            }
-        }
-    }
-
-    fn process(&mut self, bytes: &[u8]) {
-        self.bells += bytes.iter().filter(|b| **b == 0x07).count();
-        self.parser.process(bytes);
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).expect("write");
-        self.writer.flush().expect("flush");
-    }
-
-    /// Wait for the child to exit, reading all its output.
-    fn wait_exit(&mut self) -> portable_pty::ExitStatus {
-        let deadline = Instant::now() + DEADLINE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the child did not exit");
-            if let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(50)) {
-                self.process(&bytes);
-            }
-        };
-        // The rest of the output (the reader ends when the pty closes).
-        while let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(500)) {
-            self.process(&bytes);
-        }
-        status
-    }
-
-    /// Wait for the exit: status 0 and the terminal restored.
-    fn exits_0_restored(&mut self) {
-        let status = self.wait_exit();
-        assert!(status.success(), "{status:?}");
-        self.assert_restored();
-    }
-
-    fn assert_restored(&self) {
-        let s = self.parser.screen();
-        assert!(!s.alternate_screen(), "still on the alternate screen");
-        assert!(!s.hide_cursor(), "cursor still hidden");
-        assert_eq!(s.mouse_protocol_mode(), vt100::MouseProtocolMode::None);
-    }
-}
 
 /// Run `body` (off the async runtime) with a home and the URL of a real
 /// `skillmon serve` on [`make_db`], then stop the server.
@@ -191,13 +50,11 @@ async fn dashboard_shows_the_db_and_q_restores_the_terminal() {
         );
         assert!(screen.contains("Anomalies (1)"), "{screen}");
         // Resize below the minimum, then back.
-        pty.master.resize(size(8, 30)).expect("resize");
-        pty.parser.screen_mut().set_size(nz(8), nz(30));
+        pty.resize(8, 30);
         pty.wait_for("the too-small message", |s| {
             s.contents().contains("too small")
         });
-        pty.master.resize(size(30, 100)).expect("resize");
-        pty.parser.screen_mut().set_size(nz(30), nz(100));
+        pty.resize(30, 100);
         pty.wait_for("the table again", |s| live_with(s, "pytest-run"));
         // Help, then quit.
         pty.send(b"?");

@@ -9,10 +9,16 @@ use std::time::{Duration, Instant};
 
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
 
-use super::{BIN, DEADLINE, clean_env};
+use super::{BIN, clean_env};
+
+/// How long a pty test waits for a screen or an exit (the demo back-fills a
+/// day first, and debug builds under load are slow).
+pub const PTY_DEADLINE: Duration = Duration::from_secs(20);
 
 pub struct Pty {
     pub parser: vt100::Parser,
+    /// BEL bytes seen in the output so far.
+    pub bells: usize,
     output: mpsc::Receiver<Vec<u8>>,
     writer: Box<dyn Write + Send>,
     pub master: Box<dyn MasterPty + Send>,
@@ -22,6 +28,11 @@ pub struct Pty {
 impl Pty {
     /// `skillmon ARGS` in a 30×100 terminal, home `home`.
     pub fn spawn(home: &std::path::Path, args: &[&str]) -> Pty {
+        Pty::spawn_with_env(home, args, &[])
+    }
+
+    /// [`Pty::spawn`] with extra environment variables.
+    pub fn spawn_with_env(home: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Pty {
         let size = PtySize {
             rows: 30,
             cols: 100,
@@ -36,6 +47,9 @@ impl Pty {
             cmd.env(k, v);
         }
         cmd.env("TERM", "xterm-256color");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = pair.slave.spawn_command(cmd).expect("spawn");
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().expect("reader");
@@ -58,6 +72,7 @@ impl Pty {
         let cols = std::num::NonZeroU16::new(100).unwrap_or(std::num::NonZeroU16::MIN);
         Pty {
             parser: vt100::Parser::new(rows, cols, 0),
+            bells: 0,
             output: rx,
             writer,
             master: pair.master,
@@ -69,16 +84,16 @@ impl Pty {
         self.child.process_id().expect("child pid")
     }
 
-    /// Feed output to the parser until `pred` holds; fail after [`DEADLINE`].
+    /// Feed output to the parser until `pred` holds; fail after [`PTY_DEADLINE`].
     pub fn wait_for(&mut self, what: &str, pred: impl Fn(&vt100::Screen) -> bool) {
-        let deadline = Instant::now() + DEADLINE;
+        let deadline = Instant::now() + PTY_DEADLINE;
         loop {
             if pred(self.parser.screen()) {
                 return;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {
-                Ok(bytes) => self.parser.process(&bytes),
+                Ok(bytes) => self.process(&bytes),
                 Err(e) => panic!(
                     "waiting for {what}: {e}; screen:\n{}",
                     self.parser.screen().contents()
@@ -90,8 +105,28 @@ impl Pty {
     /// Read what the child wrote, waiting at most `d` for it.
     pub fn pump(&mut self, d: Duration) {
         if let Ok(bytes) = self.output.recv_timeout(d) {
-            self.parser.process(&bytes);
+            self.process(&bytes);
         }
+    }
+
+    /// Resize the terminal (the child gets SIGWINCH) and the screen model.
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        let nz = |n: u16| std::num::NonZeroU16::new(n).unwrap_or(std::num::NonZeroU16::MIN);
+        self.master
+            .resize(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("resize");
+        self.parser.screen_mut().set_size(nz(rows), nz(cols));
+    }
+
+    /// Feed output to the screen, counting BEL bytes.
+    pub fn process(&mut self, bytes: &[u8]) {
+        self.bells += bytes.iter().filter(|b| **b == 0x07).count();
+        self.parser.process(bytes);
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -108,7 +143,7 @@ impl Pty {
                 let seen = Instant::now();
                 // The rest of the output (the reader ends when the pty closes).
                 while let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(300)) {
-                    self.parser.process(&bytes);
+                    self.process(&bytes);
                 }
                 return Some((status, seen));
             }
@@ -116,9 +151,38 @@ impl Pty {
                 return None;
             }
             if let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(2)) {
-                self.parser.process(&bytes);
+                self.process(&bytes);
             }
         }
+    }
+}
+
+impl Pty {
+    /// Wait for the child to exit (failing after [`PTY_DEADLINE`]), reading
+    /// all its output.
+    pub fn wait_exit(&mut self) -> portable_pty::ExitStatus {
+        match self.exit_within(PTY_DEADLINE) {
+            Some((status, _)) => status,
+            None => panic!(
+                "the child did not exit; screen:\n{}",
+                self.parser.screen().contents()
+            ),
+        }
+    }
+
+    /// Wait for the exit: status 0 and the terminal restored.
+    pub fn exits_0_restored(&mut self) {
+        let status = self.wait_exit();
+        assert!(status.success(), "{status:?}");
+        self.assert_restored();
+    }
+
+    /// Main screen, cursor shown, mouse reporting off.
+    pub fn assert_restored(&self) {
+        let s = self.parser.screen();
+        assert!(!s.alternate_screen(), "still on the alternate screen");
+        assert!(!s.hide_cursor(), "cursor still hidden");
+        assert_eq!(s.mouse_protocol_mode(), vt100::MouseProtocolMode::None);
     }
 }
 
