@@ -471,3 +471,36 @@ async fn wss_with_a_private_ca_works_and_without_it_fails_naming_the_host() {
     assert!(!out.status.success());
     assert!(stderr.contains("bad.pem"), "{stderr}");
 }
+
+/// A self-signed certificate made as a CA (what a bare `openssl req -x509`
+/// gives) used as the server's own: refused, with the fix named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_certificate_as_the_servers_own_is_explained() {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("self-signed");
+    let pki = TestPki {
+        ca_pem: cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        expired_pem: String::new(),
+    };
+    let (port, _) = tls_server(&pki, &pki.cert_pem).await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let ca = home.path().join("cert.pem");
+    std::fs::write(&ca, &pki.ca_pem).expect("write");
+    let mut c = command(home.path());
+    c.args([
+        "watch",
+        &format!("wss://localhost:{port}/ws"),
+        "--once",
+        "--ca-cert",
+        ca.to_str().expect("utf8"),
+    ]);
+    let out = output(c).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a CA certificate"), "{stderr}");
+    assert!(stderr.contains("CA:FALSE"), "{stderr}");
+}

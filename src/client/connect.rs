@@ -355,6 +355,12 @@ fn describe_tls_error(e: &rustls::Error, url: &str) -> String {
             C::NotValidYet | C::NotValidYetContext { .. } => {
                 cert(format!("not valid yet ({c})"), "check this machine's clock")
             }
+            // webpki refuses a self-signed certificate made with the
+            // default CA:TRUE (e.g. a bare `openssl req -x509`) as the server's own.
+            other if format!("{other:?}").contains("CaUsedAsEndEntity") => cert(
+                "it is a CA certificate (basicConstraints CA:TRUE) used as the server's own".into(),
+                "make the server's certificate with -addext basicConstraints=critical,CA:FALSE, or sign it with a separate CA (README, \"On a network\")",
+            ),
             other => cert(other.to_string(), private_ca),
         },
         other => format!("TLS handshake with {host} failed: {other} (is it a wss:// server?)"),
