@@ -318,5 +318,12 @@ async fn watch_once_over_wss_with_a_token_against_serve() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("--token-file"), "{err}");
+    // Plain ws:// to the TLS port: the server's reason, so the user knows
+    // to switch to wss://.
+    let plain = format!("ws://localhost:{}/ws", server.addr.port());
+    let out = run_in(home.path(), &["watch", &plain, "--once"]).await;
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("HTTP 400") && err.contains("wss://"), "{err}");
     server.stop().await.unwrap();
 }

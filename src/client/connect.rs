@@ -316,9 +316,20 @@ pub fn fatal_connect_error(
                     "HTTP {status}: the server refused this client (origin, address or permission); {}",
                     auth_fix(token)
                 )),
-                400 | 404 | 426 => Some(format!(
-                    "server refused the WebSocket upgrade: HTTP {status}"
-                )),
+                400 | 404 | 426 => {
+                    // The server's own reason, if it gave one (sanitized).
+                    let why = resp
+                        .body()
+                        .as_deref()
+                        .map(String::from_utf8_lossy)
+                        .and_then(|t| t.lines().next().map(|l| crate::text::sanitize_line(l, 200)))
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| format!(" ({l})"))
+                        .unwrap_or_default();
+                    Some(format!(
+                        "server refused the WebSocket upgrade: HTTP {status}{why}"
+                    ))
+                }
                 _ => None,
             }
         }

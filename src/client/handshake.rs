@@ -131,8 +131,11 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     if status != 101 {
-        // The same error tungstenite gives, so refusals are classified alike.
-        let mut resp = Response::new(None);
+        // The same error tungstenite gives, so refusals are classified alike;
+        // the part of the body already read rides along (the caller shows
+        // its first line, sanitized: e.g. "this port speaks TLS").
+        let body = buf.get(head_len..).map(|b| b[..b.len().min(512)].to_vec());
+        let mut resp = Response::new(body.filter(|b| !b.is_empty()));
         *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
         return Err(Error::Http(Box::new(resp)));
     }
