@@ -217,19 +217,24 @@ impl TeamFrame {
             .collect()
     }
 
-    /// The `team_source` of the frame's first anomaly with `a`'s skill,
-    /// detection time and type.
-    pub fn source_of(&self, a: &super::Anomaly) -> Option<&str> {
-        self.data
-            .anomalies
-            .iter()
-            .find(|r| {
-                r.skill_name == a.skill_name
-                    && r.detected_at == a.detected_at
-                    && r.anomaly_type == a.anomaly_type
-            })?
-            .team_source
-            .as_deref()
+    /// The `team_source` of the frame's `nth` anomaly (from 0) with `a`'s
+    /// skill, detection time and type (the last one when there are fewer):
+    /// identical rows from two sources are told apart by their order, as
+    /// the edge tags them.
+    pub fn source_of(&self, a: &super::Anomaly, nth: usize) -> Option<&str> {
+        let same = self.data.anomalies.iter().filter(|r| {
+            r.skill_name == a.skill_name
+                && r.detected_at == a.detected_at
+                && r.anomaly_type == a.anomaly_type
+        });
+        let mut found = None;
+        for (i, r) in same.enumerate() {
+            found = Some(r);
+            if i == nth {
+                break;
+            }
+        }
+        found?.team_source.as_deref()
     }
 
     /// One skill's per-source breakdown.
