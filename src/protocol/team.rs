@@ -142,9 +142,61 @@ struct TeamAnomalyRow {
 impl TeamFrame {
     /// The team fields of a `metrics_update`'s text; `None` when it has
     /// none (a single server, session-buddy) or does not parse.
+    /// Row by row, as the rest of the frame (issue 8): a bad row (a wrong
+    /// type, a `null` where a value belongs) is dropped, not the team view
+    /// of the whole frame.
     pub fn parse(text: &str) -> Option<Self> {
-        let f: Self = serde_json::from_str(text).ok()?;
-        f.sources.is_some().then_some(f)
+        use serde_json::value::RawValue;
+        #[derive(Deserialize)]
+        struct Wire<'a> {
+            #[serde(borrow, default)]
+            sources: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            data: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize, Default)]
+        struct WireData<'a> {
+            #[serde(borrow, default)]
+            top_skills: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            anomalies: Option<&'a RawValue>,
+        }
+        let wire: Wire<'_> = serde_json::from_str(text).ok()?;
+        let sources = wire.sources.filter(|r| r.get() != "null")?;
+        let data: WireData<'_> = wire
+            .data
+            .and_then(|d| serde_json::from_str(d.get()).ok())
+            .unwrap_or_default();
+        // What was dropped is reported by the main parse of the same text.
+        let mut report = super::RowReport::default();
+        let sources = super::parse_rows(
+            Some(sources),
+            super::MAX_TOP_SKILLS,
+            "sources",
+            |s: &SourceInfo| &s.source,
+            &mut report,
+        );
+        let top_skills = super::parse_rows(
+            data.top_skills,
+            super::MAX_TOP_SKILLS,
+            "top_skills",
+            |s: &TeamSkillRow| &s.skill_name,
+            &mut report,
+        );
+        let anomalies = super::parse_rows(
+            data.anomalies,
+            super::MAX_ANOMALIES,
+            "anomalies",
+            |a: &TeamAnomalyRow| &a.skill_name,
+            &mut report,
+        );
+        Some(Self {
+            sources: Some(sources),
+            data: TeamData {
+                top_skills,
+                anomalies,
+            },
+        })
     }
 
     /// Skill name → its per-source breakdown.
@@ -165,19 +217,24 @@ impl TeamFrame {
             .collect()
     }
 
-    /// The `team_source` of the frame's first anomaly with `a`'s skill,
-    /// detection time and type.
-    pub fn source_of(&self, a: &super::Anomaly) -> Option<&str> {
-        self.data
-            .anomalies
-            .iter()
-            .find(|r| {
-                r.skill_name == a.skill_name
-                    && r.detected_at == a.detected_at
-                    && r.anomaly_type == a.anomaly_type
-            })?
-            .team_source
-            .as_deref()
+    /// The `team_source` of the frame's `nth` anomaly (from 0) with `a`'s
+    /// skill, detection time and type (the last one when there are fewer):
+    /// identical rows from two sources are told apart by their order, as
+    /// the edge tags them.
+    pub fn source_of(&self, a: &super::Anomaly, nth: usize) -> Option<&str> {
+        let same = self.data.anomalies.iter().filter(|r| {
+            r.skill_name == a.skill_name
+                && r.detected_at == a.detected_at
+                && r.anomaly_type == a.anomaly_type
+        });
+        let mut found = None;
+        for (i, r) in same.enumerate() {
+            found = Some(r);
+            if i == nth {
+                break;
+            }
+        }
+        found?.team_source.as_deref()
     }
 
     /// One skill's per-source breakdown.
@@ -214,5 +271,21 @@ mod tests {
         assert!(t.sources.as_ref().unwrap()[0].stale);
         assert_eq!(t.breakdown()["a"][0].total_invocations, 3);
         assert_eq!(t.anomaly_sources(), vec![Some("x".to_string()), None]);
+    }
+
+    #[test]
+    fn a_bad_row_drops_that_row_not_the_team_view() {
+        let t = TeamFrame::parse(
+            r#"{"type":"metrics_update","data":{"top_skills":[{"skill_name":5},{"skill_name":"a","sources":[{"source":"x","total_invocations":3,"completion_rate":50.0}]}],"anomalies":[{"skill_name":"a","team_source":7},{"skill_name":"a","team_source":"x"}]},"sources":[{"source":"x","stale":true},{"source":"y","stale":null}]}"#,
+        )
+        .expect("the good rows still make a team view");
+        assert_eq!(t.counts(), (1, 1), "the bad source row only is dropped");
+        assert_eq!(t.breakdown()["a"][0].source, "x");
+        assert_eq!(t.anomaly_sources(), vec![Some("x".to_string())]);
+        assert_eq!(
+            TeamFrame::parse(r#"{"type":"metrics_update","data":null,"sources":[]}"#)
+                .map(|t| t.counts()),
+            Some((0, 0))
+        );
     }
 }

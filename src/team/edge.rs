@@ -136,7 +136,10 @@ impl Edge {
             return false;
         }
         self.status.received();
-        let age = chrono::Utc::now().timestamp_millis() - p.updated_at_ms;
+        // Saturating: `updated_at_ms` is whatever a publisher wrote.
+        let age = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(p.updated_at_ms);
         if age > self.config.source_ttl.as_millis() as i64 {
             return false; // a key left by a source long gone
         }
@@ -187,15 +190,18 @@ impl Edge {
         let mut held = self.lock();
         if !frozen {
             held.retain(|name, h| {
-                let age = now - h.payload.updated_at_ms;
+                let age = now.saturating_sub(h.payload.updated_at_ms);
                 if age > ttl {
                     tracing::warn!(source = %name, "source dropped from the team totals: no snapshot for {} s (--source-ttl)", age / 1000);
                 }
                 age <= ttl
             });
             for (name, h) in held.iter_mut() {
-                let age = now - h.payload.updated_at_ms;
-                let stale = age > h.payload.interval_ms as i64 * i64::from(STALE_INTERVALS);
+                let age = now.saturating_sub(h.payload.updated_at_ms);
+                let limit = i64::try_from(h.payload.interval_ms)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(i64::from(STALE_INTERVALS));
+                let stale = age > limit;
                 if stale != h.stale {
                     if stale {
                         tracing::warn!(source = %name, "source stale: no snapshot for {} s", age / 1000);
@@ -359,6 +365,23 @@ mod tests {
             "older than the TTL"
         );
         assert_eq!(total(&e), 17);
+    }
+
+    #[test]
+    fn absurd_times_in_a_payload_neither_panic_nor_stay() {
+        let e = edge(None);
+        let mut p: SourcePayload = serde_json::from_str(&payload("a", 1, 1, 0, 5)).unwrap();
+        p.updated_at_ms = i64::MIN;
+        assert!(
+            !e.apply(&serde_json::to_string(&p).unwrap()),
+            "older than any TTL"
+        );
+        let mut p: SourcePayload = serde_json::from_str(&payload("b", 1, 1, 0, 5)).unwrap();
+        p.interval_ms = u64::MAX / 2;
+        assert!(e.apply(&serde_json::to_string(&p).unwrap()));
+        let snap = e.rebuild(false);
+        assert_eq!(snap.team().unwrap().counts(), (1, 0), "held, not stale");
+        assert_eq!(total(&e), 5);
     }
 
     #[test]

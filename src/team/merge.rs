@@ -49,7 +49,8 @@ fn later(a: Option<String>, b: Option<&String>) -> Option<String> {
 fn add(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (None, None) => None,
-        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        // Saturating: a payload from Redis is input, not arithmetic we trust.
+        (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
     }
 }
 
@@ -64,14 +65,14 @@ pub fn merge(inputs: &[Input<'_>]) -> Snapshot {
         for s in &p.skills {
             let sum = sums.entry(&s.skill_name).or_default();
             let completed = completed_count(s.total_invocations, s.completion_rate);
-            sum.total += s.total_invocations;
-            sum.completed += completed;
+            sum.total = sum.total.saturating_add(s.total_invocations);
+            sum.completed = sum.completed.saturating_add(completed);
             if let Some(avg) = s
                 .avg_duration_seconds
                 .filter(|a| a.is_finite() && completed > 0)
             {
                 sum.duration_weighted += avg * completed as f64;
-                sum.duration_weight += completed;
+                sum.duration_weight = sum.duration_weight.saturating_add(completed);
             }
             sum.h1 = add(sum.h1, s.invocations_1h);
             sum.h24 = add(sum.h24, s.invocations_24h);
@@ -249,6 +250,31 @@ mod tests {
             v["data"]["top_skills"][0]["sources"][1]["total_invocations"],
             30
         );
+    }
+
+    #[test]
+    fn absurd_counts_from_a_source_saturate_instead_of_overflowing() {
+        let now = chrono::Utc::now().timestamp() as f64;
+        let big = u64::MAX / 2 + 1;
+        let mut s = stat("a", big, 100.0, Some(1.0), "2026-01-01T10:00:00Z");
+        s.invocations_1h = Some(big);
+        let x = payload("x", vec![s.clone()], now);
+        let y = payload("y", vec![s], now);
+        let snap = merge(&[
+            Input {
+                payload: &x,
+                stale: false,
+            },
+            Input {
+                payload: &y,
+                stale: false,
+            },
+        ]);
+        let a = &snap.skills[0];
+        assert_eq!(a.total_invocations, u64::MAX);
+        assert_eq!(a.invocations_1h, Some(u64::MAX));
+        assert_eq!(a.invocations_24h, Some(u64::MAX));
+        assert!(a.completion_rate.is_finite() && a.completion_rate <= 100.0);
     }
 
     #[test]

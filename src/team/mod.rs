@@ -180,26 +180,24 @@ fn scrub(text: &str, secret: Option<&str>) -> String {
 
 fn url_password(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
-    let userinfo = rest.split('/').next()?.rsplit_once('@')?.0;
+    let userinfo = rest.rsplit_once('@')?.0;
     Some(userinfo.split_once(':')?.1.to_owned())
 }
 
 /// `redis://user:secret@host:6379/0` → `redis://user:***@host:6379/0`.
+/// The user info runs to the last `@` (not to the first `/`), so a
+/// password holding an unescaped `/`, `?` or `#` is hidden too.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(unparsable URL)".into();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
+    match rest.rsplit_once('@') {
+        Some((userinfo, host_and_path)) => {
             let user = match userinfo.split_once(':') {
                 Some((u, _)) => format!("{u}:***"),
                 None => "***".to_owned(),
             };
-            format!("{scheme}://{user}@{host}{path}")
+            format!("{scheme}://{user}@{host_and_path}")
         }
         None => url.to_owned(),
     }
@@ -279,6 +277,13 @@ mod tests {
         );
         assert_eq!(redact_url("rediss://:s3cret@h"), "rediss://:***@h");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        // A password with an unescaped '/' is still a password.
+        assert_eq!(redact_url("redis://:pa/ss@h:1"), "redis://:***@h:1");
+        assert_eq!(redact_url("redis://u:a/b@c@h/0"), "redis://u:***@h/0");
+        let e = RedisTarget::parse("redis://:pa/ss@127.0.0.1:1", None);
+        if let Err(e) = e {
+            assert!(!e.to_string().contains("pa/ss"), "{e}");
+        }
         let t = RedisTarget::parse("redis://alice:s3cret@127.0.0.1:1", None).unwrap();
         assert!(!format!("{t:?}").contains("s3cret"));
         assert_eq!(t.scrub(&"auth s3cret failed"), "auth *** failed");

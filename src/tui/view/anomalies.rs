@@ -107,9 +107,21 @@ pub fn table<'a>(
         + if team { super::team::SOURCE_W + 1 } else { 0 };
     let spacing = if show_change { 4 } else { 3 };
     let skill_w = inner.saturating_sub(fixed + spacing).max(4);
+    // Identical rows (two sources, one anomaly) seen so far, for their sources.
+    let mut seen: std::collections::HashMap<(&str, &str, &str), usize> =
+        std::collections::HashMap::new();
     let rows: Vec<Row> = list
         .iter()
         .map(|a| {
+            let nth = if team {
+                let n = seen
+                    .entry((&a.skill_name, &a.detected_at, &a.anomaly_type))
+                    .or_insert(0);
+                *n += 1;
+                *n - 1
+            } else {
+                0
+            };
             let mut cells = vec![
                 Cell::from(Span::styled(
                     truncate_width(&a.anomaly_type, usize::from(type_w)),
@@ -125,7 +137,7 @@ pub fn table<'a>(
             if show_change {
                 cells.push(Cell::from(change(a)));
             }
-            cells.extend(super::team::source_cell(app, a));
+            cells.extend(super::team::source_cell(app, a, nth));
             if app.attention.is_fresh(a, app.now) {
                 Row::new(cells).style(fresh_style(theme))
             } else {

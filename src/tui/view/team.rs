@@ -28,10 +28,11 @@ pub fn header<'a>(app: &App, theme: &Theme) -> Option<Span<'a>> {
     ))
 }
 
-/// The anomaly's team source cell, when the server is an edge.
-pub fn source_cell<'a>(app: &App, a: &Anomaly) -> Option<Cell<'a>> {
+/// The anomaly's team source cell, when the server is an edge; `nth`: how
+/// many rows identical to `a` (skill, detection time, type) come before it.
+pub fn source_cell<'a>(app: &App, a: &Anomaly, nth: usize) -> Option<Cell<'a>> {
     let team = app.team.as_ref()?;
-    let name = team.source_of(a).unwrap_or("—");
+    let name = team.source_of(a, nth).unwrap_or("—");
     Some(Cell::from(truncate_width(
         &sanitize(name),
         usize::from(SOURCE_W),
@@ -161,6 +162,21 @@ mod tests {
         assert!(alice.contains("66.7%"), "{alice}");
         let bob = s.lines().find(|l| l.contains("bob (stale)")).unwrap();
         assert!(bob.contains("25.0%"), "{bob}");
+    }
+
+    #[test]
+    fn identical_anomalies_from_two_sources_show_each_source() {
+        let row = r#"{"skill_name":"alpha","detected_at":"2026-11-22 02:59:00","anomaly_type":"drop","deviation_score":-3.1,"baseline_value":null,"observed_value":null,"source":"table","team_source":"bob"}"#;
+        let frame = EDGE_FRAME.replace(
+            row,
+            &format!("{},{row}", row.replace("\"bob\"", "\"alice\"")),
+        );
+        let app = app_with(&frame);
+        let s = screen(&app);
+        let rows: Vec<&str> = s.lines().filter(|l| l.contains("-3.1")).collect();
+        assert_eq!(rows.len(), 2, "{s}");
+        assert!(rows[0].contains("alice"), "{}", rows[0]);
+        assert!(rows[1].contains("bob"), "{}", rows[1]);
     }
 
     #[test]
