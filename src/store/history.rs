@@ -65,6 +65,24 @@ impl AnomalyLog {
     }
 }
 
+/// Anomalies of any skills in any order (an edge's union of its sources'
+/// logs): grouped per skill, oldest first, the newest
+/// `MAX_LOGGED_PER_SKILL` kept.
+impl FromIterator<TimedAnomaly> for AnomalyLog {
+    fn from_iter<I: IntoIterator<Item = TimedAnomaly>>(iter: I) -> Self {
+        let mut map: HashMap<String, Vec<TimedAnomaly>> = HashMap::new();
+        for a in iter {
+            map.entry(a.anomaly.skill_name.clone()).or_default().push(a);
+        }
+        for v in map.values_mut() {
+            v.sort_by(|a, b| a.at.total_cmp(&b.at));
+            let excess = v.len().saturating_sub(MAX_LOGGED_PER_SKILL);
+            v.drain(..excess);
+        }
+        Self(map)
+    }
+}
+
 const MINUTE: i64 = 60;
 
 /// What one bucket counts.
@@ -90,10 +108,11 @@ impl Counts {
         }
     }
 
+    /// Saturating: at an edge the counts come from other processes.
     fn merge(&mut self, o: &Counts) {
-        self.invocations += o.invocations;
-        self.completed += o.completed;
-        self.timed += o.timed;
+        self.invocations = self.invocations.saturating_add(o.invocations);
+        self.completed = self.completed.saturating_add(o.completed);
+        self.timed = self.timed.saturating_add(o.timed);
         self.duration_sum += o.duration_sum;
     }
 
@@ -136,6 +155,11 @@ impl Minutes {
         }
     }
 
+    /// The non-empty minutes, oldest first: (minute index, counts).
+    pub fn iter(&self) -> impl Iterator<Item = &(i64, Counts)> {
+        self.0.iter()
+    }
+
     pub fn first_minute(&self) -> Option<i64> {
         self.0.first().map(|(m, _)| *m)
     }
@@ -172,6 +196,23 @@ impl Minutes {
             out[((t - first) / size) as usize].merge(c);
         }
         out
+    }
+}
+
+/// Minutes in any order; counts of the same minute add up (an edge sums
+/// its sources' minutes this way).
+impl FromIterator<(i64, Counts)> for Minutes {
+    fn from_iter<I: IntoIterator<Item = (i64, Counts)>>(iter: I) -> Self {
+        let mut v: Vec<(i64, Counts)> = iter.into_iter().collect();
+        v.sort_by_key(|(m, _)| *m);
+        let mut out: Vec<(i64, Counts)> = Vec::with_capacity(v.len());
+        for (m, c) in v {
+            match out.last_mut() {
+                Some((last, sum)) if *last == m => sum.merge(&c),
+                _ => out.push((m, c)),
+            }
+        }
+        Self(out)
     }
 }
 

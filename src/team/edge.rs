@@ -336,6 +336,8 @@ mod tests {
                 last_invoked_at: None,
             }],
             anomalies: vec![],
+            minutes: std::collections::BTreeMap::new(),
+            anomaly_log: vec![],
         })
         .unwrap()
     }

@@ -5,11 +5,15 @@
 //! completed invocations; `last_invoked_at` is the latest. Ranking (and so
 //! the top N) comes after merging. Anomalies are the union, newest first,
 //! each tagged with its source. Each skill keeps its per-source breakdown.
+//! History (issue 9): per skill, the sources' one-minute counts add up
+//! minute by minute, and the day's anomaly log is the union of theirs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::protocol::team::{SourceInfo, SourceShare, TeamExt};
 use crate::protocol::{SkillStat, completed_count, parse_timestamp};
+use crate::store::history::{AnomalyLog, Counts, Minutes};
 use crate::store::{Snapshot, TimedAnomaly};
 
 use super::payload::SourcePayload;
@@ -60,8 +64,17 @@ pub fn merge(inputs: &[Input<'_>]) -> Snapshot {
     inputs.sort_by(|a, b| a.payload.source.cmp(&b.payload.source));
     let mut sums: BTreeMap<&str, Sum> = BTreeMap::new();
     let mut anomalies: Vec<(TimedAnomaly, &str)> = Vec::new();
+    let mut minutes: HashMap<&str, Vec<(i64, Counts)>> = HashMap::new();
+    let mut log: Vec<TimedAnomaly> = Vec::new();
     for input in &inputs {
         let p = input.payload;
+        for (name, rows) in &p.minutes {
+            minutes
+                .entry(name)
+                .or_default()
+                .extend(rows.iter().map(super::payload::MinuteRow::counts));
+        }
+        log.extend(p.logged_anomalies());
         for s in &p.skills {
             let sum = sums.entry(&s.skill_name).or_default();
             let completed = completed_count(s.total_invocations, s.completion_rate);
@@ -143,11 +156,23 @@ pub fn merge(inputs: &[Input<'_>]) -> Snapshot {
             stale: i.stale,
         })
         .collect();
-    Snapshot::new(skills, anomalies.into_iter().map(|(a, _)| a).collect()).with_team(TeamExt {
-        sources,
-        breakdown,
-        anomaly_sources,
-    })
+    let minutes = minutes
+        .into_iter()
+        .map(|(name, rows)| {
+            (
+                name.to_owned(),
+                Arc::new(rows.into_iter().collect::<Minutes>()),
+            )
+        })
+        .collect();
+    Snapshot::new(skills, anomalies.into_iter().map(|(a, _)| a).collect())
+        .with_team(TeamExt {
+            sources,
+            breakdown,
+            anomaly_sources,
+        })
+        .with_minutes(minutes)
+        .with_anomaly_log(Arc::new(log.into_iter().collect::<AnomalyLog>()))
 }
 
 #[cfg(test)]
@@ -189,6 +214,8 @@ mod tests {
                     source: Some("table".into()),
                 },
             }],
+            minutes: BTreeMap::new(),
+            anomaly_log: vec![],
         }
     }
 
@@ -275,6 +302,78 @@ mod tests {
         assert_eq!(a.invocations_1h, Some(u64::MAX));
         assert_eq!(a.invocations_24h, Some(u64::MAX));
         assert!(a.completion_rate.is_finite() && a.completion_rate <= 100.0);
+    }
+
+    #[test]
+    fn minutes_add_up_per_skill_and_the_anomaly_logs_unite() {
+        use super::super::payload::MinuteRow;
+        use crate::protocol::HistoryWindow;
+        let now = chrono::Utc::now().timestamp() as f64;
+        let m = (now / 60.0).floor() as i64;
+        let mut x = payload("x", vec![stat("a", 3, 100.0, Some(1.0), "x")], now);
+        x.minutes.insert(
+            "a".into(),
+            vec![MinuteRow(m - 2, 1, 1, 1, 2.0), MinuteRow(m, 2, 1, 1, 4.0)],
+        );
+        x.anomaly_log = x.anomalies.clone();
+        let mut y = payload("y", vec![stat("a", 4, 50.0, Some(1.0), "x")], now - 60.0);
+        y.anomalies[0].anomaly.detected_at = "2026-01-01 00:01:00".into();
+        y.minutes.insert(
+            "a".into(),
+            // Same minute as x's last; a duration sum that is not a number
+            // of seconds drops the durations, not the counts.
+            vec![MinuteRow(m, 3, 9, 3, 6.0), MinuteRow(m - 1, 1, 0, 0, -1.0)],
+        );
+        y.minutes
+            .insert("b".into(), vec![MinuteRow(m, u32::MAX, 0, 0, 0.0)]);
+        let mut z = payload("z", vec![], now);
+        z.minutes
+            .insert("b".into(), vec![MinuteRow(m, 5, 0, 0, 0.0)]);
+        y.anomaly_log = y.anomalies.clone();
+        let snap = merge(&[
+            Input {
+                payload: &x,
+                stale: false,
+            },
+            Input {
+                payload: &y,
+                stale: true,
+            },
+            Input {
+                payload: &z,
+                stale: false,
+            },
+        ]);
+        let a: Vec<(i64, Counts)> = snap.minutes("a").unwrap().iter().copied().collect();
+        assert_eq!(a.len(), 3);
+        assert_eq!((a[0].0, a[0].1.invocations), (m - 2, 1));
+        assert_eq!((a[1].0, a[1].1.invocations, a[1].1.timed), (m - 1, 1, 0));
+        let last = a[2].1;
+        assert_eq!(a[2].0, m);
+        assert_eq!(
+            (last.invocations, last.completed, last.timed),
+            (5, 4, 4),
+            "completed capped at invocations"
+        );
+        assert!((last.duration_sum - 10.0).abs() < 1e-12);
+        let hour = snap.minutes("a").unwrap().buckets(HistoryWindow::Hour, now);
+        assert_eq!(hour.iter().map(|c| c.invocations).sum::<u32>(), 7);
+        assert_eq!(hour[59].avg_duration(), Some(2.5));
+        let b = snap.minutes("b").unwrap().iter().next().unwrap().1;
+        assert_eq!(b.invocations, u32::MAX, "saturates");
+        let logged: Vec<&str> = snap
+            .anomaly_log()
+            .of("a")
+            .iter()
+            .map(|a| a.anomaly.detected_at.as_str())
+            .collect();
+        assert_eq!(
+            logged,
+            ["2026-01-01 00:01:00", "2026-01-01 00:00:00"],
+            "both logs, oldest first (y's is older)"
+        );
+        let history = crate::store::history::build(&snap, &["a".into()], HistoryWindow::Day, now);
+        assert_eq!(history.skills[0].anomalies.len(), 2, "one row per anomaly");
     }
 
     #[test]

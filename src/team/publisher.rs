@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::payload::{SourcePayload, VERSION, body};
+use super::payload::{MAX_HISTORY_SKILLS, SourcePayload, VERSION, body, history_body};
 use super::{Backoff, CHANNEL, KEY_EXPIRY_SECS, KEY_PREFIX, PublishConfig, TeamStatus};
 use crate::store::Snapshot;
 
@@ -54,14 +54,25 @@ pub async fn run(
     let mut heartbeat = Instant::now();
     let mut backoff = Backoff::default();
     let key = format!("{KEY_PREFIX}{}", config.source);
+    let mut said_left_out = false;
     loop {
         let snapshot = rx.borrow_and_update().clone();
+        // The history is not compared: a new invocation also changes the
+        // skills' 24 h counts, and the heartbeat carries the rest.
         let (skills, anomalies) = body(&snapshot);
         let body_json = serde_json::to_string(&(&skills, &anomalies)).unwrap_or_default();
         let due = last_body.as_deref() != Some(body_json.as_str()) || Instant::now() >= heartbeat;
         if due {
             seq += 1;
             let now = chrono::Utc::now();
+            let history = history_body(&snapshot, now.timestamp_millis() as f64 / 1000.0);
+            if history.left_out > 0 && !said_left_out {
+                said_left_out = true;
+                tracing::warn!(
+                    "publishing the history of the top {MAX_HISTORY_SKILLS} skills only: {} more skills have no history at the edges",
+                    history.left_out
+                );
+            }
             let payload = SourcePayload {
                 v: VERSION,
                 source: config.source.clone(),
@@ -71,6 +82,8 @@ pub async fn run(
                 interval_ms: config.every.as_millis() as u64,
                 skills,
                 anomalies,
+                minutes: history.minutes,
+                anomaly_log: history.anomaly_log,
             };
             let text = serde_json::to_string(&payload).unwrap_or_default();
             let mut pipe = redis::pipe();
