@@ -665,3 +665,104 @@ async fn an_unreachable_redis_is_logged_once_without_its_password() {
     let unreachable = log.iter().filter(|l| l.contains("unreachable")).count();
     assert_eq!(unreachable, 1, "{all}");
 }
+
+/// Ask `url` (as an ext client) for the `history` of `skills` over `window`.
+async fn history(url: &str, skills: &[String], window: &str) -> Value {
+    let (mut c, _) = Client::connect_and_update(url).await;
+    c.send_json(serde_json::json!({"type": "history", "skills": skills, "window": window}))
+        .await;
+    let h = c
+        .frame_where("a history or error frame", |v| {
+            v["type"] == "history" || v["type"] == "error"
+        })
+        .await;
+    assert_eq!(h["type"], "history", "{url}: {h}");
+    h
+}
+
+/// Per skill: bucket start → (invocations, completed, completed × average
+/// duration), and its anomalies as (detected_at, type), sorted.
+type Buckets = BTreeMap<String, BTreeMap<String, (u64, u64, f64)>>;
+type Anomalies = BTreeMap<String, Vec<(String, String)>>;
+
+fn add_history(h: &Value, buckets: &mut Buckets, anomalies: &mut Anomalies) {
+    for s in h["skills"].as_array().expect("skills") {
+        let name = s["skill_name"].as_str().unwrap().to_owned();
+        let per = buckets.entry(name.clone()).or_default();
+        for b in s["buckets"].as_array().unwrap() {
+            let e = per
+                .entry(b["start"].as_str().unwrap().to_owned())
+                .or_default();
+            let completed = b["completed"].as_u64().unwrap();
+            e.0 += b["invocations"].as_u64().unwrap();
+            e.1 += completed;
+            e.2 += b["avg_duration"].as_f64().unwrap_or(0.0) * completed as f64;
+        }
+        let found = anomalies.entry(name).or_default();
+        for a in s["anomalies"].as_array().unwrap() {
+            let row = (
+                a["detected_at"].as_str().unwrap().to_owned(),
+                a["anomaly_type"].as_str().unwrap().to_owned(),
+            );
+            if !found.contains(&row) {
+                found.push(row);
+            }
+        }
+        found.sort();
+    }
+}
+
+#[tokio::test]
+async fn history_at_an_edge_adds_up_the_publishers_histories() {
+    let Some(redis) = Redis::start("history_at_an_edge_adds_up_the_publishers_histories", &[])
+    else {
+        return;
+    };
+    let (a, b) = two_dbs();
+    let pa = publisher(&a.path, &redis.url(), "a").await;
+    let pb = publisher(&b.path, &redis.url(), "b").await;
+    let e = edge(&redis.url(), EDGE_TICK, Duration::from_secs(600)).await;
+    let (mut c, _) = Client::connect(&e.url()).await;
+    c.update_where("both sources fresh", fresh_pair).await;
+    let skills: Vec<String> = direct(&[&a.path, &b.path]).into_keys().collect();
+    for window in ["1h", "24h"] {
+        let at_edge = history(&e.url(), &skills, window).await;
+        let (mut want, mut want_anomalies) = (Buckets::new(), Anomalies::new());
+        for p in [&pa, &pb] {
+            add_history(
+                &history(&p.url(), &skills, window).await,
+                &mut want,
+                &mut want_anomalies,
+            );
+        }
+        let (mut got, mut got_anomalies) = (Buckets::new(), Anomalies::new());
+        add_history(&at_edge, &mut got, &mut got_anomalies);
+        assert_eq!(got.len(), skills.len(), "{at_edge}");
+        for (skill, buckets) in &got {
+            let mut seen = 0;
+            for (start, (n, completed, dur)) in buckets {
+                // A bucket the publishers' frames did not have (the clock
+                // moved on to the next bucket in between) must be empty.
+                let (wn, wc, wd) = want[skill].get(start).copied().unwrap_or_default();
+                assert_eq!((n, completed), (&wn, &wc), "{window} {skill} {start}");
+                assert!(
+                    (dur - wd).abs() < 0.01,
+                    "{window} {skill} {start}: {dur} vs {wd}"
+                );
+                seen += n;
+            }
+            let total: u64 = want[skill].values().map(|v| v.0).sum();
+            assert_eq!(
+                seen, total,
+                "{window} {skill}: every invocation at the edge"
+            );
+            assert!(total > 0, "{window} {skill}: invocations in the window");
+        }
+        assert_eq!(got_anomalies, want_anomalies, "{window}: {at_edge}");
+        assert_eq!(got_anomalies["alpha"].len(), 1, "{at_edge}");
+        assert_eq!(got_anomalies["epsilon"].len(), 1, "{at_edge}");
+    }
+    for h in [e, pa, pb] {
+        h.stop().await.unwrap();
+    }
+}
