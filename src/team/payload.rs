@@ -18,7 +18,7 @@ use crate::store::{Snapshot, TimedAnomaly};
 
 /// A payload carries the history of at most this many skills (the top by
 /// rank): beyond it the others' minutes are left out (the publisher logs
-/// it once), so one payload stays a few MB at most.
+/// it once): at most 1,000 × 1,440 minute rows (~33 MB of JSON).
 pub const MAX_HISTORY_SKILLS: usize = 1000;
 
 /// A day, in seconds: the history a payload carries.
