@@ -113,6 +113,9 @@ fn main() -> anyhow::Result<()> {
         }
         let mut config = skillmon::server::ServeConfig::new(Path::new(&db));
         config.interval = Duration::from_millis(50);
+        // Every client comes from 127.0.0.1: lift the per-address cap.
+        config.net.max_connections_per_ip = usize::MAX;
+        config.max_connections = 2 * n + 100;
         let publisher = skillmon::server::start_team(
             tokio::net::TcpListener::bind("127.0.0.1:0").await?,
             config.clone(),
