@@ -421,17 +421,8 @@ async fn wss_with_a_private_ca_works_and_without_it_fails_naming_the_host() {
 
     // The right CA but a name the certificate does not list.
     let url_ip = format!("wss://127.0.0.1:{port}/ws");
-    let mut c = command(home.path());
-    c.args([
-        "watch",
-        &url_ip,
-        "--once",
-        "--ca-cert",
-        ca.to_str().expect("utf8"),
-    ]);
-    let out = output(c).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (status, stderr) = once_with_ca(home.path(), &url_ip, &ca).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("TLS certificate of 127.0.0.1 not accepted: not valid for the name"),
         "{stderr}"
@@ -439,17 +430,9 @@ async fn wss_with_a_private_ca_works_and_without_it_fails_naming_the_host() {
 
     // The right CA and name, but expired.
     let (old_port, _) = tls_server(&pki, &pki.expired_pem).await;
-    let mut c = command(home.path());
-    c.args([
-        "watch",
-        &format!("wss://localhost:{old_port}"),
-        "--once",
-        "--ca-cert",
-        ca.to_str().expect("utf8"),
-    ]);
-    let out = output(c).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (status, stderr) =
+        once_with_ca(home.path(), &format!("wss://localhost:{old_port}"), &ca).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("TLS certificate of localhost not accepted: expired"),
         "{stderr}"
@@ -458,17 +441,8 @@ async fn wss_with_a_private_ca_works_and_without_it_fails_naming_the_host() {
     // A CA file that is not one stops before connecting, naming the file.
     let bad = home.path().join("bad.pem");
     std::fs::write(&bad, "hello\n").expect("write");
-    let mut c = command(home.path());
-    c.args([
-        "watch",
-        &url,
-        "--once",
-        "--ca-cert",
-        bad.to_str().expect("utf8"),
-    ]);
-    let out = output(c).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (status, stderr) = once_with_ca(home.path(), &url, &bad).await;
+    assert!(!status.success());
     assert!(stderr.contains("bad.pem"), "{stderr}");
 }
 
@@ -490,17 +464,26 @@ async fn a_ca_certificate_as_the_servers_own_is_explained() {
     let home = tempfile::tempdir().expect("tempdir");
     let ca = home.path().join("cert.pem");
     std::fs::write(&ca, &pki.ca_pem).expect("write");
-    let mut c = command(home.path());
+    let (status, stderr) =
+        once_with_ca(home.path(), &format!("wss://localhost:{port}/ws"), &ca).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a CA certificate"), "{stderr}");
+    assert!(stderr.contains("CA:FALSE"), "{stderr}");
+}
+
+/// `watch URL --once --ca-cert CA` in `home`: its exit status and stderr.
+async fn once_with_ca(home: &Path, url: &str, ca: &Path) -> (std::process::ExitStatus, String) {
+    let mut c = command(home);
     c.args([
         "watch",
-        &format!("wss://localhost:{port}/ws"),
+        url,
         "--once",
         "--ca-cert",
         ca.to_str().expect("utf8"),
     ]);
     let out = output(c).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("a CA certificate"), "{stderr}");
-    assert!(stderr.contains("CA:FALSE"), "{stderr}");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
