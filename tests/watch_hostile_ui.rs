@@ -67,6 +67,16 @@ fn assert_terminal_safe(what: &str, bytes: &[u8]) {
 /// machine, not `watch`.
 static FLOOD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// `watch URL --json` with stdout piped (stderr dropped).
+fn watch_json(home: &std::path::Path, url: &str) -> std::process::Child {
+    command(home)
+        .args(["watch", url, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn skillmon")
+}
+
 fn home() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp home")
 }
@@ -273,12 +283,7 @@ async fn json_under_a_flood_of_large_frames_stays_bounded_and_stops_on_sigint() 
     let _one_flood_at_a_time = FLOOD.lock().await;
     let server = hostile(flood_script()).await;
     let home = home();
-    let mut child = command(home.path())
-        .args(["watch", &server.url, "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn skillmon");
+    let mut child = watch_json(home.path(), &server.url);
     let pid = child.id();
     let stdout = child.stdout.take().expect("stdout");
     let (tx, lines) = mpsc::channel();
@@ -400,12 +405,7 @@ async fn json_ends_on_sigint_even_when_stdout_is_not_read() {
     // write blocks. SIGINT must still end `watch` (the write is off the loop).
     let server = hostile(flood_script()).await;
     let home = home();
-    let mut child = command(home.path())
-        .args(["watch", &server.url, "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn skillmon");
+    let mut child = watch_json(home.path(), &server.url);
     let stalled = child.stdout.take().expect("stdout");
     let deadline = Instant::now() + Duration::from_secs(60);
     // Frames keep being read (and superseded) while stdout is stuck.
