@@ -1,6 +1,7 @@
 //! The floor: the bare serialize-once tokio-tungstenite fan-out that every
-//! `skillmon bench` figure is compared to. One frame per tick, built once,
-//! handed to every client as a `Utf8Bytes` clone through a
+//! `skillmon bench` figure is compared to. One frame per tick, built once
+//! (by skillmon's own encoder, so its rows carry the same fields as
+//! skillmon's and `--skills` rows weigh what skillmon's do), handed to every client as a `Utf8Bytes` clone through a
 //! `tokio::sync::watch` channel; nothing else (no database, no
 //! subscriptions, no per-client `seq`: the tick number is the `seq`, the
 //! same bytes for everyone). It speaks just enough of the protocol for
@@ -16,6 +17,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use skillmon::protocol::{EncodedUpdate, MetricsData, SkillStat};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -51,24 +53,27 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-/// One tick's frame, shaped like skillmon's (the same number of rows), so
-/// the bytes on the wire are comparable.
+/// One tick's frame: `skills` rows encoded by skillmon's own encoder, so
+/// the frame carries the same fields (the implemented, ext and documented
+/// API names side by side) and the bytes on the wire match skillmon's for
+/// the same number of rows. Built once per tick, `seq` = tick number.
 fn frame(seq: u64, skills: usize) -> Utf8Bytes {
-    let rows: Vec<String> = (0..skills)
-        .map(|i| {
-            format!(
-                r#"{{"skill_name":"skill-{i:04}","total_invocations":{},"completion_rate":93.33333333333333,"avg_duration_seconds":6.34,"invocations_1h":12,"invocations_24h":240,"last_invoked_at":"{}"}}"#,
-                1000 - i,
-                skillmon::protocol::now_timestamp()
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"type":"metrics_update","seq":{seq},"timestamp":"{}","data":{{"top_skills":[{}],"anomalies":[]}}}}"#,
-        skillmon::protocol::now_timestamp(),
-        rows.join(",")
-    )
-    .into()
+    let now = skillmon::protocol::now_timestamp();
+    let data = MetricsData {
+        top_skills: (0..skills)
+            .map(|i| SkillStat {
+                skill_name: format!("skill-{i:04}"),
+                total_invocations: 1000 - i as u64,
+                completion_rate: 93.33333333333333,
+                avg_duration_seconds: Some(6.34),
+                invocations_1h: Some(12),
+                invocations_24h: Some(240),
+                last_invoked_at: Some(now.clone()),
+            })
+            .collect(),
+        anomalies: Vec::new(),
+    };
+    EncodedUpdate::from_parts(&now, &data).with_seq(seq).into()
 }
 
 fn main() -> anyhow::Result<()> {

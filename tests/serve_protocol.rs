@@ -230,6 +230,51 @@ async fn ping_pong_echoes_the_id() {
     server.stop().await.unwrap();
 }
 
+/// The server writes its text frames itself (`server::write`) and leaves
+/// control frames to tungstenite: WebSocket pings sent while ticks are
+/// going out get their pongs, in order, and no frame is cut or interleaved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_pings_during_ticks_get_their_pongs_and_frames_stay_whole() {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let (db, _conn) = TestDb::seeded();
+    let server = serve(&db.path, Duration::from_millis(10)).await;
+    let (mut c, _) = Client::connect_and_update(&server.url()).await;
+    const PINGS: u8 = 60;
+    let (mut sent, mut ponged, mut updates) = (0u8, 0u8, 0usize);
+    let mut last_seq = c.last_seq.expect("first update's seq");
+    while ponged < PINGS || updates < 20 {
+        if sent < PINGS {
+            c.ws.send(Message::Ping(vec![sent; 1 + usize::from(sent)].into()))
+                .await
+                .expect("ping");
+            sent += 1;
+        }
+        let msg = tokio::time::timeout(DEADLINE, c.ws.next())
+            .await
+            .expect("nothing within the deadline")
+            .expect("stream ended")
+            .expect("read");
+        match msg {
+            Message::Pong(p) => {
+                assert_eq!(&p[..], &vec![ponged; 1 + usize::from(ponged)][..]);
+                ponged += 1;
+            }
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).expect("whole JSON frame");
+                assert_eq!(v["type"], "metrics_update", "{v}");
+                let seq = v["seq"].as_u64().expect("seq");
+                assert!(seq > last_seq, "{last_seq} then {seq}");
+                last_seq = seq;
+                assert_eq!(compat_top(&v), expected_top(&db.path, 10));
+                updates += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seq_strictly_increases_across_subscription_changes() {
     let (db, _conn) = TestDb::seeded();

@@ -225,12 +225,14 @@ pub struct Shared {
 }
 
 /// One received `metrics_update`: frame timestamp and receipt time in µs
-/// since the epoch, and its `seq` if the server sent one.
-#[derive(Debug, Clone, Copy)]
+/// since the epoch, its `seq` if the server sent one, and its size.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Rec {
     pub ts: i64,
     pub recv: i64,
     pub seq: Option<u64>,
+    /// Payload bytes (the JSON text).
+    pub bytes: u32,
 }
 
 #[derive(Debug, Default)]
@@ -368,6 +370,7 @@ pub async fn healthy(
                     ts,
                     recv,
                     seq: head.seq,
+                    bytes: u32::try_from(text.len()).unwrap_or(u32::MAX),
                 };
                 if sh.recording.load(Relaxed) {
                     r.frames.push(rec);

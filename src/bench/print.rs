@@ -52,6 +52,7 @@ fn rows(r: &Report) -> Vec<Row> {
         row("tick period max (ms)", d(r.tick_period, |d| d.max_ms), 1),
         row("ticks in window", n(r.ticks), 0),
         row("frames delivered", n(r.delivered), 0),
+        row("frame size mean (B)", r.frame_bytes.map(|b| b.mean), 0),
         row("frames expected", n(r.expected), 0),
         row("delivery", Some(r.delivery), 4),
         row("gaps", n(r.gaps), 0),

@@ -74,6 +74,12 @@ pub struct ServerReport {
     pub cpu_us_per_frame: Option<f64>,
 }
 
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FrameBytes {
+    pub mean: f64,
+    pub max: u32,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientCpu {
     pub cpu_ms: f64,
@@ -111,6 +117,9 @@ pub struct Report {
     pub ticks: u64,
     /// Distinct in-window updates the healthy clients received.
     pub delivered: u64,
+    /// Size of the in-window `metrics_update` frames (payload bytes): what
+    /// each delivery cost the server to write.
+    pub frame_bytes: Option<FrameBytes>,
     /// Per connected client, the in-window ticks any client of its
     /// subscription received (a tick nobody got shows as a gap instead).
     pub expected: u64,
@@ -178,6 +187,8 @@ pub fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledResult])
     // (group, tick timestamp) → (first receipt, last receipt)
     let mut ticks: HashMap<(usize, i64), (i64, i64)> = HashMap::new();
     let mut any_seq = false;
+    // (sum, max, count) of in-window frame sizes; counted with `latency`.
+    let mut frame_bytes = (0u64, 0u32, 0u64);
     for c in clients {
         retries += u64::from(c.connect.retries);
         if let Some(us) = c.connect.us {
@@ -211,6 +222,9 @@ pub fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledResult])
         for r in c.frames.iter().filter(|r| in_window(r)) {
             any_seq |= r.seq.is_some();
             latency.push(r.recv - r.ts);
+            frame_bytes.0 += u64::from(r.bytes);
+            frame_bytes.1 = frame_bytes.1.max(r.bytes);
+            frame_bytes.2 += 1;
             let e = ticks.entry((c.group, r.ts)).or_insert((r.recv, r.recv));
             e.0 = e.0.min(r.recv);
             e.1 = e.1.max(r.recv);
@@ -341,6 +355,10 @@ pub fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledResult])
         tick_period: Dist::from_us(&mut periods),
         ticks: ticks_max,
         delivered,
+        frame_bytes: (frame_bytes.2 > 0).then(|| FrameBytes {
+            mean: frame_bytes.0 as f64 / frame_bytes.2 as f64,
+            max: frame_bytes.1,
+        }),
         expected,
         delivery: if expected == 0 {
             0.0
@@ -385,7 +403,12 @@ mod tests {
             first_update_us: Some(10),
             frames: frames
                 .iter()
-                .map(|&(ts, recv, seq)| Rec { ts, recv, seq })
+                .map(|&(ts, recv, seq)| Rec {
+                    ts,
+                    recv,
+                    seq,
+                    bytes: 100,
+                })
                 .collect(),
             clean_close: true,
             ..Default::default()
@@ -416,6 +439,7 @@ mod tests {
             ts: 1_000_000,
             recv: 1_000_000,
             seq: Some(u64::MAX),
+            bytes: 100,
         };
         let mut c = client(0, &[(1_500_000, 1_500_000, Some(u64::MAX))]);
         c.pre = Some(pre);
@@ -436,6 +460,7 @@ mod tests {
             ts: -8_000_000_000_000_000_000,
             recv: 1_000_000,
             seq: None,
+            bytes: 100,
         });
         let r = build(meta(), &[c], &[]);
         assert_eq!(r.gap_method, "timestamp");

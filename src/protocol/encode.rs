@@ -182,18 +182,19 @@ impl EncodedUpdate {
         &self.json
     }
 
+    /// The frame split where a session's `"seq":N,` goes: the fixed start
+    /// (`{"type":"metrics_update",`) and the rest. The server writes the
+    /// two around its `seq` without building the whole frame per client.
+    pub fn seq_parts(&self) -> (&'static str, &str) {
+        match self.json.strip_prefix(UPDATE_PREFIX) {
+            Some(rest) => (UPDATE_PREFIX, rest),
+            None => ("", &self.json),
+        }
+    }
+
     /// The frame with `"seq":N` as its second field.
     pub fn with_seq(&self, seq: u64) -> String {
-        let rest = self
-            .json
-            .strip_prefix(UPDATE_PREFIX)
-            .unwrap_or(&self.json[..]);
-        let mut out = String::with_capacity(self.json.len() + 28);
-        out.push_str(UPDATE_PREFIX);
-        out.push_str("\"seq\":");
-        out.push_str(&seq.to_string());
-        out.push(',');
-        out.push_str(rest);
-        out
+        let (start, rest) = self.seq_parts();
+        format!("{start}\"seq\":{seq},{rest}")
     }
 }

@@ -16,7 +16,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tracing::Instrument as _;
 
 use super::stats::{self, Stats};
 use super::{
@@ -226,15 +225,12 @@ where
         std::process::id(),
         shared.next_session.fetch_add(1, Relaxed)
     );
-    // Every line a session logs carries its id and peer (filter on either).
+    // Every line a session logs carries its id and peer (filter on either);
+    // the session enters the span only where it may log (see Session::span).
     let span = tracing::info_span!("session", session = %id, peer = %peer);
-    async {
-        tracing::info!(peer = %peer, session = %id, mode = mode.name(), "connected");
-        session::run(ws, shared.clone(), id.clone(), mode, gate).await;
-        tracing::info!(peer = %peer, session = %id, "disconnected");
-    }
-    .instrument(span)
-    .await;
+    span.in_scope(|| tracing::info!(peer = %peer, session = %id, mode = mode.name(), "connected"));
+    session::run(ws, shared.clone(), id, mode, gate, span.clone()).await;
+    span.in_scope(|| tracing::info!(peer = %peer, "disconnected"));
 }
 
 /// The checks an upgrade request passes before the handshake: no token in
@@ -445,6 +441,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

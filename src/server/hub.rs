@@ -53,6 +53,8 @@ struct Inner {
     tick: u64,
     snapshot: Arc<Snapshot>,
     groups: HashMap<Subscription, watch::Sender<Frame>>,
+    /// Set by [`Hub::close`]: no group is kept or made any more.
+    closed: bool,
     /// This tick's `history` frames (emptied by `publish`).
     histories: HashMap<HistoryKey, Arc<OnceCell<Utf8Bytes>>>,
 }
@@ -70,6 +72,7 @@ impl Hub {
                 tick: 0,
                 snapshot: Arc::new(Snapshot::empty()),
                 groups: HashMap::new(),
+                closed: false,
                 histories: HashMap::new(),
             }),
         }
@@ -110,7 +113,11 @@ impl Hub {
         }
         let frame = self.build(&inner.snapshot, sub, inner.tick);
         let (tx, rx) = watch::channel(frame);
-        inner.groups.insert(sub.clone(), tx);
+        if !inner.closed {
+            inner.groups.insert(sub.clone(), tx);
+        }
+        // (Closed: the sender is dropped here, and the session hears that
+        // the server is stopping at its first wait.)
         rx
     }
 
@@ -219,6 +226,19 @@ impl Hub {
         })
         .await
         .clone()
+    }
+
+    /// The server is stopping: drop every group's sender, so every
+    /// session's wait on its group ends (`changed()` fails) and it closes
+    /// with 1001. This is how sessions hear of shutdown: it costs their
+    /// loop nothing per tick.
+    pub fn close(&self) {
+        let groups = {
+            let mut inner = self.lock();
+            inner.closed = true;
+            std::mem::take(&mut inner.groups)
+        };
+        drop(groups);
     }
 
     /// Number of subscription groups alive now.

@@ -18,6 +18,7 @@ pub(crate) mod hub;
 pub(crate) mod session;
 pub(crate) mod stats;
 pub mod tls;
+mod write;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -205,6 +206,12 @@ async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shar
         config,
     });
     let tracker = TaskTracker::new();
+    // Sessions hear of shutdown through the hub (see Hub::close).
+    let closer = shared.clone();
+    tracker.spawn(async move {
+        closer.shutdown.cancelled().await;
+        closer.hub.close();
+    });
     match (role, team) {
         (TeamRole::Edge(edge_config), Some(status)) => {
             let sink_shared = shared.clone();

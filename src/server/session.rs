@@ -9,7 +9,9 @@
 //! write timeout: a client that cannot take a frame in time is closed with
 //! 1013, so a stuck peer costs at most one frame of memory.
 
+use std::future::Future as _;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -22,10 +24,12 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tracing::Instrument as _;
 
 use super::Shared;
 use super::hub::Frame;
+use super::write::{self, Head};
 use crate::protocol::{
     ClientError, ClientMessage, Connected, ErrorCode, MetricsResponse, PROTOCOL_VERSION, Pong,
     SUBPROTOCOL, ServerMessage, SkillMetrics, Subscription, SubscriptionConfirmed, now_timestamp,
@@ -93,6 +97,15 @@ where
     Ok((ws, mode))
 }
 
+/// What the loop does after a client's message.
+enum Next {
+    Continue,
+    /// Switch to this subscription's group.
+    Join(Subscription),
+    /// The session closed the connection.
+    Stop,
+}
+
 /// Why a session ended early.
 enum End {
     /// The peer is gone or the socket failed; nothing more to send.
@@ -116,6 +129,10 @@ struct Session<S> {
     tokens: f64,
     refilled: Instant,
     last_rate_error: Option<Instant>,
+    /// The session's log span (its id and peer). Entered around what may
+    /// log (a client's message, a close), not around every tick's write:
+    /// entering it on each poll cost ~8 % of the server's user-space CPU.
+    span: tracing::Span,
 }
 
 /// Where a session stands with authentication when it starts.
@@ -137,6 +154,7 @@ pub async fn run<S>(
     session_id: String,
     mode: Mode,
     auth: Auth,
+    span: tracing::Span,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -151,6 +169,7 @@ pub async fn run<S>(
         tokens: RATE_BURST,
         refilled: Instant::now(),
         last_rate_error: None,
+        span,
     };
     let authenticated = match auth {
         Auth::Off => false,
@@ -163,16 +182,18 @@ pub async fn run<S>(
             let checked = tokio::select! {
                 () = s.shared.shutdown.cancelled() => return,
                 // Boxed: its state is not kept in every session's future.
-                r = Box::pin(super::auth::first_frame(&mut s.ws, verifier, timeout)) => r,
+                r = Box::pin(super::auth::first_frame(&mut s.ws, verifier, timeout).instrument(s.span.clone())) => r,
             };
             match checked {
                 Ok(who) => {
-                    tracing::debug!(user = ?who.user, "authenticated by first frame");
+                    s.span.in_scope(
+                        || tracing::debug!(user = ?who.user, "authenticated by first frame"),
+                    );
                     true
                 }
                 Err(failure) => {
                     s.shared.stats.auth_failed(failure);
-                    tracing::info!(reason = %failure, "closing 4001: first-frame authentication failed");
+                    s.span.in_scope(|| tracing::info!(reason = %failure, "closing 4001: first-frame authentication failed"));
                     s.close(
                         CloseCode::from(super::auth::CLOSE_AUTH_FAILED),
                         super::auth::CLOSE_AUTH_FAILED_REASON,
@@ -186,10 +207,12 @@ pub async fn run<S>(
     match s.serve(session_id, authenticated).await {
         Ok(()) | Err(End::Gone) => {}
         Err(End::Slow) => {
-            tracing::info!(
-                close = 1013,
-                "closing a client that did not read within the write timeout"
-            );
+            s.span.in_scope(|| {
+                tracing::info!(
+                    close = 1013,
+                    "closing a client that did not read within the write timeout"
+                );
+            });
             s.close(
                 CloseCode::Again,
                 "too slow: frames not read within the write timeout",
@@ -216,18 +239,17 @@ where
         // Join the hub before `connected` goes out, so a tick that follows
         // the client seeing `connected` always reaches it.
         let mut rx = self.join(&Subscription::All);
-        self.send_text(hello.encode().into()).await?;
-        let shutdown = self.shared.shutdown.clone();
+        self.send_text(&hello.encode()).await?;
+        // Shutdown reaches a session through its group's channel: the hub
+        // drops every sender when the server stops (`Hub::close`), so the
+        // loop waits on two things, as the bare fan-out does, and no poll
+        // takes the shutdown token's lock.
         loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => {
-                    self.close(CloseCode::Away, "server shutting down").await;
-                    return Ok(());
-                }
                 changed = rx.changed() => {
                     if changed.is_err() {
-                        // The hub is gone: the server is stopping.
+                        // The hub is closed: the server is stopping.
                         self.close(CloseCode::Away, "server shutting down").await;
                         return Ok(());
                     }
@@ -236,52 +258,65 @@ where
                 }
                 msg = self.ws.next() => {
                     let Some(msg) = msg else { return Ok(()) };
-                    match msg {
-                        Ok(Message::Text(text)) => {
-                            if let Some(sub) = self.on_text(&text).await? {
-                                rx = self.join(&sub);
-                                self.subscription = sub;
-                            }
+                    let span = self.span.clone();
+                    match self.on_message(msg).instrument(span).await? {
+                        Next::Continue => {}
+                        Next::Join(sub) => {
+                            rx = self.join(&sub);
+                            self.subscription = sub;
                         }
-                        Ok(Message::Binary(_)) => {
-                            // Binary frames count against the rate limit like
-                            // text ones, or a flood of them would get one
-                            // error frame each.
-                            if self.over_rate_limit().await? {
-                                continue;
-                            }
-                            self.send_error(ClientError {
-                                code: ErrorCode::BadRequest,
-                                message: "binary frames are not supported; send JSON text frames".into(),
-                            }).await?;
-                        }
-                        Ok(Message::Close(_)) => {
-                            // tungstenite queued the close reply; keep polling so it is sent.
-                        }
-                        Ok(_) => {} // ping/pong frames are answered by tungstenite
-                        Err(WsError::Capacity(e)) => {
-                            self.close(CloseCode::Size, &format!("message too big: {e}")).await;
-                            return Ok(());
-                        }
-                        // tungstenite reports these without closing; RFC 6455
-                        // wants 1007 / 1002, not a silent drop.
-                        Err(WsError::Utf8(_)) => {
-                            self.close(CloseCode::Invalid, "text frame is not valid UTF-8").await;
-                            return Ok(());
-                        }
-                        Err(WsError::Protocol(e)) if !matches!(
-                            e,
-                            ProtocolError::ResetWithoutClosingHandshake
-                        ) => {
-                            self.close(CloseCode::Protocol, &format!("protocol error: {e}")).await;
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            tracing::debug!("client read error: {e}");
-                            return Err(End::Gone);
-                        }
+                        Next::Stop => return Ok(()),
                     }
                 }
+            }
+        }
+    }
+
+    /// Handle one message (or read error) from the client.
+    async fn on_message(&mut self, msg: Result<Message, WsError>) -> Result<Next, End> {
+        match msg {
+            Ok(Message::Text(text)) => Ok(match self.on_text(&text).await? {
+                Some(sub) => Next::Join(sub),
+                None => Next::Continue,
+            }),
+            Ok(Message::Binary(_)) => {
+                // Binary frames count against the rate limit like text
+                // ones, or a flood of them would get one error frame each.
+                if !self.over_rate_limit().await? {
+                    self.send_error(ClientError {
+                        code: ErrorCode::BadRequest,
+                        message: "binary frames are not supported; send JSON text frames".into(),
+                    })
+                    .await?;
+                }
+                Ok(Next::Continue)
+            }
+            // tungstenite queued the close reply; keep polling so it is
+            // sent (and the next write's flush fails: nothing more goes out).
+            // Ping/pong frames are answered by tungstenite.
+            Ok(_) => Ok(Next::Continue),
+            Err(WsError::Capacity(e)) => {
+                self.close(CloseCode::Size, &format!("message too big: {e}"))
+                    .await;
+                Ok(Next::Stop)
+            }
+            // tungstenite reports these without closing; RFC 6455 wants
+            // 1007 / 1002, not a silent drop.
+            Err(WsError::Utf8(_)) => {
+                self.close(CloseCode::Invalid, "text frame is not valid UTF-8")
+                    .await;
+                Ok(Next::Stop)
+            }
+            Err(WsError::Protocol(e))
+                if !matches!(e, ProtocolError::ResetWithoutClosingHandshake) =>
+            {
+                self.close(CloseCode::Protocol, &format!("protocol error: {e}"))
+                    .await;
+                Ok(Next::Stop)
+            }
+            Err(e) => {
+                tracing::debug!("client read error: {e}");
+                Err(End::Gone)
             }
         }
     }
@@ -311,7 +346,7 @@ where
                     &subscription,
                     now_timestamp(),
                 ));
-                self.send_text(confirm.encode().into()).await?;
+                self.send_text(&confirm.encode()).await?;
                 self.confirmed_once = true;
                 Ok(Some(subscription))
             }
@@ -322,7 +357,7 @@ where
                             data: SkillMetrics::from_stat(&stat),
                             timestamp: Some(now_timestamp()),
                         });
-                        self.send_text(resp.encode().into()).await?;
+                        self.send_text(&resp.encode()).await?;
                     }
                     None => {
                         self.send_error(ClientError {
@@ -347,7 +382,7 @@ where
                 let pong = ServerMessage::Pong(Pong {
                     id: id.filter(|v| !v.is_null()),
                 });
-                self.send_text(pong.encode().into()).await?;
+                self.send_text(&pong.encode()).await?;
                 Ok(None)
             }
             Ok(ClientMessage::History { skills, window }) => {
@@ -357,7 +392,7 @@ where
                     skills.unwrap_or_else(|| self.shared.hub.visible_skills(&self.subscription));
                 tracing::debug!(skills = skills.len(), %window, "history");
                 let text = self.shared.hub.history(skills, window).await;
-                self.send_text(text).await?;
+                self.send_text(&text).await?;
                 Ok(None)
             }
             Ok(ClientMessage::Auth { .. }) => {
@@ -413,7 +448,7 @@ where
     async fn send_error(&mut self, e: ClientError) -> Result<(), End> {
         self.shared.stats.error_frame();
         tracing::debug!(code = ?e.code, "error frame: {}", e.message);
-        self.send_text(e.to_frame().encode().into()).await
+        self.send_text(&e.to_frame().encode()).await
     }
 
     async fn send_update(&mut self, frame: &Frame) -> Result<(), End> {
@@ -428,34 +463,51 @@ where
         }
         self.seq += 1 + skipped;
         self.last_tick = Some(frame.tick);
-        let text = frame.update.with_seq(self.seq);
-        self.send_text(text.into()).await
+        let (start, rest) = frame.update.seq_parts();
+        let head = Head::update(start, self.seq, rest.len()).map_err(|_| End::Gone)?;
+        self.send_frame(&head, rest.as_bytes()).await
     }
 
-    async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
-        let len = text.len();
-        let shutdown = self.shared.shutdown.clone();
-        let send = tokio::time::timeout(
-            self.shared.config.write_timeout,
-            self.ws.send(Message::Text(text)),
-        );
+    async fn send_text(&mut self, text: &str) -> Result<(), End> {
+        let head = Head::text(b"", text.len()).map_err(|_| End::Gone)?;
+        self.send_frame(&head, text.as_bytes()).await
+    }
+
+    /// Write one text frame (`head`, then `body`), bounded by the write
+    /// timeout. Most writes complete at once and take that path alone: no
+    /// timer is set and the shutdown token is not polled.
+    async fn send_frame(&mut self, head: &Head, body: &[u8]) -> Result<(), End> {
+        let payload_len = head.payload_len();
+        let Self { ws, shared, .. } = self;
+        let send = async {
+            // Whatever tungstenite holds (a pong, a close reply) goes first;
+            // this fails once the peer has closed.
+            ws.flush().await.map_err(|_| ())?;
+            write::frame(ws.get_mut(), head.as_bytes(), body)
+                .await
+                .map_err(|_| ())
+        };
         tokio::pin!(send);
-        let sent = tokio::select! {
-            r = &mut send => r,
-            // Shutting down while a write is blocked: it gets only the close
-            // timeout to finish, so a stuck peer cannot keep its session
-            // (and the socket) alive past stop()'s grace period.
-            () = shutdown.cancelled() => match tokio::time::timeout(CLOSE_TIMEOUT, &mut send).await {
-                Ok(r) => r,
-                Err(_) => return Err(End::Gone),
+        let sent = match std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await {
+            Poll::Ready(r) => Ok(r),
+            Poll::Pending => tokio::select! {
+                biased;
+                r = tokio::time::timeout(shared.config.write_timeout, &mut send) => r,
+                // Shutting down while a write is blocked: it gets only the
+                // close timeout to finish, so a stuck peer cannot keep its
+                // session (and the socket) alive past stop()'s grace period.
+                () = shared.shutdown.cancelled() => match tokio::time::timeout(CLOSE_TIMEOUT, &mut send).await {
+                    Ok(r) => Ok(r),
+                    Err(_) => return Err(End::Gone),
+                },
             },
         };
         match sent {
             Ok(Ok(())) => {
-                self.shared.stats.frame_sent(len);
+                shared.stats.frame_sent(payload_len);
                 Ok(())
             }
-            Ok(Err(_)) => Err(End::Gone),
+            Ok(Err(())) => Err(End::Gone),
             Err(_) => Err(End::Slow),
         }
     }
