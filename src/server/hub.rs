@@ -59,6 +59,26 @@ struct Inner {
     histories: HashMap<HistoryKey, Arc<OnceCell<Utf8Bytes>>>,
 }
 
+/// A tick's frames, built by [`Hub::prepare`], not yet handed out.
+pub struct Prepared {
+    frames: Vec<(watch::Sender<Frame>, Frame)>,
+}
+
+impl Prepared {
+    /// Hand every group its frame, waking its sessions; returns the number
+    /// of groups. Call it from a runtime worker: the sessions it wakes go
+    /// to that worker's own run queue (from a blocking thread they would
+    /// all go through the runtime's shared queue, which cost ~15 % of p99
+    /// latency at 1,000 clients, `docs/BENCHMARKS.md`).
+    pub fn send(self) -> usize {
+        let n = self.frames.len();
+        for (tx, frame) in self.frames {
+            tx.send_replace(frame);
+        }
+        n
+    }
+}
+
 pub struct Hub {
     top_n: usize,
     inner: Mutex<Inner>,
@@ -134,10 +154,18 @@ impl Hub {
     }
 
     /// A new tick: build and hand out every live group's frame from
-    /// `snapshot`. Returns the number of groups served. Frames are built
-    /// outside the lock, so sessions joining meanwhile never wait on the
-    /// serialization; call it off the async runtime (it is CPU work).
+    /// `snapshot`. Returns the number of groups served. CPU work: call it
+    /// off the async runtime, or use [`Hub::prepare`] there and
+    /// [`Prepared::send`] on it.
     pub fn publish(&self, snapshot: Arc<Snapshot>) -> usize {
+        self.prepare(snapshot).send()
+    }
+
+    /// The tick's first half: make `snapshot` current and build every live
+    /// group's frame, outside the lock (sessions joining meanwhile never
+    /// wait on the serialization; they build their new group's frame from
+    /// this snapshot). Nothing reaches a session until [`Prepared::send`].
+    pub fn prepare(&self, snapshot: Arc<Snapshot>) -> Prepared {
         let (tick, groups) = {
             let mut inner = self.lock();
             inner.tick += 1;
@@ -151,12 +179,15 @@ impl Hub {
                 .collect();
             (inner.tick, groups)
         };
-        // A group created after the lock was released built its own frame
-        // from this snapshot and tick, so it is not missing from this list.
-        for (sub, tx) in &groups {
-            tx.send_replace(self.build(&snapshot, sub, tick));
+        Prepared {
+            frames: groups
+                .into_iter()
+                .map(|(sub, tx)| {
+                    let frame = self.build(&snapshot, &sub, tick);
+                    (tx, frame)
+                })
+                .collect(),
         }
-        groups.len()
     }
 
     /// The skills a client with `sub` sees now: its names, or the top N

@@ -306,18 +306,20 @@ pub async fn run_team_until_signal(
 }
 
 /// One tick: refresh the store and build every group's frame, both on a
-/// blocking thread (SQLite and JSON are CPU work). The database counters are
-/// recorded before the frames go out, so a client that sees new data also
-/// sees the query that read it in `/metrics`.
+/// blocking thread (SQLite and JSON are CPU work), then hand the frames out
+/// from here. The database counters are recorded before the frames go out,
+/// so a client that sees new data also sees the query that read it in
+/// `/metrics`.
 async fn refresh_and_publish(
     store: &Arc<Mutex<Store>>,
     shared: &Arc<Shared>,
     out: Option<&tokio::sync::watch::Sender<Arc<Snapshot>>>,
 ) {
     let store = store.clone();
-    let shared = shared.clone();
     let out = out.cloned();
+    let blocking_shared = shared.clone();
     let done = tokio::task::spawn_blocking(move || {
+        let shared = blocking_shared;
         let stats = &shared.stats;
         let started = Instant::now();
         let (refresh, status) = {
@@ -331,10 +333,18 @@ async fn refresh_and_publish(
         if let Some(out) = &out {
             out.send_replace(refresh.snapshot.clone());
         }
-        publish_snapshot(&shared, refresh.snapshot);
+        let t = Instant::now();
+        let prepared = shared.hub.prepare(refresh.snapshot);
+        (prepared, t.elapsed())
     })
     .await;
-    if done.is_err() {
+    // The frames are handed out from this task, on a runtime worker (see
+    // hub::Prepared::send).
+    if let Ok((prepared, built)) = done {
+        let t = Instant::now();
+        let groups = prepared.send();
+        shared.stats.published(groups, built + t.elapsed());
+    } else {
         tracing::error!("database refresh panicked; keeping the last snapshot");
     }
 }
