@@ -69,6 +69,15 @@ fn assert_clean(run: &Value, clients: u64, duration: Duration) {
     assert_eq!(run["gap_method"], "seq", "{run}");
     assert_eq!(u(run, "/gaps"), 0, "{run}");
     assert!(run["latency"]["p99_ms"].as_f64().is_some(), "{run}");
+    let mean = run["frame_bytes"]["mean"]
+        .as_f64()
+        .expect("frame_bytes.mean");
+    let max = u(run, "/frame_bytes/max") as f64;
+    assert!(mean > 100.0 && mean <= max, "frame sizes: {run}");
+    if run["subscribe"] == "all" {
+        // The same frame every tick but for its seq's digits.
+        assert!(max - mean < 8.0, "frame sizes: {run}");
+    }
 }
 
 fn served_db() -> TestDb {

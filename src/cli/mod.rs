@@ -325,7 +325,8 @@ impl WatchArgs {
         waits --warmup, measures for --duration, keeps a --grace period for late receipts, then \
         closes every client with 1000. Reports connect time, welcome → first metrics_update, \
         broadcast latency (receipt − frame timestamp), per-tick spread, tick period, frames \
-        delivered / expected, gaps (by seq, or by timestamps when the server sends none), close \
+        delivered / expected, their mean size (so a comparison shows whether both servers wrote \
+        the same bytes), gaps (by seq, or by timestamps when the server sends none), close \
         codes and errors, connect failures and retries, and its own CPU. With --server-pid (or \
         --spawn) also the server's memory per connection and CPU per delivered frame (/proc). \
         --compare runs the same load against a second server, alternating for --rounds, and \

@@ -130,8 +130,8 @@ impl<'a> WireAnomaly<'a> {
 pub(super) const UPDATE_PREFIX: &str = r#"{"type":"metrics_update","#;
 
 /// A `metrics_update` serialized once and shared by every session of a
-/// subscription group; each session splices in its own `seq` with a copy,
-/// never re-serializing the body.
+/// subscription group; each session writes its own `seq` between the two
+/// [`seq_parts`](Self::seq_parts), never copying or re-serializing the body.
 #[derive(Debug, Clone)]
 pub struct EncodedUpdate {
     /// `{"type":"metrics_update","timestamp":...,"data":{...}}`
