@@ -12,6 +12,16 @@ struct Row {
     decimals: usize,
 }
 
+/// Figures that mean something only on a server that has not served a
+/// load before: after round 1 the server reuses the heap it grew, so its
+/// RSS barely moves and "kB per connection" reads near zero. A comparison
+/// takes them from round 1 and says so.
+const FIRST_ROUND_ONLY: [&str; 3] = [
+    "server RSS before (kB)",
+    "server RSS after (kB)",
+    "server kB per connection",
+];
+
 fn rows(r: &Report) -> Vec<Row> {
     let row = |name, value, decimals| Row {
         name,
@@ -174,21 +184,25 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// Two servers side by side: each figure is the median over the rounds,
-/// with the ratio A / B (the server under test over the reference it is
-/// compared to).
+/// Two servers side by side: each figure is the median over the rounds
+/// (memory: round 1's, see [`FIRST_ROUND_ONLY`]), with the ratio A / B (the
+/// server under test over the reference it is compared to).
 pub fn compare_table(a: &[Report], b: &[Report]) -> String {
     let (Some(a0), Some(b0)) = (a.first(), b.first()) else {
         return String::new();
     };
-    let agg = |runs: &[Report]| -> Vec<(Row, Option<f64>)> {
+    let agg = |runs: &[Report]| -> Vec<(String, Row, Option<f64>)> {
         let per_run: Vec<Vec<Row>> = runs.iter().map(rows).collect();
         rows(&runs[0])
             .into_iter()
             .enumerate()
             .map(|(i, row)| {
+                if runs.len() > 1 && FIRST_ROUND_ONLY.contains(&row.name) {
+                    let v = row.value;
+                    return (format!("{} (round 1)", row.name), row, v);
+                }
                 let vals = per_run.iter().filter_map(|r| r[i].value).collect();
-                (row, median(vals))
+                (row.name.to_owned(), row, median(vals))
             })
             .collect()
     };
@@ -201,23 +215,19 @@ pub fn compare_table(a: &[Report], b: &[Report]) -> String {
         if a.len() == 1 { "" } else { "s" },
         header(a0)
     );
-    let w = ra
-        .iter()
-        .map(|r| r.0.name.chars().count())
-        .max()
-        .unwrap_or(0);
+    let w = ra.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
     out.push_str(&format!(
         "  {:<w$}  {:>12}  {:>12}  {:>8}\n",
         "metric", "A", "B", "A / B"
     ));
-    for ((row, va), (_, vb)) in ra.into_iter().zip(rb) {
+    for ((name, row, va), (_, _, vb)) in ra.into_iter().zip(rb) {
         let ratio = match (va, vb) {
             (Some(x), Some(y)) if y != 0.0 => format!("{:.2}", x / y),
             _ => "—".into(),
         };
         out.push_str(&format!(
             "  {:<w$}  {:>12}  {:>12}  {:>8}\n",
-            row.name,
+            name,
             fmt(va, row.decimals),
             fmt(vb, row.decimals),
             ratio

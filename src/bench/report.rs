@@ -528,4 +528,38 @@ mod tests {
             "latency ratio: {t}"
         );
     }
+
+    #[test]
+    fn a_comparison_takes_memory_from_round_one_and_says_so() {
+        let run = |url: &str, kb: f64| {
+            let mut m = meta();
+            m.url = url.into();
+            m.server = Some(ServerReport {
+                pid: 1,
+                rss_before_kb: Some(1000),
+                rss_after_kb: Some(1000 + kb as u64),
+                kb_per_connection: Some(kb),
+                cpu_ms: Some(10.0),
+                cpu_us_per_frame: Some(10.0),
+            });
+            build(m, &[client(0, &[(1_100_000, 1_101_000, Some(1))])], &[])
+        };
+        // Round 1 on fresh servers, then rounds that reuse the heap.
+        let a = [run("ws://x", 7.0), run("ws://x", 0.1), run("ws://x", 0.1)];
+        let b = [run("ws://y", 8.0), run("ws://y", 2.0), run("ws://y", 2.0)];
+        let t = compare_table(&a, &b);
+        let line = t
+            .lines()
+            .find(|l| l.contains("kB per connection"))
+            .unwrap_or_else(|| panic!("no memory row: {t}"));
+        assert!(line.contains("(round 1)"), "{line}");
+        assert_eq!(
+            line.split_whitespace().rev().take(3).collect::<Vec<_>>(),
+            ["0.88", "8.00", "7.00"],
+            "{line}"
+        );
+        // A single round needs no such note.
+        let t = compare_table(&a[..1], &b[..1]);
+        assert!(!t.contains("(round 1)"), "{t}");
+    }
 }

@@ -339,7 +339,8 @@ pub struct BenchArgs {
     /// A second server: run the same load on both, alternating, side by side.
     #[arg(long, value_name = "URL2")]
     pub compare: Option<String>,
-    /// With --compare: rounds per server (fresh connections every round).
+    /// With --compare: rounds per server (fresh connections every round; figures are medians,
+    /// memory is round 1's: a server that has served a load keeps its heap).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: u32,
     /// Healthy clients (the open-file limit is raised to fit; up to 20,000).
