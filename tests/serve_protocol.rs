@@ -230,6 +230,38 @@ async fn ping_pong_echoes_the_id() {
     server.stop().await.unwrap();
 }
 
+/// A client's close ends the session: the server replies and writes
+/// nothing after its reply, however fast the ticks come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_follows_the_close_reply() {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    let (db, _conn) = TestDb::seeded();
+    let server = serve(&db.path, Duration::from_millis(5)).await;
+    for round in 0..30 {
+        let (mut c, _) = Client::connect_and_update(&server.url()).await;
+        c.ws.close(None).await.expect("close");
+        let mut replied = false;
+        loop {
+            let next = tokio::time::timeout(DEADLINE, c.ws.next())
+                .await
+                .expect("the server ends the connection");
+            match next {
+                // Ticks already on their way before the server read the close.
+                Some(Ok(Message::Text(_))) => {
+                    assert!(!replied, "round {round}: a frame after the close reply");
+                }
+                Some(Ok(Message::Close(_))) => replied = true,
+                Some(Ok(_)) => {}
+                None | Some(Err(Error::ConnectionClosed | Error::AlreadyClosed)) => break,
+                Some(Err(e)) => panic!("round {round}: {e}"),
+            }
+        }
+        assert!(replied, "round {round}: no close reply");
+    }
+    server.stop().await.unwrap();
+}
+
 /// The server writes its text frames itself (`server::write`) and leaves
 /// control frames to tungstenite: WebSocket pings sent while ticks are
 /// going out get their pongs, in order, and no frame is cut or interleaved.

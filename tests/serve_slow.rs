@@ -105,8 +105,120 @@ async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
         good.last_seq,
         stats.skipped()
     );
-    drop((raw, unpolled));
+    // What the raw client finally reads is whole frames, then either a
+    // 1013 close or the end in the middle of the last frame: never a close
+    // frame written into a text frame that had started.
+    let mut raw = raw;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(DEADLINE, raw.read_to_end(&mut bytes))
+        .await
+        .expect("the server drops the connection")
+        .expect("read");
+    let (texts, end) = ws_frames(&bytes);
+    assert!(texts >= 1, "{texts} text frames, then {end:?}");
+    assert!(
+        matches!(end, StreamEnd::Close(1013) | StreamEnd::Cut),
+        "after {texts} text frames: {end:?}"
+    );
+    drop(unpolled);
     server.stop().await.unwrap();
+}
+
+/// A client that stops reading long enough to be timed out, then reads
+/// again at once: the server may finish the frame it had started and then
+/// close with 1013, or drop the connection inside that frame, but a close
+/// frame must never land inside a text frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_timed_out_mid_frame_never_gets_a_close_frame_inside_it() {
+    let (_db, server) = serve_many(Duration::from_millis(300)).await;
+    let stats = &server.shared.stats;
+    let (mut good, _) = Client::connect_and_update(&server.url()).await;
+    let mut raw = stuck_client(server.addr).await;
+    while stats.slow_closes() < 1 {
+        good.next_update().await;
+    }
+    let mut bytes = Vec::new();
+    tokio::time::timeout(DEADLINE, raw.read_to_end(&mut bytes))
+        .await
+        .expect("the server drops the connection")
+        .expect("read");
+    let (texts, end) = ws_frames(&bytes);
+    assert!(
+        matches!(end, StreamEnd::Close(1013) | StreamEnd::Cut),
+        "after {texts} text frames: {end:?}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[derive(Debug)]
+enum StreamEnd {
+    /// A close frame with this code, last.
+    Close(u16),
+    /// The bytes stop inside a frame.
+    Cut,
+    /// The bytes stop at a frame boundary, without a close frame.
+    Clean,
+}
+
+/// Parse a server's byte stream (unmasked frames): the number of complete
+/// text frames and how it ends. Panics on anything but text frames then
+/// one close, e.g. a header read from inside a frame's payload.
+fn ws_frames(mut b: &[u8]) -> (usize, StreamEnd) {
+    let mut texts = 0;
+    loop {
+        if b.is_empty() {
+            return (texts, StreamEnd::Clean);
+        }
+        if b.len() < 2 {
+            return (texts, StreamEnd::Cut);
+        }
+        let (op, len7) = (b[0], b[1]);
+        assert_eq!(len7 & 0x80, 0, "a masked server frame after {texts} texts");
+        let (len, at) = match len7 {
+            126 if b.len() >= 4 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
+            127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().unwrap()), 10),
+            126 | 127 => return (texts, StreamEnd::Cut),
+            n => (u64::from(n), 2),
+        };
+        let end = at + usize::try_from(len).unwrap();
+        if b.len() < end {
+            assert_eq!(op, 0x81, "a cut frame that is not text: {op:#x}");
+            // What came of it is the start of a JSON text: UTF-8 (but for
+            // a last character cut short), no control bytes, so no frame
+            // header (a close frame: 0x88, its length, its code) inside.
+            let got = &b[at..];
+            if let Err(e) = std::str::from_utf8(got) {
+                assert!(
+                    e.error_len().is_none(),
+                    "cut frame {texts}: not UTF-8 at {}",
+                    e.valid_up_to()
+                );
+            }
+            assert!(
+                !got.iter().any(|&c| c < 0x20),
+                "cut frame {texts}: a control byte at {:?}",
+                got.iter().position(|&c| c < 0x20)
+            );
+            return (texts, StreamEnd::Cut);
+        }
+        let payload = &b[at..end];
+        match op {
+            0x81 => {
+                serde_json::from_slice::<serde_json::Value>(payload)
+                    .unwrap_or_else(|e| panic!("text frame {texts} is not JSON: {e}"));
+                texts += 1;
+            }
+            0x88 => {
+                assert_eq!(end, b.len(), "bytes after the close frame");
+                return (
+                    texts,
+                    StreamEnd::Close(u16::from_be_bytes([payload[0], payload[1]])),
+                );
+            }
+            other => panic!("frame {texts}: opcode byte {other:#x}"),
+        }
+        b = &b[end..];
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

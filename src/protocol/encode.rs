@@ -185,6 +185,8 @@ impl EncodedUpdate {
     /// The frame split where a session's `"seq":N,` goes: the fixed start
     /// (`{"type":"metrics_update",`) and the rest. The server writes the
     /// two around its `seq` without building the whole frame per client.
+    /// The start is empty (no `seq` to add) should the frame not begin as
+    /// encoded frames do.
     pub fn seq_parts(&self) -> (&'static str, &str) {
         match self.json.strip_prefix(UPDATE_PREFIX) {
             Some(rest) => (UPDATE_PREFIX, rest),
@@ -192,9 +194,12 @@ impl EncodedUpdate {
         }
     }
 
-    /// The frame with `"seq":N` as its second field.
+    /// The frame with `"seq":N` as its second field (as it is, should it
+    /// not start as encoded frames do).
     pub fn with_seq(&self, seq: u64) -> String {
-        let (start, rest) = self.seq_parts();
-        format!("{start}\"seq\":{seq},{rest}")
+        match self.seq_parts() {
+            ("", rest) => rest.to_owned(),
+            (start, rest) => format!("{start}\"seq\":{seq},{rest}"),
+        }
     }
 }

@@ -216,7 +216,11 @@ async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shar
         (TeamRole::Edge(edge_config), Some(status)) => {
             let sink_shared = shared.clone();
             let sink: crate::team::edge::Sink = Arc::new(move |snapshot: Arc<Snapshot>| {
-                publish_snapshot(&sink_shared, snapshot);
+                let t = Instant::now();
+                let prepared = sink_shared.hub.prepare(snapshot);
+                let built = t.elapsed();
+                let shared = sink_shared.clone();
+                Box::new(move || hand_out(&shared, prepared, built))
             });
             let edge = crate::team::edge::Edge::new(edge_config, status);
             let (interval, shutdown) = (shared.config.interval, shared.shutdown.clone());
@@ -256,11 +260,12 @@ fn store_snapshot(store: &Arc<Mutex<Store>>) -> Arc<Snapshot> {
         .snapshot()
 }
 
-/// Hand `snapshot` to the hub (every group's frame), counting the tick.
-fn publish_snapshot(shared: &Shared, snapshot: Arc<Snapshot>) {
+/// Hand a tick's frames, built in `built`, to the sessions, counting the
+/// tick. Called on a runtime worker (see `hub::Prepared::send`).
+fn hand_out(shared: &Shared, prepared: hub::Prepared, built: Duration) {
     let t = Instant::now();
-    let groups = shared.hub.publish(snapshot);
-    shared.stats.published(groups, t.elapsed());
+    let groups = prepared.send();
+    shared.stats.published(groups, built + t.elapsed());
 }
 
 /// A publisher without WebSocket clients (`serve --publish … --no-listen`):
@@ -341,9 +346,7 @@ async fn refresh_and_publish(
     // The frames are handed out from this task, on a runtime worker (see
     // hub::Prepared::send).
     if let Ok((prepared, built)) = done {
-        let t = Instant::now();
-        let groups = prepared.send();
-        shared.stats.published(groups, built + t.elapsed());
+        hand_out(shared, prepared, built);
     } else {
         tracing::error!("database refresh panicked; keeping the last snapshot");
     }

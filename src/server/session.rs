@@ -3,11 +3,14 @@
 //!
 //! Owns that client's subscription, its `seq` counter, its rate limit and
 //! its frame order (compat or ext, `docs/PROTOCOL.md` § Negotiation). It
-//! waits on three things at once: the server shutting down, its group's
-//! newest frame, and the client's next message; it never touches another
-//! session, and the hub never waits for it. Every write is bounded by the
-//! write timeout: a client that cannot take a frame in time is closed with
-//! 1013, so a stuck peer costs at most one frame of memory.
+//! waits on two things at once: its group's newest frame (the channel
+//! closes when the server stops, `Hub::close`) and the client's next
+//! message; it never touches another session, and the hub never waits for
+//! it. Every write is bounded by the write timeout: a client that cannot
+//! take a frame in time is closed with 1013, so a stuck peer costs at most
+//! one frame of memory. A frame is never cut by another: a write that
+//! started is finished (within the close timeout) before a close frame
+//! goes out, or the connection is dropped without one.
 
 use std::future::Future as _;
 use std::sync::Arc;
@@ -106,12 +109,26 @@ enum Next {
     Stop,
 }
 
+/// How a write that did not complete at once ended.
+enum Wait {
+    Done(Result<(), ()>),
+    /// The write timeout passed.
+    Late,
+    /// The server is stopping.
+    Stopping,
+}
+
 /// Why a session ended early.
 enum End {
-    /// The peer is gone or the socket failed; nothing more to send.
+    /// The peer is gone or the socket failed (or a frame could not be
+    /// finished); nothing more to send.
     Gone,
-    /// The peer did not take a frame within the write timeout.
-    Slow,
+    /// The peer did not take a frame within the write timeout; `cut`: part
+    /// of that frame went out, so no close frame may follow.
+    Slow { cut: bool },
+    /// The server is stopping and the write that was blocked finished:
+    /// close with 1001 now.
+    Shutdown,
 }
 
 struct Session<S> {
@@ -132,6 +149,8 @@ struct Session<S> {
     /// The session's log span (its id and peer). Entered around what may
     /// log (a client's message, a close), not around every tick's write:
     /// entering it on each poll cost ~8 % of the server's user-space CPU.
+    /// (tungstenite's own debug lines while reading, such as "Received
+    /// close frame", come without it.)
     span: tracing::Span,
 }
 
@@ -206,18 +225,26 @@ pub async fn run<S>(
     };
     match s.serve(session_id, authenticated).await {
         Ok(()) | Err(End::Gone) => {}
-        Err(End::Slow) => {
+        Err(End::Shutdown) => s.close(CloseCode::Away, "server shutting down").await,
+        Err(End::Slow { cut }) => {
             s.span.in_scope(|| {
                 tracing::info!(
                     close = 1013,
+                    cut,
                     "closing a client that did not read within the write timeout"
                 );
             });
-            s.close(
-                CloseCode::Again,
-                "too slow: frames not read within the write timeout",
-            )
-            .await;
+            if cut {
+                // Half a frame is out: a close frame now would land inside
+                // it. The connection is dropped without one.
+                s.shared.stats.closed(CloseCode::Again.into());
+            } else {
+                s.close(
+                    CloseCode::Again,
+                    "too slow: frames not read within the write timeout",
+                )
+                .await;
+            }
         }
     }
 }
@@ -291,8 +318,12 @@ where
                 }
                 Ok(Next::Continue)
             }
-            // tungstenite queued the close reply; keep polling so it is
-            // sent (and the next write's flush fails: nothing more goes out).
+            // tungstenite queued the close reply: send it (within the close
+            // timeout) and end the session, so nothing follows it.
+            Ok(Message::Close(_)) => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.flush()).await;
+                Ok(Next::Stop)
+            }
             // Ping/pong frames are answered by tungstenite.
             Ok(_) => Ok(Next::Continue),
             Err(WsError::Capacity(e)) => {
@@ -464,7 +495,12 @@ where
         self.seq += 1 + skipped;
         self.last_tick = Some(frame.tick);
         let (start, rest) = frame.update.seq_parts();
-        let head = Head::update(start, self.seq, rest.len()).map_err(|_| End::Gone)?;
+        let head = if start.is_empty() {
+            Head::text(b"", rest.len())
+        } else {
+            Head::update(start, self.seq, rest.len())
+        }
+        .map_err(|_| End::Gone)?;
         self.send_frame(&head, rest.as_bytes()).await
     }
 
@@ -475,40 +511,55 @@ where
 
     /// Write one text frame (`head`, then `body`), bounded by the write
     /// timeout. Most writes complete at once and take that path alone: no
-    /// timer is set and the shutdown token is not polled.
+    /// timer is set and the shutdown token is not polled. A write that has
+    /// started is never abandoned halfway for a close frame (see [`End`]).
     async fn send_frame(&mut self, head: &Head, body: &[u8]) -> Result<(), End> {
         let payload_len = head.payload_len();
         let Self { ws, shared, .. } = self;
+        // Bytes of this frame on the socket so far.
+        let written = std::sync::atomic::AtomicUsize::new(0);
         let send = async {
-            // Whatever tungstenite holds (a pong, a close reply) goes first;
-            // this fails once the peer has closed.
+            // Whatever tungstenite holds (a pong) goes first.
             ws.flush().await.map_err(|_| ())?;
-            write::frame(ws.get_mut(), head.as_bytes(), body)
+            write::frame(ws.get_mut(), head.as_bytes(), body, &written)
                 .await
                 .map_err(|_| ())
         };
         tokio::pin!(send);
         let sent = match std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await {
-            Poll::Ready(r) => Ok(r),
-            Poll::Pending => tokio::select! {
-                biased;
-                r = tokio::time::timeout(shared.config.write_timeout, &mut send) => r,
-                // Shutting down while a write is blocked: it gets only the
-                // close timeout to finish, so a stuck peer cannot keep its
-                // session (and the socket) alive past stop()'s grace period.
-                () = shared.shutdown.cancelled() => match tokio::time::timeout(CLOSE_TIMEOUT, &mut send).await {
-                    Ok(r) => Ok(r),
-                    Err(_) => return Err(End::Gone),
-                },
-            },
+            Poll::Ready(r) => r,
+            Poll::Pending => {
+                let wait = tokio::select! {
+                    biased;
+                    r = &mut send => Wait::Done(r),
+                    () = tokio::time::sleep(shared.config.write_timeout) => Wait::Late,
+                    () = shared.shutdown.cancelled() => Wait::Stopping,
+                };
+                if let Wait::Done(r) = wait {
+                    r
+                } else {
+                    // Too slow, or stopping. With nothing of the frame out
+                    // yet a close frame can go at once; else the frame gets
+                    // the close timeout to finish.
+                    let finished = written.load(std::sync::atomic::Ordering::Relaxed) == 0
+                        || matches!(
+                            tokio::time::timeout(CLOSE_TIMEOUT, &mut send).await,
+                            Ok(Ok(()))
+                        );
+                    return Err(match wait {
+                        Wait::Stopping if finished => End::Shutdown,
+                        Wait::Stopping => End::Gone,
+                        _ => End::Slow { cut: !finished },
+                    });
+                }
+            }
         };
         match sent {
-            Ok(Ok(())) => {
+            Ok(()) => {
                 shared.stats.frame_sent(payload_len);
                 Ok(())
             }
-            Ok(Err(())) => Err(End::Gone),
-            Err(_) => Err(End::Slow),
+            Err(()) => Err(End::Gone),
         }
     }
 
@@ -518,7 +569,10 @@ where
             code,
             reason: truncate_reason(reason).into(),
         };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(Some(frame))).await;
+        let span = self.span.clone();
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(Some(frame)))
+            .instrument(span)
+            .await;
     }
 }
 

@@ -13,11 +13,12 @@
 //!
 //! tungstenite still writes the control frames it owns (pong, close) and
 //! its handshake; whatever it holds is flushed before a frame goes out
-//! here, and a frame is written whole before anything else is, so frames
-//! never interleave. Once the peer has closed, that flush fails and nothing
-//! more is written.
+//! here. The session never sends another frame (a close) after a frame
+//! that started but did not finish, and ends at the peer's close, so
+//! frames never interleave (`session::Session::send_frame`).
 
 use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
@@ -84,19 +85,30 @@ impl Head {
 }
 
 /// Write `head` then `body` to `io` in full, as few writes as the socket
-/// allows (one `writev` when it takes it all), then flush (TLS).
-pub(super) async fn frame<S>(io: &mut S, head: &[u8], body: &[u8]) -> io::Result<()>
+/// allows (one `writev` when it takes it all), then flush (TLS). `written`
+/// counts the bytes out so far (an atomic only so the future stays `Send`): a caller that gives up on a write that
+/// started must not send another frame after it.
+pub(super) async fn frame<S>(
+    io: &mut S,
+    head: &[u8],
+    body: &[u8],
+    written: &AtomicUsize,
+) -> io::Result<()>
 where
     S: AsyncWrite + Unpin,
 {
     let (mut head, mut body) = (head, body);
-    while !head.is_empty() {
-        let n = io
-            .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
-            .await?;
+    while !head.is_empty() || !body.is_empty() {
+        let n = if head.is_empty() {
+            io.write(body).await?
+        } else {
+            io.write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+                .await?
+        };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
+        written.fetch_add(n, Relaxed);
         if n < head.len() {
             head = &head[n..];
         } else {
@@ -104,7 +116,6 @@ where
             head = &[];
         }
     }
-    io.write_all(body).await?;
     io.flush().await
 }
 
@@ -179,9 +190,11 @@ mod tests {
                     out: Vec::new(),
                     step,
                 };
-                frame(&mut io, head.as_bytes(), body.as_bytes())
+                let written = AtomicUsize::new(0);
+                frame(&mut io, head.as_bytes(), body.as_bytes(), &written)
                     .await
                     .unwrap();
+                assert_eq!(written.load(Relaxed), io.out.len());
                 assert_eq!(
                     io.out,
                     tungstenite_frame(&whole),
@@ -199,9 +212,14 @@ mod tests {
             out: Vec::new(),
             step: 1 << 20,
         };
-        frame(&mut io, head.as_bytes(), text.as_bytes())
-            .await
-            .unwrap();
+        frame(
+            &mut io,
+            head.as_bytes(),
+            text.as_bytes(),
+            &AtomicUsize::new(0),
+        )
+        .await
+        .unwrap();
         assert_eq!(io.out, tungstenite_frame(text));
     }
 }

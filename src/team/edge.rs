@@ -26,8 +26,14 @@ use crate::store::Snapshot;
 /// Connecting, subscribing and the first read may take this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Where the edge's snapshots go (the server's hub); called off the runtime.
-pub type Sink = Arc<dyn Fn(Arc<Snapshot>) + Send + Sync>;
+/// Where the edge's snapshots go (the server's hub). Called off the
+/// runtime, with the merge; what it returns is called back on the runtime
+/// (the server builds its frames in the first half and hands them out in
+/// the second, from a runtime worker).
+pub type Sink = Arc<dyn Fn(Arc<Snapshot>) -> Handout + Send + Sync>;
+
+/// The second half of a [`Sink`] call.
+pub type Handout = Box<dyn FnOnce() + Send>;
 
 struct Held {
     payload: SourcePayload,
@@ -231,7 +237,10 @@ impl Edge {
         let edge = self.clone();
         let sink = sink.clone();
         let done = tokio::task::spawn_blocking(move || sink(edge.rebuild(frozen))).await;
-        if done.is_err() {
+        if let Ok(handout) = done {
+            // On this worker: see `Sink`.
+            handout();
+        } else {
             tracing::error!("team merge panicked; keeping the last snapshot");
         }
     }
