@@ -254,6 +254,11 @@ async fn nothing_follows_the_close_reply() {
                 Some(Ok(Message::Close(_))) => replied = true,
                 Some(Ok(_)) => {}
                 None | Some(Err(Error::ConnectionClosed | Error::AlreadyClosed)) => break,
+                // What the client's tungstenite says when a frame follows
+                // the close reply.
+                Some(Err(e @ Error::Protocol(_))) => {
+                    panic!("round {round}: a frame after the close reply? {e}")
+                }
                 Some(Err(e)) => panic!("round {round}: {e}"),
             }
         }

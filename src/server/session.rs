@@ -124,11 +124,12 @@ enum End {
     /// finished); nothing more to send.
     Gone,
     /// The peer did not take a frame within the write timeout; `cut`: part
-    /// of that frame went out, so no close frame may follow.
-    Slow { cut: bool },
+    /// of that frame went out, so no close frame may follow. The close
+    /// frame gets until `deadline`.
+    Slow { cut: bool, deadline: Instant },
     /// The server is stopping and the write that was blocked finished:
-    /// close with 1001 now.
-    Shutdown,
+    /// close with 1001 by `deadline`.
+    Shutdown { deadline: Instant },
 }
 
 struct Session<S> {
@@ -225,8 +226,11 @@ pub async fn run<S>(
     };
     match s.serve(session_id, authenticated).await {
         Ok(()) | Err(End::Gone) => {}
-        Err(End::Shutdown) => s.close(CloseCode::Away, "server shutting down").await,
-        Err(End::Slow { cut }) => {
+        Err(End::Shutdown { deadline }) => {
+            s.close_by(CloseCode::Away, "server shutting down", deadline)
+                .await;
+        }
+        Err(End::Slow { cut, deadline }) => {
             s.span.in_scope(|| {
                 tracing::info!(
                     close = 1013,
@@ -239,9 +243,10 @@ pub async fn run<S>(
                 // it. The connection is dropped without one.
                 s.shared.stats.closed(CloseCode::Again.into());
             } else {
-                s.close(
+                s.close_by(
                     CloseCode::Again,
                     "too slow: frames not read within the write timeout",
+                    deadline,
                 )
                 .await;
             }
@@ -321,7 +326,13 @@ where
             // tungstenite queued the close reply: send it (within the close
             // timeout) and end the session, so nothing follows it.
             Ok(Message::Close(_)) => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.flush()).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                    let _ = self.ws.flush().await;
+                    // tungstenite does not flush the socket after a close
+                    // reply: a TLS stream would keep it.
+                    tokio::io::AsyncWriteExt::flush(self.ws.get_mut()).await
+                })
+                .await;
                 Ok(Next::Stop)
             }
             // Ping/pong frames are answered by tungstenite.
@@ -540,16 +551,28 @@ where
                 } else {
                     // Too slow, or stopping. With nothing of the frame out
                     // yet a close frame can go at once; else the frame gets
-                    // the close timeout to finish.
-                    let finished = written.load(std::sync::atomic::Ordering::Relaxed) == 0
-                        || matches!(
-                            tokio::time::timeout(CLOSE_TIMEOUT, &mut send).await,
-                            Ok(Ok(()))
-                        );
+                    // the close timeout to finish (one deadline for both:
+                    // the close gets what is left of it).
+                    let deadline = Instant::now() + CLOSE_TIMEOUT;
+                    if written.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                        match tokio::time::timeout_at(deadline, &mut send).await {
+                            Ok(Ok(())) => shared.stats.frame_sent(payload_len),
+                            Ok(Err(())) => return Err(End::Gone),
+                            Err(_) if matches!(wait, Wait::Stopping) => return Err(End::Gone),
+                            Err(_) => {
+                                return Err(End::Slow {
+                                    cut: true,
+                                    deadline,
+                                });
+                            }
+                        }
+                    }
                     return Err(match wait {
-                        Wait::Stopping if finished => End::Shutdown,
-                        Wait::Stopping => End::Gone,
-                        _ => End::Slow { cut: !finished },
+                        Wait::Stopping => End::Shutdown { deadline },
+                        _ => End::Slow {
+                            cut: false,
+                            deadline,
+                        },
                     });
                 }
             }
@@ -564,13 +587,19 @@ where
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
+        self.close_by(code, reason, Instant::now() + CLOSE_TIMEOUT)
+            .await;
+    }
+
+    /// [`Self::close`], the close frame given until `deadline` to go out.
+    async fn close_by(&mut self, code: CloseCode, reason: &str, deadline: Instant) {
         self.shared.stats.closed(code.into());
         let frame = CloseFrame {
             code,
             reason: truncate_reason(reason).into(),
         };
         let span = self.span.clone();
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(Some(frame)))
+        let _ = tokio::time::timeout_at(deadline, self.ws.close(Some(frame)))
             .instrument(span)
             .await;
     }

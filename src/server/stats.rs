@@ -117,7 +117,7 @@ impl Stats {
             slow_closes: reg(
                 &mut r,
                 "slow_client_closes",
-                "Clients closed with 1013 for not taking a frame within the write timeout",
+                "Clients closed for not taking a frame within the write timeout (with a 1013 close frame, or without one when a frame was cut short)",
                 Counter::default(),
             ),
             closes: reg(
