@@ -4,12 +4,15 @@
 //! before writing it, and that buffer keeps the capacity of the largest
 //! frame it ever held: per client and per tick, one copy of the shared
 //! `metrics_update`, plus (to splice in the client's `seq`) one more
-//! allocation and copy, and ~3.5 KB held by every idle connection. Here the
-//! frame goes out in one vectored write instead: a few bytes built on the
-//! stack (the frame header, encoded by tungstenite's [`FrameHeader`], then
-//! the session's own prefix, such as `{"type":"metrics_update","seq":7,`)
-//! and the shared body, never copied in user space (`docs/BENCHMARKS.md`,
-//! "the write path").
+//! allocation and copy, and ~3.5 KB held by every idle connection. Here a
+//! few bytes are built on the stack (the frame header, encoded by
+//! tungstenite's [`FrameHeader`], then the session's own prefix, such as
+//! `{"type":"metrics_update","seq":7,`) and the frame goes out with the
+//! shared body: first as one plain `write` of a copy in a per-thread
+//! scratch buffer (no allocation; a `writev` of the two parts saved that
+//! copy but cost more kernel CPU, its VFS path against `sendto`'s), then,
+//! for whatever the socket did not take, as vectored writes of the parts
+//! (`docs/BENCHMARKS.md`, "the write path").
 //!
 //! tungstenite still writes the control frames it owns (pong, close) and
 //! its handshake; whatever it holds is flushed before a frame goes out
@@ -18,6 +21,7 @@
 //! frames never interleave (`session::Session::send_frame`).
 
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
@@ -28,6 +32,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 /// the longest prefix a session adds (`{"type":"metrics_update","seq":` and
 /// 20 digits and a comma: 52 bytes).
 const HEAD_CAP: usize = 80;
+
+/// Frames up to this size go out in one plain write from a per-thread
+/// scratch copy.
+const SCRATCH_MAX: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// A text frame's header and prefix, built on the stack.
 pub(super) struct Head {
@@ -98,6 +110,30 @@ where
     S: AsyncWrite + Unpin,
 {
     let (mut head, mut body) = (head, body);
+    if head.len() + body.len() <= SCRATCH_MAX {
+        // First try: one plain write of the frame copied into this
+        // thread's scratch buffer (copied again on each poll; nothing is
+        // borrowed across a wait).
+        let n = std::future::poll_fn(|cx| {
+            SCRATCH.with_borrow_mut(|buf| {
+                buf.clear();
+                buf.extend_from_slice(head);
+                buf.extend_from_slice(body);
+                Pin::new(&mut *io).poll_write(cx, buf)
+            })
+        })
+        .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        written.fetch_add(n, Relaxed);
+        if n < head.len() {
+            head = &head[n..];
+        } else {
+            body = &body[n - head.len()..];
+            head = &[];
+        }
+    }
     while !head.is_empty() || !body.is_empty() {
         let n = if head.is_empty() {
             io.write(body).await?
