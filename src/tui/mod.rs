@@ -19,7 +19,7 @@
 //!
 //! Test hook: with `SKILLMON_TEST_PANIC_ON_KEY=<char>` in the environment,
 //! pressing that key panics inside the loop, so that a test can check the
-//! panic path restores the terminal (`tests/watch_pty.rs`). Nothing else
+//! panic path restores the terminal (`tests/it/watch_pty.rs`). Nothing else
 //! reads that variable.
 
 pub mod app;

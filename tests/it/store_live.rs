@@ -1,7 +1,7 @@
 //! Live anomalies and real time windows, end to end through the store and
 //! the server, on real SQLite files.
 
-mod support;
+use crate::support;
 
 use chrono::{SecondsFormat, Utc};
 use skillmon::server::ServeConfig;

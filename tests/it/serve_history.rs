@@ -1,7 +1,7 @@
 //! Issue 9, serve side: `history` on request, on real sockets against a
 //! real database (`docs/PROTOCOL.md` § History).
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::*;

@@ -2,7 +2,7 @@
 //! check (403), the per-client-IP limit (503), and the plain routes
 //! `/healthz` (liveness) and `/readyz` (readiness).
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::*;
@@ -43,9 +43,7 @@ fn metric(server: &skillmon::server::Handle, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_origins_are_checked_before_the_upgrade() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (server, _db, _conn) = serve_seeded(LONG_INTERVAL).await;
     let url = server.url();
     let port = server.addr.port();
     let allowed: Vec<(&str, Vec<(&'static str, String)>)> = vec![
@@ -114,8 +112,7 @@ async fn browser_origins_are_checked_before_the_upgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listed_origins_and_star_are_allowed() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let mut cfg = config(&db.path, LONG_INTERVAL, 10);
     cfg.net.allow_origins = vec!["https://dash.example".into(), "null".into()];
     let server = start(cfg).await;
@@ -141,8 +138,7 @@ async fn listed_origins_and_star_are_allowed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_ip_limit_answers_503_and_counts() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let mut cfg = config(&db.path, LONG_INTERVAL, 10);
     cfg.net.max_connections_per_ip = 2;
     let server = start(cfg).await;
@@ -223,12 +219,7 @@ fn spawn_serve(
     db: &std::path::Path,
     host: &str,
     token: Option<&str>,
-) -> (
-    std::process::Child,
-    std::sync::mpsc::Receiver<String>,
-    Vec<String>,
-    u16,
-) {
+) -> (Spawned, std::sync::mpsc::Receiver<String>, Vec<String>, u16) {
     let mut cmd = command(home);
     cmd.args(["serve", "--port", "0", "--host", host, "--db"])
         .arg(db)
@@ -238,7 +229,7 @@ fn spawn_serve(
     if let Some(t) = token {
         cmd.env("SKILLMON_TOKEN", t);
     }
-    let mut child = cmd.spawn().expect("spawn skillmon");
+    let mut child = Spawned::spawn(&mut cmd);
     let lines = stderr_lines(&mut child);
     let mut before = Vec::new();
     let port = loop {

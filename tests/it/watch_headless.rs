@@ -2,7 +2,7 @@
 //! against a real `skillmon serve` on a temp DB, and against a tiny
 //! session-buddy-like server (compat frames only).
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -93,7 +93,7 @@ async fn json_stream_prints_one_line_per_update() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let lines = tokio::task::spawn_blocking(move || {
-        let mut child = c.spawn().expect("spawn");
+        let mut child = Spawned::spawn(&mut c);
         let stdout = child.stdout.take().expect("stdout");
         let lines: Vec<String> = BufReader::new(stdout)
             .lines()

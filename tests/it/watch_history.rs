@@ -2,7 +2,7 @@
 //! --fail-on-anomaly` exit codes and `--once --json --history`, the real
 //! binary against a real `skillmon serve` on a temp DB (and a closed port).
 
-mod support;
+use crate::support;
 
 use support::*;
 

@@ -6,6 +6,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
@@ -34,6 +35,50 @@ pub fn command(home: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.env_clear().envs(clean_env(home)).stdin(Stdio::null());
     c
+}
+
+/// A spawned child that is killed (SIGKILL) and reaped when dropped, so a
+/// test that fails half-way never leaves a server or a dashboard running.
+/// Derefs to the [`Child`]; [`Spawned::into_inner`] hands it over to be
+/// waited for.
+pub struct Spawned(Option<Child>);
+
+impl Spawned {
+    /// Spawn `cmd`, failing the test with the error when it cannot start.
+    pub fn spawn(cmd: &mut Command) -> Self {
+        Self(Some(
+            cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+        ))
+    }
+
+    /// The child, no longer killed on drop (the caller waits for it).
+    pub fn into_inner(mut self) -> Child {
+        self.0.take().expect("a child until into_inner")
+    }
+}
+
+impl Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("a child until into_inner")
+    }
+}
+
+impl DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("a child until into_inner")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Run `skillmon ARGS` (config and logs under `home`) to completion.
@@ -107,14 +152,14 @@ pub fn send_lines<T: Send + 'static>(
 
 /// Spawn `skillmon ARGS` (home `home`) logging at `info` to stderr, stdout
 /// discarded: the child and its stderr lines.
-pub fn spawn_logging(home: &Path, args: &[&OsStr]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = command(home)
-        .args(args)
-        .env("SKILLMON_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn skillmon {args:?}: {e}"));
+pub fn spawn_logging(home: &Path, args: &[&OsStr]) -> (Spawned, mpsc::Receiver<String>) {
+    let mut child = Spawned::spawn(
+        command(home)
+            .args(args)
+            .env("SKILLMON_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
     let lines = stderr_lines(&mut child);
     (child, lines)
 }
@@ -136,7 +181,8 @@ pub fn kill(pid: u32, signal: &str) {
 }
 
 /// Wait for `child` to exit; after `deadline` SIGKILL it and return `None`.
-pub fn wait_within(mut child: Child, deadline: Duration) -> Option<ExitStatus> {
+pub fn wait_within(child: Spawned, deadline: Duration) -> Option<ExitStatus> {
+    let mut child = child.into_inner();
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -152,7 +198,7 @@ pub fn wait_within(mut child: Child, deadline: Duration) -> Option<ExitStatus> {
 
 /// SIGTERM `child` and wait for its exit status (SIGKILL and fail after
 /// [`DEADLINE`]).
-pub fn terminate(child: Child) -> ExitStatus {
+pub fn terminate(child: Spawned) -> ExitStatus {
     let pid = child.id();
     kill(pid, "TERM");
     wait_within(child, DEADLINE)

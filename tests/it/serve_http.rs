@@ -2,7 +2,7 @@
 //! `/healthz` and `/metrics` (ext), a clear status for malformed upgrade
 //! requests, 503 past the connection limit.
 
-mod support;
+use crate::support;
 
 use support::*;
 

@@ -3,14 +3,14 @@
 //! Redis killed and restarted, a source that stops and comes back.
 //!
 //! Each test starts its own `redis-server` on a free port (never 6379);
-//! without the binary a test prints one line saying it was skipped and
-//! returns (`.ci/run` refuses to run without it, so CI always runs them).
+//! without the binary a test prints one line (past the harness's capture)
+//! saying it was skipped and returns (`.ci/run` refuses to run without it, so CI always runs them).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -32,6 +32,23 @@ struct Redis {
     extra: Vec<String>,
 }
 
+/// A fresh [`Redis`] for the calling test (named in the skip line), or
+/// return from the test when `redis-server` is not installed.
+macro_rules! redis_or_skip {
+    ($extra:expr) => {{
+        fn here() {}
+        // `it::team_redis::<test>::{{closure}}::here`: the test's path.
+        let test = std::any::type_name_of_val(&here)
+            .trim_start_matches("it::")
+            .trim_end_matches("::here")
+            .trim_end_matches("::{{closure}}");
+        match Redis::start(test, $extra) {
+            Some(redis) => redis,
+            None => return,
+        }
+    }};
+}
+
 impl Redis {
     /// A fresh `redis-server` on a free loopback port, or `None` (after
     /// one line on stderr) when it is not installed.
@@ -42,8 +59,14 @@ impl Redis {
             .status()
             .is_err()
         {
-            eprintln!(
-                "{test}: skipped, `redis-server` is not installed (CI installs it; .ci/run fails without it)"
+            // Straight to the stderr handle, not `eprintln!`: the test
+            // harness captures the macro's output of a passing test, and a
+            // skip must show in every run.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test}: SKIPPED, `redis-server` is not installed \
+                 (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis; \
+                 .ci/run fails without it)"
             );
             return None;
         }
@@ -282,7 +305,7 @@ fn assert_breakdown(update: &Value) {
 }
 
 /// Start `skillmon serve ARGS --port 0` and return it with its ws:// URL.
-async fn spawn_serve(home: &Path, args: &[&str]) -> (Child, String) {
+async fn spawn_serve(home: &Path, args: &[&str]) -> (Spawned, String) {
     let mut all = vec!["serve", "--port", "0"];
     all.extend_from_slice(args);
     let args: Vec<&OsStr> = all.iter().map(OsStr::new).collect();
@@ -305,9 +328,7 @@ async fn spawn_serve(home: &Path, args: &[&str]) -> (Child, String) {
 
 #[tokio::test]
 async fn either_edge_serves_the_merged_team_to_watch() {
-    let Some(redis) = Redis::start("either_edge_serves_the_merged_team_to_watch", &[]) else {
-        return;
-    };
+    let redis = redis_or_skip!(&[]);
     let (a, b) = two_dbs();
     let pa = publisher(&a.path, &redis.url(), "a").await;
     let pb = publisher(&b.path, &redis.url(), "b").await;
@@ -334,19 +355,12 @@ async fn either_edge_serves_the_merged_team_to_watch() {
     assert!(u.get("sources").is_none(), "{u}");
     assert!(u["data"]["top_skills"][0].get("sources").is_none(), "{u}");
     terminate(e2);
-    for h in [e1, pa, pb] {
-        h.stop().await.unwrap();
-    }
+    stop_all([e1, pa, pb]).await;
 }
 
 #[tokio::test]
 async fn an_edge_started_later_has_the_team_before_its_first_tick() {
-    let Some(redis) = Redis::start(
-        "an_edge_started_later_has_the_team_before_its_first_tick",
-        &[],
-    ) else {
-        return;
-    };
+    let redis = redis_or_skip!(&[]);
     let (a, b) = two_dbs();
     let pa = publisher(&a.path, &redis.url(), "a").await;
     let pb = publisher(&b.path, &redis.url(), "b").await;
@@ -363,9 +377,7 @@ async fn an_edge_started_later_has_the_team_before_its_first_tick() {
     assert_eq!(source_names(&u), ["a", "b"], "{u}");
     assert_merged(&u, &[&a.path, &b.path]);
     assert_breakdown(&u);
-    for h in [late, first] {
-        h.stop().await.unwrap();
-    }
+    stop_all([late, first]).await;
 }
 
 /// `/healthz` of `addr` until its `team.redis.state` is `state`, awaiting
@@ -391,12 +403,7 @@ async fn wait_redis_state(
 
 #[tokio::test]
 async fn redis_down_keeps_edges_serving_and_restart_counts_no_source_twice() {
-    let Some(mut redis) = Redis::start(
-        "redis_down_keeps_edges_serving_and_restart_counts_no_source_twice",
-        &[],
-    ) else {
-        return;
-    };
+    let mut redis = redis_or_skip!(&[]);
     let (a, b) = two_dbs();
     let pa = publisher(&a.path, &redis.url(), "a").await;
     let pb = publisher(&b.path, &redis.url(), "b").await;
@@ -453,17 +460,12 @@ async fn redis_down_keeps_edges_serving_and_restart_counts_no_source_twice() {
     let metrics = http_get(e1.addr, "/metrics").await.body;
     assert!(metrics.contains("skillmon_team_redis_up 1"), "{metrics}");
     assert!(metrics.contains("skillmon_team_sources 2"), "{metrics}");
-    for h in [e1, e2, pa, pb] {
-        h.stop().await.unwrap();
-    }
+    stop_all([e1, e2, pa, pb]).await;
 }
 
 #[tokio::test]
 async fn a_silent_source_goes_stale_then_away_and_comes_back() {
-    let Some(redis) = Redis::start("a_silent_source_goes_stale_then_away_and_comes_back", &[])
-    else {
-        return;
-    };
+    let redis = redis_or_skip!(&[]);
     let (a, b) = two_dbs();
     let pa = publisher(&a.path, &redis.url(), "a").await;
     let pb = publisher(&b.path, &redis.url(), "b").await;
@@ -490,19 +492,12 @@ async fn a_silent_source_goes_stale_then_away_and_comes_back() {
     let pb = publisher(&b.path, &redis.url(), "b").await;
     let u = c.update_where("b back", fresh_pair).await;
     assert_merged(&u, &[&a.path, &b.path]);
-    for h in [e, pa, pb] {
-        h.stop().await.unwrap();
-    }
+    stop_all([e, pa, pb]).await;
 }
 
 #[tokio::test]
 async fn credentials_work_from_a_file_and_never_show() {
-    let Some(redis) = Redis::start(
-        "credentials_work_from_a_file_and_never_show",
-        &["--requirepass", "pw-from-file"],
-    ) else {
-        return;
-    };
+    let redis = redis_or_skip!(&["--requirepass", "pw-from-file"]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("redis-password");
     std::fs::write(&file, "pw-from-file\n").unwrap();
@@ -548,19 +543,12 @@ async fn credentials_work_from_a_file_and_never_show() {
     .await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("drop --db"), "{err}");
-    for h in [bad, e, pa] {
-        h.stop().await.unwrap();
-    }
+    stop_all([bad, e, pa]).await;
 }
 
 #[tokio::test]
 async fn a_cli_publisher_without_a_listener_feeds_a_filtered_edge() {
-    let Some(redis) = Redis::start(
-        "a_cli_publisher_without_a_listener_feeds_a_filtered_edge",
-        &[],
-    ) else {
-        return;
-    };
+    let redis = redis_or_skip!(&[]);
     let (a, b) = two_dbs();
     let url = redis.url();
     let db = a.path.to_str().unwrap();
@@ -714,10 +702,7 @@ fn add_history(h: &Value, buckets: &mut Buckets, anomalies: &mut Anomalies) {
 
 #[tokio::test]
 async fn history_at_an_edge_adds_up_the_publishers_histories() {
-    let Some(redis) = Redis::start("history_at_an_edge_adds_up_the_publishers_histories", &[])
-    else {
-        return;
-    };
+    let redis = redis_or_skip!(&[]);
     let (a, b) = two_dbs();
     let pa = publisher(&a.path, &redis.url(), "a").await;
     let pb = publisher(&b.path, &redis.url(), "b").await;
@@ -762,7 +747,5 @@ async fn history_at_an_edge_adds_up_the_publishers_histories() {
         assert_eq!(got_anomalies["alpha"].len(), 1, "{at_edge}");
         assert_eq!(got_anomalies["epsilon"].len(), 1, "{at_edge}");
     }
-    for h in [e, pa, pb] {
-        h.stop().await.unwrap();
-    }
+    stop_all([e, pa, pb]).await;
 }

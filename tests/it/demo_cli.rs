@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::mpsc;
 
-use support::{DEADLINE, Ws, command, next_parsed_update, send_lines, spawn_logging, terminate};
+use support::{
+    DEADLINE, Spawned, Ws, command, next_parsed_update, send_lines, spawn_logging, terminate,
+};
 
-mod support;
+use crate::support;
 
 /// Total invocations in the next update.
 async fn next_total(ws: &mut Ws) -> u64 {
@@ -80,13 +82,13 @@ fn keep_db_and_generate_never_overwrite() {
 #[test]
 fn demo_json_prints_updates_and_cleans_up_on_sigterm() {
     let home = tempfile::tempdir().expect("home");
-    let mut child = command(home.path())
-        .args(["demo", "--json", "--interval", "100ms"])
-        .env("SKILLMON_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn skillmon demo --json");
+    let mut child = Spawned::spawn(
+        command(home.path())
+            .args(["demo", "--json", "--interval", "100ms"])
+            .env("SKILLMON_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let (tx, lines) = mpsc::channel::<(bool, String)>();
     send_lines(child.stdout.take().unwrap(), tx.clone(), |l| (true, l));
     send_lines(child.stderr.take().unwrap(), tx, |l| (false, l));

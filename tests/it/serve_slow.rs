@@ -3,7 +3,7 @@
 //! skills with long names, top 1000) and a short interval fill the socket
 //! buffers quickly.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,10 +2,9 @@
 //! flag, a busy port named as such, and a clean shutdown on SIGTERM/SIGINT
 //! (every client closed with 1001, exit status 0).
 
-mod support;
+use crate::support;
 
 use std::ffi::OsStr;
-use std::process::Child;
 use std::sync::mpsc;
 
 use support::*;
@@ -68,7 +67,7 @@ fn a_port_in_use_is_named() {
 
 /// A running `skillmon serve` child and its stderr lines.
 struct Running {
-    child: Child,
+    child: Spawned,
     lines: mpsc::Receiver<String>,
     url: String,
     log: Vec<String>,

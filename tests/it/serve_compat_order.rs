@@ -14,7 +14,7 @@
 //! Ordering is asserted with a 30 s interval (no tick can interleave) and,
 //! where a tick is the thing under test, by publishing on the hub by hand.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,9 +135,7 @@ fn ticks(server: &skillmon::server::Handle) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_ping_test_gets_pong_as_the_very_next_frame_every_time() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (server, _db, _conn) = serve_seeded(LONG_INTERVAL).await;
     for i in 0..REPEAT {
         let mut ws = connect_plain(&server.url()).await;
         // "Receive welcome message"
@@ -163,9 +161,7 @@ async fn reference_ping_test_gets_pong_as_the_very_next_frame_every_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_subscribe_flows_get_subscription_confirmed_next_every_time() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (server, _db, _conn) = serve_seeded(LONG_INTERVAL).await;
     let forms = [
         (json!({"type": "subscribe", "skill": null}), None),
         (
@@ -214,9 +210,7 @@ async fn reference_subscribe_flows_get_subscription_confirmed_next_every_time() 
 /// frame, not an unasked-for `metrics_update` in between.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compat_unsubscribe_puts_nothing_before_the_next_reply() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (server, _db, _conn) = serve_seeded(LONG_INTERVAL).await;
     for i in 0..50 {
         let mut ws = connect_plain(&server.url()).await;
         assert_eq!(recv(&mut ws).await["type"], "connected");
@@ -241,9 +235,7 @@ async fn compat_unsubscribe_puts_nothing_before_the_next_reply() {
 /// frame is known to be the tick's and not the snapshot current at connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_compat_client_gets_its_first_update_at_the_first_tick() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (server, _db, _conn) = serve_seeded(LONG_INTERVAL).await;
     for i in 0..REPEAT {
         let mut ws = connect_plain(&server.url()).await;
         let hello = recv(&mut ws).await;
@@ -278,9 +270,7 @@ async fn silent_compat_client_gets_its_first_update_at_the_first_tick() {
 /// start, before any client; a real tick makes it 2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_compat_client_first_update_comes_from_a_real_tick() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    let server = serve(&db.path, Duration::from_millis(300)).await;
+    let (server, db, _conn) = serve_seeded(Duration::from_millis(300)).await;
     let mut ws = connect_plain(&server.url()).await;
     assert_eq!(recv(&mut ws).await["type"], "connected");
     let first = recv(&mut ws).await;
@@ -296,9 +286,7 @@ async fn silent_compat_client_first_update_comes_from_a_real_tick() {
 /// i.e. the server sends it without waiting for anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ext_client_gets_its_first_picture_right_after_connected() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (server, db, _conn) = serve_seeded(LONG_INTERVAL).await;
     let mut worst = Duration::ZERO;
     for i in 0..REPEAT / 3 {
         let mut ws = connect_ext(&server.url()).await;
@@ -326,9 +314,7 @@ async fn ext_client_gets_its_first_picture_right_after_connected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_an_offer_of_skillmon_v1_is_echoed() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (server, _db, _conn) = serve_seeded(LONG_INTERVAL).await;
 
     // Unknown subprotocols only: compat, nothing echoed, session-buddy's order.
     let (head, ws) = raw_handshake(&server, "chat, superchat").await;
@@ -360,8 +346,7 @@ async fn only_an_offer_of_skillmon_v1_is_echoed() {
 /// `baseline_value` / `observed_value`, `error` frames with a `message`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documented_api_client_gets_what_the_document_promises() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, conn) = TestDb::seeded();
     let recent = ts_ago(5 * 60, "%Y-%m-%dT%H:%M:%SZ");
     conn.execute(
         "INSERT INTO skill_anomalies
@@ -461,8 +446,7 @@ async fn documented_api_client_gets_what_the_document_promises() {
 /// outside the top N is still known.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_metrics_reaches_beyond_the_top_n() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = start(config(&db.path, LONG_INTERVAL, 1)).await;
     let (mut c, _) = Client::connect(&server.url()).await;
     let first = c.next_update().await;
@@ -497,9 +481,7 @@ async fn next_feed_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_feed_negotiates_and_gets_its_first_picture_at_once() {
     use skillmon::client::{Feed, FeedEvent};
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (server, _db, _conn) = serve_seeded(LONG_INTERVAL).await;
     let (feed, mut rx) = Feed::spawn(server.url(), skillmon::protocol::Subscription::All);
     assert!(matches!(
         next_feed_event(&mut rx).await,
@@ -519,9 +501,7 @@ async fn watch_feed_negotiates_and_gets_its_first_picture_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_feed_connects_with_an_upper_case_scheme() {
     use skillmon::client::{Feed, FeedEvent};
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    let server = serve(&db.path, LONG_INTERVAL).await;
+    let (server, _db, _conn) = serve_seeded(LONG_INTERVAL).await;
     let url = server.url().replacen("ws://", "WS://", 1);
     assert!(url.starts_with("WS://"), "{url}");
     let (feed, mut rx) = Feed::spawn(url, skillmon::protocol::Subscription::All);

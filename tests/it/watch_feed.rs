@@ -2,7 +2,7 @@
 //! resubscription after `serve` restarts, no retry on an auth failure,
 //! retry on "try later", and round-trip times from session-buddy's bare pong.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 // tungstenite's header callback must return its (large) `ErrorResponse`.
 #![allow(clippy::result_large_err)]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

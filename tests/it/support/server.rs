@@ -28,3 +28,19 @@ pub async fn start(config: ServeConfig) -> Handle {
 pub async fn serve(db: &Path, interval: Duration) -> Handle {
     start(config(db, interval, 10)).await
 }
+
+/// A database seeded with [`seed_basic`](super::seed_basic) and a server on
+/// it with the given interval and top 10: the server, the database (its
+/// temp dir lives as long as this value) and a writer connection.
+pub async fn serve_seeded(interval: Duration) -> (Handle, super::TestDb, rusqlite::Connection) {
+    let (db, conn) = super::TestDb::seeded();
+    let server = serve(&db.path, interval).await;
+    (server, db, conn)
+}
+
+/// Stop every server, each cleanly.
+pub async fn stop_all<const N: usize>(servers: [Handle; N]) {
+    for server in servers {
+        server.stop().await.expect("the server stops cleanly");
+    }
+}

@@ -3,7 +3,7 @@
 //! mode under concurrent writes. The server keeps serving, `/healthz` says
 //! what is going on, it recovers by itself, and it never writes the file.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use skillmon::store::{DbState, Store};

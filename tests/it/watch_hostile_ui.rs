@@ -10,7 +10,7 @@
 //! 2.7 MB) and 30,000 anomalies (about 2.4 MB), both far over what the
 //! dashboard keeps (10,000 skills, 1,000 anomalies).
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -68,13 +68,13 @@ fn assert_terminal_safe(what: &str, bytes: &[u8]) {
 static FLOOD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `watch URL --json` with stdout piped (stderr dropped).
-fn watch_json(home: &std::path::Path, url: &str) -> std::process::Child {
-    command(home)
-        .args(["watch", url, "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn skillmon")
+fn watch_json(home: &std::path::Path, url: &str) -> Spawned {
+    Spawned::spawn(
+        command(home)
+            .args(["watch", url, "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
 }
 
 fn home() -> tempfile::TempDir {
@@ -330,12 +330,12 @@ async fn once_ends_on_the_first_sigint_while_waiting() {
     // Connected, then nothing: --once waits for its snapshot.
     let server = hostile(vec![vec![Step::Text(CONNECTED.into())]]).await;
     let home = home();
-    let child = command(home.path())
-        .args(["watch", &server.url, "--once", "--timeout", "1h"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn skillmon");
+    let child = Spawned::spawn(
+        command(home.path())
+            .args(["watch", &server.url, "--once", "--timeout", "1h"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let pid = child.id();
     let deadline = Instant::now() + DEADLINE;
     while server.sent() < 1 {

@@ -3,7 +3,7 @@
 //! here. Functional, not timed: every assertion is about counts (delivery,
 //! ticks, errors, gaps), never about how fast anything was.
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
-use support::{TestDb, run_fails, seed_basic, serve};
+use support::{TestDb, run_fails, serve, serve_seeded};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -80,16 +80,9 @@ fn assert_clean(run: &Value, clients: u64, duration: Duration) {
     }
 }
 
-fn served_db() -> TestDb {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
-    db
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_clients_get_every_tick_from_serve() {
-    let db = served_db();
-    let server = serve(&db.path, INTERVAL).await;
+    let (server, _db, _conn) = serve_seeded(INTERVAL).await;
     let url = server.url();
     let out = bench(&[
         &url,
@@ -118,8 +111,7 @@ async fn fifty_clients_get_every_tick_from_serve() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_clients_and_mixed_subscriptions_are_reported() {
-    let db = served_db();
-    let server = serve(&db.path, INTERVAL).await;
+    let (server, _db, _conn) = serve_seeded(INTERVAL).await;
     let url = server.url();
     let out = bench(&[
         &url,
@@ -150,7 +142,7 @@ async fn stalled_clients_and_mixed_subscriptions_are_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn compare_runs_both_servers_alternately() {
-    let db = served_db();
+    let (db, _conn) = TestDb::seeded();
     let a = serve(&db.path, INTERVAL).await;
     let b = serve(&db.path, INTERVAL).await;
     let (url_a, url_b) = (a.url(), b.url());
@@ -379,7 +371,7 @@ async fn token_and_ext_protocol_are_offered_as_asked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spawn_serves_a_db_and_reads_the_servers_memory_and_cpu() {
-    let db = served_db();
+    let (db, _conn) = TestDb::seeded();
     let path = db.path.to_string_lossy().into_owned();
     let before = std::fs::read(&db.path).expect("read db");
     let out = bench(&[
@@ -462,7 +454,7 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_start_stops_the_spawned_server() {
-    let db = served_db();
+    let (db, _conn) = TestDb::seeded();
     let path = db.path.to_string_lossy().into_owned();
     let home = tempfile::tempdir().expect("home");
     // stderr to a file: an orphaned server would hold a pipe open forever.

@@ -4,7 +4,7 @@
 //! checks in `support::Client::check` (valid, known type, `connected` first,
 //! `seq` strictly increasing).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,10 +4,10 @@
 //! and `connected` sent twice on one connection. Assertions count events
 //! (connections, close codes, stderr lines), never race a clock.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -83,7 +83,7 @@ async fn next_seen(
 
 /// `skillmon watch --json URL ARGS…` running, stdout lines on a channel.
 struct Watch {
-    child: Child,
+    child: Spawned,
     lines: std::sync::mpsc::Receiver<String>,
     stderr: std::thread::JoinHandle<String>,
     _home: tempfile::TempDir,
@@ -98,7 +98,7 @@ impl Watch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn skillmon");
+        let mut child = Spawned::spawn(&mut c);
         let out = child.stdout.take().expect("stdout");
         let mut err = child.stderr.take().expect("stderr");
         let (tx, lines) = std::sync::mpsc::channel();

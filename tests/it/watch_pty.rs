@@ -7,7 +7,7 @@
 //! its dashboard shows generated data and a live anomaly, and `q` removes
 //! its temporary files.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

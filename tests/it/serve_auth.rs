@@ -4,7 +4,7 @@
 //! refused with 400, `/metrics` behind the token, and tokens never in a log
 //! line (the real binary, logs captured).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -60,8 +60,7 @@ fn auth_config(db: &std::path::Path, interval: Duration) -> ServeConfig {
 }
 
 async fn auth_server(interval: Duration) -> (TestDb, Handle) {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = start(auth_config(&db.path, interval)).await;
     (db, server)
 }
@@ -260,8 +259,7 @@ async fn a_bad_first_frame_is_closed_with_4001_and_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_first_frame_within_the_timeout_is_closed_with_4001() {
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let mut cfg = auth_config(&db.path, SHORT_INTERVAL);
     // session-buddy's 5 s, shortened so the test does not wait for it.
     cfg.net.auth.first_frame_timeout = Duration::from_millis(300);
@@ -471,14 +469,13 @@ async fn health_and_readiness_details_need_the_token() {
 #[test]
 fn tokens_never_reach_the_logs() {
     use std::io::{BufRead, BufReader, Read};
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("jwt-secret");
     std::fs::write(&secret_file, format!("{JWT_SECRET}\n")).unwrap();
     let home = tempfile::tempdir().unwrap();
-    let mut child = command(home.path())
-        .args(["serve", "--port", "0", "--db"])
+    let mut cmd = command(home.path());
+    cmd.args(["serve", "--port", "0", "--db"])
         .arg(&db.path)
         .arg("--jwt-secret-file")
         .arg(&secret_file)
@@ -486,9 +483,8 @@ fn tokens_never_reach_the_logs() {
         .env("SKILLMON_TOKEN", TOKEN)
         .env("SKILLMON_LOG", "debug")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn skillmon");
+        .stderr(std::process::Stdio::piped());
+    let mut child = Spawned::spawn(&mut cmd);
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut logs = String::new();
     let addr = loop {

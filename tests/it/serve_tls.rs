@@ -3,7 +3,7 @@
 //! on the TLS port fails cleanly and the server stays up; bad files stop
 //! start-up naming the file and the problem.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -115,8 +115,7 @@ async fn https_get(pki: &Pki, server: &Handle, host: &str, path: &str) -> String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_and_https_on_one_port() {
     let pki = Pki::new();
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = tls_server(&pki, &db.path).await;
     assert!(server.url().starts_with("wss://"), "{}", server.url());
     for url in [
@@ -140,8 +139,7 @@ async fn wss_and_https_on_one_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_clients_on_the_tls_port_fail_cleanly_and_the_server_stays_up() {
     let pki = Pki::new();
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let server = tls_server(&pki, &db.path).await;
     // A ws:// client: refused with a plain-text 400 it can read.
     match tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr)).await {
@@ -272,8 +270,7 @@ async fn watch_once_over_wss_with_a_token_against_serve() {
     let pki = Pki::new();
     std::fs::write(pki.path("ca.pem"), &pki.ca_pem).unwrap();
     std::fs::write(pki.path("token"), format!("{TOKEN}\n")).unwrap();
-    let (db, conn) = TestDb::new();
-    seed_basic(&conn);
+    let (db, _conn) = TestDb::seeded();
     let mut cfg = config(&db.path, SHORT_INTERVAL, 10);
     cfg.net.tls = Some(pki.files());
     cfg.net.auth.token = skillmon::server::auth::Secret::new(TOKEN);

@@ -2,7 +2,7 @@
 //! brute-force count over the rows written, on a real SQLite file, with the
 //! store's injectable clock.
 
-mod support;
+use crate::support;
 
 use chrono::SecondsFormat;
 use skillmon::protocol::{History, HistoryWindow};
@@ -219,13 +219,7 @@ fn anomalies_in_the_window_ride_along() {
     insert_anomaly(&conn, "busy", &ts(now - 120.0), "spike", None).unwrap();
     insert_anomaly(&conn, "other", &ts(now - 60.0), "drop", Some(-2.0)).unwrap();
     // Table rows only: random data could make live findings too.
-    let mut store = Store::with_options(
-        &db.path,
-        StoreOptions {
-            anomalies: AnomalySource::Table,
-            ..StoreOptions::default()
-        },
-    );
+    let mut store = table_store(&db.path);
     let snap = store.refresh_at(now).snapshot;
     let h = history::build(&snap, &["busy".to_owned()], HistoryWindow::Hour, now);
     let kinds: Vec<_> = h.skills[0]
@@ -271,13 +265,7 @@ fn anomalies_no_longer_served_stay_on_the_day_chart() {
     let now = 1_796_031_427.25;
     write(&conn, "busy", &rows_for(now, 5, 100));
     insert_anomaly(&conn, "busy", &ts(now - 600.0), "drop", Some(-3.5)).unwrap();
-    let mut store = Store::with_options(
-        &db.path,
-        StoreOptions {
-            anomalies: AnomalySource::Table,
-            ..StoreOptions::default()
-        },
-    );
+    let mut store = table_store(&db.path);
     let snap = store.refresh_at(now).snapshot;
     assert_eq!(snap.anomalies.len(), 1);
     // Two hours on, a new row makes the store read again: the table row is
@@ -338,4 +326,16 @@ fn the_demo_day_is_on_the_chart_with_its_incidents() {
     // Failing through the last hour: the buckets inside it completed nothing.
     assert!(mypy.buckets[93..].iter().all(|b| b.completed == 0));
     assert!(mypy.buckets[..88].iter().any(|b| b.completed > 0));
+}
+
+/// A store that serves the anomalies table only: random data could make
+/// live findings too.
+fn table_store(db: &std::path::Path) -> Store {
+    Store::with_options(
+        db,
+        StoreOptions {
+            anomalies: AnomalySource::Table,
+            ..StoreOptions::default()
+        },
+    )
 }
