@@ -6,6 +6,7 @@
 //! in [`tui`], fed by [`client`], or the [`headless`] printers) consumes them. [`protocol`] holds the wire types both sides share,
 //! [`store`] the read-only database access.
 
+pub(crate) mod backoff;
 pub mod bench;
 pub mod client;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod protocol;
 pub mod server;
 pub(crate) mod signal;
 pub mod store;
+pub(crate) mod sync;
 pub mod team;
 pub(crate) mod text;
 pub mod tui;

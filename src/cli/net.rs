@@ -1,11 +1,11 @@
-//! `serve`'s network flags (issue 12): tokens, origins, TLS, per-IP limit.
+//! `serve`'s network flags: tokens, origins, TLS, per-IP limit.
 //! Secrets come from files or the environment, never from a flag's value.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-/// `serve` beyond loopback: tokens, origins, TLS, per-IP limit (issue 12).
+/// `serve` beyond loopback: tokens, origins, TLS, per-IP limit.
 /// Secrets come from files or the environment, never from a flag's value.
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "On a network")]

@@ -1,4 +1,4 @@
-//! `serve`'s team-view flags (issue 11): publisher and edge.
+//! `serve`'s team-view flags: publisher and edge.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -5,7 +5,6 @@
 //! channel. It reads the clock (event timestamps, round-trip times) so that
 //! the dashboard state never has to. It never touches the terminal.
 
-pub(crate) mod backoff;
 pub mod connect;
 mod connection;
 mod handshake;
@@ -17,10 +16,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 
+use crate::backoff::Backoff;
 use crate::protocol::{
     ClientMessage, Connected, ErrorFrame, History, HistoryWindow, MetricsUpdate, Subscription,
 };
-use backoff::Backoff;
 pub use connect::{ConnectOptions, Token, TokenSource};
 use connection::{Ended, Track, run_connection};
 
@@ -193,7 +192,7 @@ async fn supervise(
     tx: mpsc::Sender<FeedEvent>,
     mut cmd_rx: mpsc::Receiver<FeedCommand>,
 ) {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;

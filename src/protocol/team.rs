@@ -142,7 +142,7 @@ struct TeamAnomalyRow {
 impl TeamFrame {
     /// The team fields of a `metrics_update`'s text; `None` when it has
     /// none (a single server, session-buddy) or does not parse.
-    /// Row by row, as the rest of the frame (issue 8): a bad row (a wrong
+    /// Row by row, as the rest of the frame: a bad row (a wrong
     /// type, a `null` where a value belongs) is dropped, not the team view
     /// of the whole frame.
     pub fn parse(text: &str) -> Option<Self> {

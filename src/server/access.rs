@@ -117,10 +117,7 @@ impl PerIp {
 
     /// Take a place for `ip`, or `None` when it already has `limit` sockets.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = crate::sync::lock(&self.open);
         let n = open.entry(ip).or_insert(0);
         if *n >= self.limit {
             return None;
@@ -135,21 +132,14 @@ impl PerIp {
     /// Sockets open from `ip` now.
     #[cfg(test)]
     fn open(&self, ip: IpAddr) -> usize {
-        let open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = crate::sync::lock(&self.open);
         open.get(&ip).copied().unwrap_or(0)
     }
 }
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut open = self
-            .table
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = crate::sync::lock(&self.table.open);
         if let Some(n) = open.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {

@@ -104,7 +104,8 @@ impl AuthConfig {
 
 /// Why a token was refused: a fixed word, used in logs and as the
 /// `reason` label of `skillmon_auth_failures_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Failure {
     /// No token at all (no header, or a first frame without one).
     Missing,
@@ -126,18 +127,9 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The fixed word (`missing`, `no_expiry`, `token_in_url`, …).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Failure::Missing => "missing",
-            Failure::Invalid => "invalid",
-            Failure::Expired => "expired",
-            Failure::Algorithm => "algorithm",
-            Failure::NoExpiry => "no_expiry",
-            Failure::Permission => "permission",
-            Failure::Malformed => "malformed",
-            Failure::Timeout => "timeout",
-            Failure::TokenInUrl => "token_in_url",
-        }
+        self.into()
     }
 }
 

@@ -228,7 +228,9 @@ where
     // Every line a session logs carries its id and peer (filter on either);
     // the session enters the span only where it may log (see Session::span).
     let span = tracing::info_span!("session", session = %id, peer = %peer);
-    span.in_scope(|| tracing::info!(peer = %peer, session = %id, mode = mode.name(), "connected"));
+    span.in_scope(
+        || tracing::info!(peer = %peer, session = %id, mode = mode.as_str(), "connected"),
+    );
     session::run(ws, shared.clone(), id, mode, gate, span.clone()).await;
     span.in_scope(|| tracing::info!(peer = %peer, "disconnected"));
 }

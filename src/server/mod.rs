@@ -66,7 +66,7 @@ pub struct ServeConfig {
     pub net: NetConfig,
 }
 
-/// What it takes to serve beyond a trusted loopback (issue 12).
+/// What it takes to serve beyond a trusted loopback: tokens, origins, TLS.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
     pub auth: auth::AuthConfig,
@@ -254,10 +254,7 @@ async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shar
 }
 
 fn store_snapshot(store: &Arc<Mutex<Store>>) -> Arc<Snapshot> {
-    store
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .snapshot()
+    crate::sync::lock(store).snapshot()
 }
 
 /// Hand a tick's frames, built in `built`, to the sessions, counting the
@@ -328,9 +325,7 @@ async fn refresh_and_publish(
         let stats = &shared.stats;
         let started = Instant::now();
         let (refresh, status) = {
-            let mut s = store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut s = crate::sync::lock(&store);
             let r = s.refresh();
             (r, s.status())
         };

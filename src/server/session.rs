@@ -47,7 +47,8 @@ const RATE_PER_SEC: f64 = 20.0;
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Which frame order a client gets, decided once at the handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Mode {
     /// No `skillmon.v1` offered: session-buddy's order. After `connected`
     /// the first frame is the reply to the client's first request, or the
@@ -59,11 +60,9 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Compat => "compat",
-            Mode::Ext => "ext",
-        }
+    /// `compat` or `ext`, as the log says it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -149,7 +148,8 @@ struct Session<S> {
     last_rate_error: Option<Instant>,
     /// The session's log span (its id and peer). Entered around what may
     /// log (a client's message, a close), not around every tick's write:
-    /// entering it on each poll cost ~8 % of the server's user-space CPU.
+    /// entering it on each poll showed up in the fan-out's CPU profile
+    /// (`docs/BENCHMARKS.md`).
     /// (tungstenite's own debug lines while reading, such as "Received
     /// close frame", come without it.)
     span: tracing::Span,

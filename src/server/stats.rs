@@ -27,9 +27,6 @@ type F64Gauge = Gauge<f64, AtomicU64>;
 /// The `Content-Type` of `/metrics` (Prometheus text format 0.0.4).
 pub const METRICS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-/// The database states, in the order `/metrics` lists them.
-const DB_STATES: [&str; 6] = ["starting", "ok", "missing", "no_tables", "locked", "error"];
-
 #[derive(Debug)]
 pub struct Stats {
     started: Instant,
@@ -284,7 +281,7 @@ impl Stats {
         {
             *t = Some(Instant::now());
         }
-        self.set_db_state(status.state.name());
+        self.set_db_state(status.state.as_str());
         if let Ok(mut g) = self.db.lock() {
             *g = status;
         }
@@ -319,7 +316,7 @@ impl Stats {
     }
 
     fn set_db_state(&self, current: &str) {
-        for s in DB_STATES {
+        for &s in <DbState as strum::VariantNames>::VARIANTS {
             self.db_state
                 .get_or_create(&[("state", s)])
                 .set(i64::from(s == current));
@@ -395,7 +392,7 @@ impl Stats {
         let body = serde_json::json!({
             "status": if healthy { "ok" } else { "degraded" },
             "server": crate::SERVER_NAME,
-            "db": db.state.name(),
+            "db": db.state.as_str(),
             "db_detail": db.detail,
             "connections": self.connections(),
             "uptime_seconds": (self.uptime_secs() * 10.0).round() / 10.0,

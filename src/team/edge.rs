@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::merge::{Input, merge};
 use super::payload::SourcePayload;
-use super::{Backoff, CHANNEL, EdgeConfig, KEY_PREFIX, STALE_INTERVALS, TeamStatus};
+use super::{CHANNEL, EdgeConfig, KEY_PREFIX, STALE_INTERVALS, TeamStatus};
 use crate::store::Snapshot;
 
 /// Connecting, subscribing and the first read may take this long.
@@ -60,9 +60,7 @@ impl Edge {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
-        self.held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.held)
     }
 
     /// Connect, subscribe and read every source's key. `None` (and the
@@ -267,7 +265,7 @@ impl Edge {
         tick: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut backoff = Backoff::default();
+        let mut backoff = super::backoff();
         let mut ticker = tokio::time::interval_at(Instant::now() + tick, tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry_at = Instant::now();

@@ -1,4 +1,4 @@
-//! The team view (issue 11): many databases in, many `serve` nodes out,
+//! The team view: many databases in, many `serve` nodes out,
 //! through Redis.
 //!
 //! ```text
@@ -245,24 +245,9 @@ pub fn default_source() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// 250 ms doubling to [`BACKOFF_CAP`], each delay uniform in [step/2, step].
-#[derive(Debug, Default)]
-pub(crate) struct Backoff {
-    step: u32,
-}
-
-impl Backoff {
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let base = Duration::from_millis(250) * 2u32.saturating_pow(self.step.min(6));
-        let step = base.min(BACKOFF_CAP);
-        self.step = self.step.saturating_add(1);
-        let half = step.as_millis() as u64 / 2;
-        Duration::from_millis(half + fastrand::u64(0..=half))
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.step = 0;
-    }
+/// The team's reconnect delays: 250 ms doubling to [`BACKOFF_CAP`].
+pub(crate) fn backoff() -> crate::backoff::Backoff {
+    crate::backoff::Backoff::new(Duration::from_millis(250), BACKOFF_CAP)
 }
 
 #[cfg(test)]
@@ -315,7 +300,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_the_cap() {
-        let mut b = Backoff::default();
+        let mut b = backoff();
         let first = b.next_delay();
         assert!(first >= Duration::from_millis(125) && first <= Duration::from_millis(250));
         for _ in 0..20 {

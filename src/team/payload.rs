@@ -3,7 +3,7 @@
 //! it was taken and its interval. The same JSON is the key's value and the
 //! channel message. Pure data, no I/O.
 //!
-//! Since issue 9's history it also carries each skill's one-minute buckets
+//! For `history` at an edge it also carries each skill's one-minute buckets
 //! of the last day and the day's anomaly log, so `history` works at an
 //! edge; both are serde-defaulted, so an older publisher's payload (without
 //! them) still parses.

@@ -11,7 +11,7 @@
 //! consumer's) nor touch the connection (that is the feed's).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -102,10 +102,7 @@ impl Latest {
 
 fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Pending> {
     // A panic while holding the lock leaves plain data behind: keep using it.
-    shared
-        .pending
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+    crate::sync::lock(&shared.pending)
 }
 
 async fn drain(

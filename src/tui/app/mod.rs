@@ -74,8 +74,9 @@ pub enum ConnState {
     },
 }
 
-/// The header badge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The header badge; its word is the variant's name in capitals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "UPPERCASE")]
 pub enum Badge {
     Connecting,
     Live,
@@ -85,14 +86,9 @@ pub enum Badge {
 }
 
 impl Badge {
-    pub fn label(self) -> &'static str {
-        match self {
-            Badge::Connecting => "CONNECTING",
-            Badge::Live => "LIVE",
-            Badge::Stale => "STALE",
-            Badge::Reconnecting => "RECONNECTING",
-            Badge::Failed => "FAILED",
-        }
+    /// `LIVE`, `STALE`, …: what the header shows.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 /// Keyboard input mode.

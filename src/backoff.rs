@@ -1,36 +1,33 @@
-//! Reconnect delays: exponential backoff with jitter (250 ms doubling to
-//! 10 s, each delay drawn between half and all of the current step). Pure
-//! apart from its seed: the jitter comes from a `fastrand::Rng`, seeded at
-//! random by default and by the caller where a test needs determinism.
-//! The feed resets it only after a *stable* connection (see
+//! Reconnect delays, the one rule both roles use: exponential backoff with
+//! "equal jitter" (a base step doubling to a cap, each delay drawn between
+//! half and all of the current step). `watch`'s feed uses 250 ms to 10 s and
+//! resets only after a *stable* connection (see
 //! [`crate::client::stable_after`]), so a server that accepts and closes
-//! straight away sees the whole backoff.
+//! straight away sees the whole backoff; the team view's Redis links use
+//! 250 ms to [`crate::team::BACKOFF_CAP`]. Pure apart from its seed: the
+//! jitter comes from a `fastrand::Rng`, seeded at random, or by a test.
+//! Owns no clock and no I/O; must not know who reconnects.
 
 use std::time::Duration;
 
 /// Exponential backoff with "equal jitter".
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     max: Duration,
     step: Duration,
     rng: fastrand::Rng,
 }
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::with_rng(
-            Duration::from_millis(250),
-            Duration::from_secs(10),
-            fastrand::Rng::new(),
-        )
-    }
-}
-
 impl Backoff {
+    /// `base` doubling up to `max`, jitter seeded at random.
+    pub(crate) fn new(base: Duration, max: Duration) -> Self {
+        Self::with_rng(base, max, fastrand::Rng::new())
+    }
+
     /// Jitter drawn from a generator seeded with `seed` (deterministic, for tests).
     #[cfg(test)]
-    pub fn new(base: Duration, max: Duration, seed: u64) -> Self {
+    pub(crate) fn seeded(base: Duration, max: Duration, seed: u64) -> Self {
         Self::with_rng(base, max, fastrand::Rng::with_seed(seed))
     }
 
@@ -44,12 +41,12 @@ impl Backoff {
     }
 
     /// After a connection that worked: start again from the base delay.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.step = self.base;
     }
 
     /// The next delay: uniform in [step/2, step], then the step doubles.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let frac = self.rng.f64(); // uniform in [0, 1)
         let step = self.step;
         self.step = (self.step * 2).min(self.max);
@@ -63,7 +60,7 @@ mod tests {
 
     #[test]
     fn doubles_with_jitter_up_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(10), 42);
+        let mut b = Backoff::seeded(Duration::from_millis(250), Duration::from_secs(10), 42);
         let mut steps = vec![];
         for _ in 0..10 {
             steps.push(b.next_delay());
@@ -78,7 +75,7 @@ mod tests {
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(250));
         // The same seed draws the same jitter.
-        let mut again = Backoff::new(Duration::from_millis(250), Duration::from_secs(10), 42);
+        let mut again = Backoff::seeded(Duration::from_millis(250), Duration::from_secs(10), 42);
         let replay: Vec<_> = (0..10).map(|_| again.next_delay()).collect();
         assert_eq!(replay, steps);
     }
