@@ -17,6 +17,7 @@ pub mod logging;
 pub mod protocol;
 pub mod server;
 pub(crate) mod signal;
+pub mod size;
 pub mod store;
 pub(crate) mod sync;
 pub mod team;

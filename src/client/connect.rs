@@ -93,8 +93,8 @@ impl Token {
                     .map_err(|e| err(format!("cannot read it: {e} (--token-file / token_file)")))?;
                 if text.len() as u64 > MAX_TOKEN_FILE {
                     return Err(err(format!(
-                        "larger than {} KiB; a token file holds only the token",
-                        MAX_TOKEN_FILE >> 10
+                        "larger than {}; a token file holds only the token",
+                        crate::size::human(MAX_TOKEN_FILE as usize)
                     )));
                 }
                 text
@@ -378,56 +378,10 @@ fn describe_tls_error(e: &rustls::Error, url: &str) -> String {
     }
 }
 
-/// Parse a byte size: `4194304`, `512KiB`, `4MiB`, `4M`, `64k`.
+/// Parse `--max-frame`'s size ([`crate::size::parse`]) and keep it within
+/// [`MAX_FRAME_RANGE`].
 pub fn parse_byte_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit; use bytes, KiB or MiB (e.g. 4MiB)"
-            ));
-        }
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; use e.g. 4MiB or 512KiB"))?;
-    let bytes = n * mult;
-    let (lo, hi) = (*MAX_FRAME_RANGE.start(), *MAX_FRAME_RANGE.end());
-    if !bytes.is_finite() || bytes < lo as f64 || bytes > hi as f64 {
-        return Err(format!(
-            "{s:?} is outside {} ..= {}",
-            human_bytes(lo),
-            human_bytes(hi)
-        ));
-    }
-    Ok(bytes as usize)
-}
-
-/// `4 MiB`, `512 KiB`, `100 B`, `1.5 MiB`.
-pub fn human_bytes(n: usize) -> String {
-    const KIB: usize = 1024;
-    const MIB: usize = 1024 * 1024;
-    let fmt = |v: f64, unit: &str| {
-        if v.fract() == 0.0 {
-            format!("{v:.0} {unit}")
-        } else {
-            format!("{v:.1} {unit}")
-        }
-    };
-    if n >= MIB {
-        fmt(n as f64 / MIB as f64, "MiB")
-    } else if n >= KIB {
-        fmt(n as f64 / KIB as f64, "KiB")
-    } else {
-        format!("{n} B")
-    }
+    crate::size::parse_within(s, MAX_FRAME_RANGE)
 }
 
 #[cfg(test)]
@@ -444,9 +398,6 @@ mod tests {
         assert!(parse_byte_size("1GiB").unwrap_err().contains("unit"));
         assert!(parse_byte_size("lots").is_err());
         assert!(parse_byte_size("1e400").is_err());
-        assert_eq!(human_bytes(4 << 20), "4 MiB");
-        assert_eq!(human_bytes(3 << 19), "1.5 MiB");
-        assert_eq!(human_bytes(100), "100 B");
     }
 
     #[test]

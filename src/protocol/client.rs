@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::text::truncate_chars;
 
 /// What a client asks to receive.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -54,10 +55,7 @@ impl Subscription {
             ));
         }
         if let Some(long) = names.iter().find(|n| n.len() > MAX_SKILL_NAME_LEN) {
-            return Err(format!(
-                "skill name {:?}… is longer than {MAX_SKILL_NAME_LEN} bytes",
-                truncate(long, 32)
-            ));
+            return Err(name_too_long(long));
         }
         Ok(())
     }
@@ -172,7 +170,7 @@ impl ClientMessage {
                 ErrorCode::UnknownType,
                 format!(
                     "unknown message type {:?}; expected subscribe, unsubscribe, ping, get_metrics or history",
-                    truncate(other, 64)
+                    truncate_chars(other, 64)
                 ),
             )),
         }
@@ -211,8 +209,13 @@ impl ClientMessage {
     }
 }
 
-pub(super) fn truncate(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
+/// The `error` message for a skill name over [`MAX_SKILL_NAME_LEN`]: the
+/// start of the name, not all of it.
+pub(super) fn name_too_long(name: &str) -> String {
+    format!(
+        "skill name {:?}… is longer than {MAX_SKILL_NAME_LEN} bytes",
+        truncate_chars(name, 32)
+    )
 }
 
 pub(super) fn parse_subscribe(
@@ -289,13 +292,9 @@ pub(super) fn parse_get_metrics(
         Value::String(s) if !s.is_empty() && s.len() <= MAX_SKILL_NAME_LEN => {
             Ok(ClientMessage::GetMetrics { skill: s.clone() })
         }
-        Value::String(s) if s.len() > MAX_SKILL_NAME_LEN => Err(ClientError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "skill name {:?}… is longer than {MAX_SKILL_NAME_LEN} bytes",
-                truncate(s, 32)
-            ),
-        )),
+        Value::String(s) if s.len() > MAX_SKILL_NAME_LEN => {
+            Err(ClientError::new(ErrorCode::BadRequest, name_too_long(s)))
+        }
         _ => Err(ClientError::new(
             ErrorCode::BadRequest,
             format!("get_metrics needs \"{key}\" to be a non-empty skill name"),

@@ -596,23 +596,12 @@ where
         self.shared.stats.closed(code.into());
         let frame = CloseFrame {
             code,
-            reason: truncate_reason(reason).into(),
+            // A close reason must fit a control frame (123 bytes).
+            reason: crate::text::truncate_bytes(reason, 120).into(),
         };
         let span = self.span.clone();
         let _ = tokio::time::timeout_at(deadline, self.ws.close(Some(frame)))
             .instrument(span)
             .await;
     }
-}
-
-/// Close reasons must fit a control frame (123 bytes).
-fn truncate_reason(reason: &str) -> String {
-    let mut out = String::new();
-    for c in reason.chars() {
-        if out.len() + c.len_utf8() > 120 {
-            break;
-        }
-        out.push(c);
-    }
-    out
 }

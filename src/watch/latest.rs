@@ -162,15 +162,7 @@ fn push(p: &mut Pending, mut ev: FeedEvent) {
 
 /// Cut the server's free text in an event to [`MAX_TEXT`] bytes.
 fn cut_text(ev: &mut FeedEvent) {
-    let cut = |s: &mut String| {
-        if s.len() > MAX_TEXT {
-            let mut i = MAX_TEXT;
-            while !s.is_char_boundary(i) {
-                i -= 1;
-            }
-            s.truncate(i);
-        }
-    };
+    let cut = |s: &mut String| s.truncate(crate::text::truncate_bytes(s, MAX_TEXT).len());
     match ev {
         FeedEvent::Connected { info, .. } => {
             cut(&mut info.message);
