@@ -20,7 +20,7 @@
 //! Test hook: with `SKILLMON_TEST_PANIC_ON_KEY=<char>` in the environment,
 //! pressing that key panics inside the loop, so that a test can check the
 //! panic path restores the terminal (`tests/it/watch_pty.rs`). Nothing else
-//! reads that variable.
+//! reads that variable, and only a debug build (`debug_assertions`) does.
 
 pub mod app;
 pub(crate) mod keymap;
@@ -80,7 +80,16 @@ impl Drop for Screen {
     }
 }
 
+/// The key of the panic test hook, if set to a single character. Debug
+/// builds only (the tests run the debug binary): a release build, what
+/// `cargo install` ships, never reads the variable.
+#[cfg(not(debug_assertions))]
+fn test_panic_key() -> Option<char> {
+    None
+}
+
 /// The key of the panic test hook, if set to a single character.
+#[cfg(debug_assertions)]
 fn test_panic_key() -> Option<char> {
     let v = std::env::var(TEST_PANIC_ENV).ok()?;
     let mut chars = v.chars();
