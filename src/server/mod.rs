@@ -212,57 +212,80 @@ async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shar
         closer.shutdown.cancelled().await;
         closer.hub.close();
     });
+    // Every snapshot source (the store's tick loop, or a team edge) puts its
+    // snapshots in one channel, newest wins; one loop builds the frames.
+    let (snapshots, mut latest) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+    latest.borrow_and_update();
     match (role, team) {
         (TeamRole::Edge(edge_config), Some(status)) => {
-            let sink_shared = shared.clone();
-            let sink: crate::team::edge::Sink = Arc::new(move |snapshot: Arc<Snapshot>| {
-                let t = Instant::now();
-                let prepared = sink_shared.hub.prepare(snapshot);
-                let built = t.elapsed();
-                let shared = sink_shared.clone();
-                Box::new(move || hand_out(&shared, prepared, built))
-            });
             let edge = crate::team::edge::Edge::new(edge_config, status);
             let (interval, shutdown) = (shared.config.interval, shared.shutdown.clone());
-            tracker.spawn(edge.start(sink, interval, shutdown).await);
+            tracker.spawn(edge.start(snapshots, interval, shutdown).await);
         }
         (role, status) => {
             let store = Arc::new(Mutex::new(Store::with_options(
                 shared.config.db.clone(),
                 shared.config.store,
             )));
-            // The first picture is read before the first client is accepted
-            // (and before a publisher's first write: never an empty one).
-            refresh_and_publish(&store, &shared, None).await;
-            let out = match (role, status) {
-                (TeamRole::Publish(p), Some(status)) => {
-                    let (tx, rx) = tokio::sync::watch::channel(store_snapshot(&store));
-                    tracker.spawn(crate::team::publisher::run(
-                        p,
-                        status,
-                        rx,
-                        shared.shutdown.clone(),
-                    ));
-                    Some(tx)
-                }
-                _ => None,
-            };
-            tracker.spawn(tick_loop(shared.clone(), store, out));
+            refresh(&store, &shared, &snapshots).await;
+            if let (TeamRole::Publish(p), Some(status)) = (role, status) {
+                let rx = snapshots.subscribe();
+                tracker.spawn(crate::team::publisher::run(
+                    p,
+                    status,
+                    rx,
+                    shared.shutdown.clone(),
+                ));
+            }
+            tracker.spawn(tick_loop(shared.clone(), store, snapshots));
         }
     }
+    // The first picture is read before the first client is accepted (and,
+    // for a publisher, before its first write: never an empty one).
+    deliver(&shared, &mut latest).await;
+    tracker.spawn(deliver_loop(shared.clone(), latest));
     Ok((shared, tracker))
 }
 
-fn store_snapshot(store: &Arc<Mutex<Store>>) -> Arc<Snapshot> {
-    crate::sync::lock(store).snapshot()
+/// Where a snapshot source puts its snapshots (see [`deliver_loop`]).
+pub(crate) type Snapshots = tokio::sync::watch::Sender<Arc<Snapshot>>;
+
+/// Build every group's frame from the newest snapshot on a blocking thread
+/// (JSON is CPU work), then hand the frames out from this task: from a
+/// runtime worker, the sessions it wakes go to that worker's own run queue
+/// (see `hub::Prepared::send`).
+async fn deliver(shared: &Arc<Shared>, latest: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>) {
+    let snapshot = latest.borrow_and_update().clone();
+    let blocking_shared = shared.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let prepared = blocking_shared.hub.prepare(snapshot);
+        (prepared, t.elapsed())
+    })
+    .await;
+    if let Ok((prepared, built)) = built {
+        let t = Instant::now();
+        let groups = prepared.send();
+        shared.stats.published(groups, built + t.elapsed());
+    } else {
+        tracing::error!("building the frames panicked; keeping the last ones");
+    }
 }
 
-/// Hand a tick's frames, built in `built`, to the sessions, counting the
-/// tick. Called on a runtime worker (see `hub::Prepared::send`).
-fn hand_out(shared: &Shared, prepared: hub::Prepared, built: Duration) {
-    let t = Instant::now();
-    let groups = prepared.send();
-    shared.stats.published(groups, built + t.elapsed());
+/// Deliver each new snapshot until shutdown (or every source is gone).
+async fn deliver_loop(
+    shared: Arc<Shared>,
+    mut latest: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+) {
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            changed = latest.changed() => match changed {
+                Ok(()) => deliver(&shared, &mut latest).await,
+                Err(_) => return,
+            },
+        }
+    }
 }
 
 /// A publisher without WebSocket clients (`serve --publish … --no-listen`):
@@ -307,58 +330,39 @@ pub async fn run_team_until_signal(
     handle.stop().await
 }
 
-/// One tick: refresh the store and build every group's frame, both on a
-/// blocking thread (SQLite and JSON are CPU work), then hand the frames out
-/// from here. The database counters are recorded before the frames go out,
-/// so a client that sees new data also sees the query that read it in
-/// `/metrics`.
-async fn refresh_and_publish(
-    store: &Arc<Mutex<Store>>,
-    shared: &Arc<Shared>,
-    out: Option<&tokio::sync::watch::Sender<Arc<Snapshot>>>,
-) {
+/// One tick of the store: refresh it on a blocking thread (SQLite is
+/// blocking work) and put the snapshot in `snapshots`. The database
+/// counters are recorded before the snapshot goes on, so a client that sees
+/// new data also sees the query that read it in `/metrics`.
+async fn refresh(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>, snapshots: &Snapshots) {
     let store = store.clone();
-    let out = out.cloned();
+    let snapshots = snapshots.clone();
     let blocking_shared = shared.clone();
     let done = tokio::task::spawn_blocking(move || {
-        let shared = blocking_shared;
-        let stats = &shared.stats;
         let started = Instant::now();
         let (refresh, status) = {
             let mut s = crate::sync::lock(&store);
             let r = s.refresh();
             (r, s.status())
         };
-        stats.db_refreshed(refresh.queried.then(|| started.elapsed()), status);
-        if let Some(out) = &out {
-            out.send_replace(refresh.snapshot.clone());
-        }
-        let t = Instant::now();
-        let prepared = shared.hub.prepare(refresh.snapshot);
-        (prepared, t.elapsed())
+        let queried = refresh.queried.then(|| started.elapsed());
+        blocking_shared.stats.db_refreshed(queried, status);
+        snapshots.send_replace(refresh.snapshot);
     })
     .await;
-    // The frames are handed out from this task, on a runtime worker (see
-    // hub::Prepared::send).
-    if let Ok((prepared, built)) = done {
-        hand_out(shared, prepared, built);
-    } else {
+    if done.is_err() {
         tracing::error!("database refresh panicked; keeping the last snapshot");
     }
 }
 
-async fn tick_loop(
-    shared: Arc<Shared>,
-    store: Arc<Mutex<Store>>,
-    out: Option<tokio::sync::watch::Sender<Arc<Snapshot>>>,
-) {
+async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>, snapshots: Snapshots) {
     let period = shared.config.interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,
-            _ = ticker.tick() => refresh_and_publish(&store, &shared, out.as_ref()).await,
+            _ = ticker.tick() => refresh(&store, &shared, &snapshots).await,
         }
     }
 }

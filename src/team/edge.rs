@@ -26,14 +26,9 @@ use crate::store::Snapshot;
 /// Connecting, subscribing and the first read may take this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Where the edge's snapshots go (the server's hub). Called off the
-/// runtime, with the merge; what it returns is called back on the runtime
-/// (the server builds its frames in the first half and hands them out in
-/// the second, from a runtime worker).
-pub type Sink = Arc<dyn Fn(Arc<Snapshot>) -> Handout + Send + Sync>;
-
-/// The second half of a [`Sink`] call.
-pub type Handout = Box<dyn FnOnce() + Send>;
+/// Where the edge puts each merged snapshot: the server's one snapshot
+/// channel (newest wins), the same one the store's tick loop feeds.
+pub type Sink = tokio::sync::watch::Sender<Arc<Snapshot>>;
 
 struct Held {
     payload: SourcePayload,
@@ -230,15 +225,13 @@ impl Edge {
         Arc::new(snapshot)
     }
 
-    /// Merge and hand to `sink`, off the runtime.
+    /// Merge off the runtime (CPU work) and put the result in `sink`.
     async fn publish(self: &Arc<Self>, sink: &Sink, frozen: bool) {
         let edge = self.clone();
         let sink = sink.clone();
-        let done = tokio::task::spawn_blocking(move || sink(edge.rebuild(frozen))).await;
-        if let Ok(handout) = done {
-            // On this worker: see `Sink`.
-            handout();
-        } else {
+        let done =
+            tokio::task::spawn_blocking(move || sink.send_replace(edge.rebuild(frozen))).await;
+        if done.is_err() {
             tracing::error!("team merge panicked; keeping the last snapshot");
         }
     }
