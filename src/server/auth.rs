@@ -40,6 +40,12 @@ pub const CLOSE_AUTH_FAILED_REASON: &str = "Authentication failed";
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
 
+/// A secret file that cannot be used: the flag, the file and the problem,
+/// never the content.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SecretFileError(String);
+
 impl Secret {
     /// A secret from text (an environment variable); surrounding whitespace
     /// is trimmed. `None` when nothing is left.
@@ -50,14 +56,15 @@ impl Secret {
 
     /// A secret from a file (its content, trimmed), or an error
     /// naming the file and the problem (never its content).
-    pub fn from_file(path: &Path, flag: &str) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{flag} {}: cannot read it: {e}", path.display()))?;
+    pub fn from_file(path: &Path, flag: &str) -> Result<Self, SecretFileError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SecretFileError(format!("{flag} {}: cannot read it: {e}", path.display()))
+        })?;
         Self::new(&text).ok_or_else(|| {
-            anyhow::anyhow!(
+            SecretFileError(format!(
                 "{flag} {}: the file is empty; put the secret in it",
                 path.display()
-            )
+            ))
         })
     }
 

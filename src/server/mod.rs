@@ -26,7 +26,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -50,6 +49,25 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const SOCKET_SLACK: usize = 128;
 /// Sessions get this long to send their 1001 close on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(900);
+
+/// Why a server could not start. Each message names the flag to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address is taken or not ours.
+    #[error(
+        "cannot listen on {addr}: {error}; choose another address with --host/--port (SKILLMON_HOST/SKILLMON_PORT)"
+    )]
+    Bind { addr: String, error: std::io::Error },
+    /// The listener has no local address (a socket that is not bound).
+    #[error("the listener has no local address: {0}")]
+    LocalAddr(std::io::Error),
+    /// `--tls-cert` / `--tls-key` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The server's task panicked while stopping.
+    #[error("the server task panicked")]
+    Panicked,
+}
 
 /// Everything `serve` needs to run.
 #[derive(Debug, Clone)]
@@ -134,7 +152,7 @@ pub struct Shared {
 pub struct Handle {
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
-    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub task: tokio::task::JoinHandle<()>,
 }
 
 impl Handle {
@@ -151,21 +169,24 @@ impl Handle {
     }
 
     /// Stop: every client is closed with 1001; resolves when all are done.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> Result<(), ServeError> {
         self.shared.shutdown.cancel();
-        self.task.await.context("server task panicked")?
+        self.task.await.map_err(|_| ServeError::Panicked)
     }
 }
 
 /// Bind `host:port` and return a clear error naming the flag on failure.
-pub async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
-    TcpListener::bind((host, port)).await.with_context(|| {
-        format!("cannot listen on {host}:{port}; choose another address with --host/--port (SKILLMON_HOST/SKILLMON_PORT)")
-    })
+pub async fn bind(host: &str, port: u16) -> Result<TcpListener, ServeError> {
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|error| ServeError::Bind {
+            addr: format!("{host}:{port}"),
+            error,
+        })
 }
 
 /// Start serving on an already bound listener, in the background.
-pub async fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result<Handle> {
+pub async fn start(listener: TcpListener, config: ServeConfig) -> Result<Handle, ServeError> {
     start_team(listener, config, TeamRole::None).await
 }
 
@@ -175,8 +196,8 @@ pub async fn start_team(
     listener: TcpListener,
     config: ServeConfig,
     role: TeamRole,
-) -> anyhow::Result<Handle> {
-    let addr = listener.local_addr()?;
+) -> Result<Handle, ServeError> {
+    let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let (shared, tracker) = launch(config, role).await?;
     if shared.verifier.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
@@ -190,7 +211,10 @@ pub async fn start_team(
 
 /// The shared state and the snapshot source (the store's tick loop, plus a
 /// publisher; or an edge), with the first picture already in the hub.
-async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shared>, TaskTracker)> {
+async fn launch(
+    config: ServeConfig,
+    role: TeamRole,
+) -> Result<(Arc<Shared>, TaskTracker), ServeError> {
     let tls = config.net.tls.as_ref().map(tls::acceptor).transpose()?;
     let verifier = auth::Verifier::new(&config.net.auth);
     let team = role.status();
@@ -290,7 +314,7 @@ async fn deliver_loop(
 
 /// A publisher without WebSocket clients (`serve --publish … --no-listen`):
 /// the store's tick loop and the publisher until SIGINT/SIGTERM.
-pub async fn run_publisher_only(config: ServeConfig, role: TeamRole) -> anyhow::Result<()> {
+pub async fn run_publisher_only(config: ServeConfig, role: TeamRole) -> Result<(), ServeError> {
     let signal = crate::signal::shutdown();
     let (shared, tracker) = launch(config, role).await?;
     tracing::info!("skillmon serve: publishing only (--no-listen)");
@@ -302,7 +326,10 @@ pub async fn run_publisher_only(config: ServeConfig, role: TeamRole) -> anyhow::
 }
 
 /// Serve until SIGINT/SIGTERM, then close every client with 1001.
-pub async fn run_until_signal(listener: TcpListener, config: ServeConfig) -> anyhow::Result<()> {
+pub async fn run_until_signal(
+    listener: TcpListener,
+    config: ServeConfig,
+) -> Result<(), ServeError> {
     run_team_until_signal(listener, config, TeamRole::None).await
 }
 
@@ -311,7 +338,7 @@ pub async fn run_team_until_signal(
     listener: TcpListener,
     config: ServeConfig,
     role: TeamRole,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let handle = start_team(listener, config, role).await?;
     // The SIGTERM handler is in place before anyone can read "listening".
     let signal = crate::signal::shutdown();
@@ -371,7 +398,7 @@ async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     tracker: TaskTracker,
-) -> anyhow::Result<()> {
+) {
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => break,
@@ -427,5 +454,4 @@ async fn accept_loop(
     {
         tracing::warn!("some connections did not close in time");
     }
-    Ok(())
 }
