@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod duration;
+pub mod error;
 pub(crate) mod headless;
 pub mod logging;
 pub mod protocol;

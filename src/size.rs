@@ -6,11 +6,12 @@
 //! what `--max-frame 4M` has always meant. Owns no limits: each caller
 //! passes its own range.
 
+use crate::error::InvalidValue;
 use std::ops::RangeInclusive;
 
 /// Parse a byte size and check it lies in `range`; errors name the
 /// accepted forms or the range.
-pub fn parse_within(s: &str, range: RangeInclusive<usize>) -> Result<usize, String> {
+pub fn parse_within(s: &str, range: RangeInclusive<usize>) -> Result<usize, InvalidValue> {
     let t = s.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -21,18 +22,22 @@ pub fn parse_within(s: &str, range: RangeInclusive<usize>) -> Result<usize, Stri
         "k" | "kb" | "kib" => 1024.0,
         "m" | "mb" | "mib" => 1024.0 * 1024.0,
         _ => {
-            return Err(format!(
+            return Err(InvalidValue(format!(
                 "{s:?}: unknown unit; use bytes, KiB or MiB (e.g. 4MiB)"
-            ));
+            )));
         }
     };
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a size; use e.g. 4MiB or 512KiB"))?;
+        .map_err(|_| InvalidValue(format!("{s:?} is not a size; use e.g. 4MiB or 512KiB")))?;
     let bytes = n * mult;
     let (lo, hi) = (*range.start(), *range.end());
     if !bytes.is_finite() || bytes < lo as f64 || bytes > hi as f64 {
-        return Err(format!("{s:?} is outside {} ..= {}", human(lo), human(hi)));
+        return Err(InvalidValue(format!(
+            "{s:?} is outside {} ..= {}",
+            human(lo),
+            human(hi)
+        )));
     }
     Ok(bytes as usize)
 }

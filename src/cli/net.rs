@@ -55,7 +55,9 @@ impl NetArgs {
         let secret =
             |file: &Option<PathBuf>, flag: &str, env: &str| -> anyhow::Result<Option<Secret>> {
                 match file {
-                    Some(p) => Secret::from_file(p, flag).map(Some).map_err(anyhow::Error::from),
+                    Some(p) => Secret::from_file(p, flag)
+                        .map(Some)
+                        .map_err(anyhow::Error::from),
                     None => Ok(std::env::var(env).ok().and_then(|v| Secret::new(&v))),
                 }
             };

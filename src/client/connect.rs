@@ -8,6 +8,7 @@
 //! Owns no connection state: the supervisor in [`crate::client`] calls
 //! [`connect`] and the `fatal_*` classifiers. Must not print or log a token.
 
+use crate::error::InvalidValue;
 use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -380,7 +381,7 @@ fn describe_tls_error(e: &rustls::Error, url: &str) -> String {
 
 /// Parse `--max-frame`'s size ([`crate::size::parse`]) and keep it within
 /// [`MAX_FRAME_RANGE`].
-pub fn parse_byte_size(s: &str) -> Result<usize, String> {
+pub fn parse_byte_size(s: &str) -> Result<usize, InvalidValue> {
     crate::size::parse_within(s, MAX_FRAME_RANGE)
 }
 

@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::error::InvalidValue;
 use crate::text::truncate_chars;
 
 /// What a client asks to receive.
@@ -46,16 +47,16 @@ impl Subscription {
     /// The limits every server of this protocol enforces (and the client
     /// checks before sending): at most [`MAX_SKILLS_PER_SUBSCRIPTION`] names
     /// of at most [`MAX_SKILL_NAME_LEN`] bytes.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidValue> {
         let names = self.skills();
         if names.len() > MAX_SKILLS_PER_SUBSCRIPTION {
-            return Err(format!(
+            return Err(InvalidValue(format!(
                 "{} skills given; at most {MAX_SKILLS_PER_SUBSCRIPTION} per subscription",
                 names.len()
-            ));
+            )));
         }
         if let Some(long) = names.iter().find(|n| n.len() > MAX_SKILL_NAME_LEN) {
-            return Err(name_too_long(long));
+            return Err(InvalidValue(name_too_long(long)));
         }
         Ok(())
     }
@@ -267,7 +268,7 @@ pub(super) fn parse_subscribe(
     let subscription = Subscription::from_names(names);
     subscription
         .validate()
-        .map_err(|m| ClientError::new(ErrorCode::BadRequest, m))?;
+        .map_err(|m| ClientError::new(ErrorCode::BadRequest, m.0))?;
     Ok(ClientMessage::Subscribe {
         subscription,
         echo: single.cloned().unwrap_or(Value::Null),

@@ -394,11 +394,7 @@ async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>, snapshots: Sna
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    tracker: TaskTracker,
-) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => break,

@@ -44,7 +44,8 @@ fn pem_problem(e: &pem::Error) -> String {
 pub struct TlsError(String);
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let problem = |e: &pem::Error| TlsError(format!("--tls-cert {}: {}", path.display(), pem_problem(e)));
+    let problem =
+        |e: &pem::Error| TlsError(format!("--tls-cert {}: {}", path.display(), pem_problem(e)));
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| problem(&e))?
         .collect::<Result<Vec<_>, _>>()

@@ -19,6 +19,7 @@ pub mod payload;
 pub mod publisher;
 mod status;
 
+use crate::error::InvalidValue;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -204,19 +205,19 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// A source name: 1–64 of `A-Z a-z 0-9 . _ -`.
-pub fn validate_source(name: &str) -> Result<(), String> {
+pub fn validate_source(name: &str) -> Result<(), InvalidValue> {
     if name.is_empty() || name.len() > MAX_SOURCE_LEN {
-        return Err(format!(
+        return Err(InvalidValue(format!(
             "source name {name:?} must be 1 to {MAX_SOURCE_LEN} characters"
-        ));
+        )));
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
-        return Err(format!(
+        return Err(InvalidValue(format!(
             "source name {name:?} may hold only letters, digits, '.', '_' and '-'"
-        ));
+        )));
     }
     Ok(())
 }

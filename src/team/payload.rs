@@ -8,6 +8,7 @@
 //! edge; both are serde-defaulted, so an older publisher's payload (without
 //! them) still parses.
 
+use crate::error::InvalidValue;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -163,13 +164,13 @@ pub fn body(snapshot: &Snapshot) -> (Vec<SkillStat>, Vec<PayloadAnomaly>) {
 }
 
 impl SourcePayload {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
         let p: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if p.v != VERSION {
-            return Err(format!(
+            return Err(InvalidValue(format!(
                 "payload version {} (this edge reads {VERSION})",
                 p.v
-            ));
+            )));
         }
         super::validate_source(&p.source)?;
         Ok(p)

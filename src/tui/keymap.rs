@@ -2,6 +2,7 @@
 //! the footer hint bar and the help overlay. Owns key parsing ("Ctrl-c",
 //! "PgUp", "?"), config overrides and duplicate detection. It does no I/O.
 
+use crate::error::InvalidValue;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -150,7 +151,7 @@ impl Key {
     }
 
     /// Parse "q", "?", "Ctrl-c", "Alt-x", "Esc", "Enter", "Up", "PgDn", "F1", "Space".
-    pub fn parse(s: &str) -> Result<Key, String> {
+    pub fn parse(s: &str) -> Result<Key, InvalidValue> {
         let mut ctrl = false;
         let mut alt = false;
         let mut rest = s;
@@ -196,9 +197,9 @@ impl Key {
                     KeyCode::F(f[1..].parse().unwrap_or(1))
                 }
                 _ => {
-                    return Err(format!(
+                    return Err(InvalidValue(format!(
                         "{s:?} is not a key; use e.g. q, ?, Ctrl-c, Esc, Enter, Up, PgDn, F1"
-                    ));
+                    )));
                 }
             },
         };
@@ -289,7 +290,7 @@ impl Keymap {
             for k in keys {
                 let key = Key::parse(&k).map_err(|message| KeymapError::BadKey {
                     action: action.as_str().to_string(),
-                    message,
+                    message: message.to_string(),
                 })?;
                 if let Some((_, first)) = bindings.iter().find(|(b, _)| *b == key) {
                     return Err(KeymapError::Duplicate {
