@@ -209,6 +209,7 @@ mod tests {
                 timestamp: None,
                 data: crate::protocol::MetricsData::default(),
                 rows: crate::protocol::RowReport::default(),
+                team: None,
             },
             raw: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
             at: chrono::DateTime::UNIX_EPOCH,

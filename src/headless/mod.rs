@@ -444,6 +444,7 @@ mod tests {
                 anomalies: vec![],
             },
             rows: crate::protocol::RowReport::default(),
+            team: None,
         };
         let at = crate::protocol::parse_timestamp("2026-11-22T03:00:00Z").unwrap();
         let t = snapshot_table(&u, at);
