@@ -1,5 +1,5 @@
 //! Latest update wins between the feed and its consumer (the dashboard or
-//! a headless printer): a task drains [`crate::client::Feed`]'s channel as
+//! a headless printer): a task drains [`super::Feed`]'s channel as
 //! fast as frames arrive and keeps, in order, the small events plus only
 //! the newest `metrics_update`. An update the consumer could not take
 //! before the next one arrived is dropped and counted (`skipped`), so the
@@ -8,7 +8,8 @@
 //! is cut to [`MAX_TEXT`] bytes.
 //!
 //! Owns only the buffering; it must not interpret events (that is the
-//! consumer's) nor touch the connection (that is the feed's).
+//! consumer's) nor touch the connection (that is the feed's). The consumer
+//! reaches it through [`super::FeedHandle`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::FeedEvent;
+use super::FeedEvent;
 
 /// Most events (other than the one update) waiting for the consumer; the
 /// oldest goes when a new one comes.
@@ -93,7 +94,7 @@ impl Latest {
     }
 
     /// Stop draining and give the feed's receiver back (for
-    /// [`crate::client::Feed::close`]); `None` if the task failed.
+    /// [`super::Feed::close`]); `None` if the task failed.
     pub async fn into_receiver(self) -> Option<mpsc::Receiver<FeedEvent>> {
         self.stop.cancel();
         self.task.await.ok()
@@ -197,6 +198,7 @@ mod tests {
                 timestamp: None,
                 data: crate::protocol::MetricsData::default(),
                 rows: crate::protocol::RowReport::default(),
+                team: None,
             },
             raw: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
             at: chrono::DateTime::UNIX_EPOCH,
