@@ -193,7 +193,6 @@ pub async fn start_team(
 async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shared>, TaskTracker)> {
     let tls = config.net.tls.as_ref().map(tls::acceptor).transpose()?;
     let verifier = auth::Verifier::new(&config.net.auth);
-    let team = role.status();
     let shared = Arc::new(Shared {
         hub: Hub::new(config.top),
         stats: Stats::new(),
@@ -202,7 +201,7 @@ async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shar
         verifier,
         per_ip: access::PerIp::new(config.net.max_connections_per_ip),
         tls,
-        team: team.clone(),
+        team: role.status(),
         config,
     });
     let tracker = TaskTracker::new();
@@ -212,47 +211,80 @@ async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shar
         closer.shutdown.cancelled().await;
         closer.hub.close();
     });
-    match (role, team) {
-        (TeamRole::Edge(edge_config), Some(status)) => {
-            let sink_shared = shared.clone();
-            let sink: crate::team::edge::Sink = Arc::new(move |snapshot: Arc<Snapshot>| {
-                let t = Instant::now();
-                let prepared = sink_shared.hub.prepare(snapshot);
-                let built = t.elapsed();
-                let shared = sink_shared.clone();
-                Box::new(move || hand_out(&shared, prepared, built))
-            });
-            let edge = crate::team::edge::Edge::new(edge_config, status);
-            let (interval, shutdown) = (shared.config.interval, shared.shutdown.clone());
-            tracker.spawn(edge.start(sink, interval, shutdown).await);
+    #[cfg(feature = "team")]
+    let role = match role {
+        TeamRole::Edge(edge) => {
+            spawn_edge(edge, &shared, &tracker).await;
+            return Ok((shared, tracker));
         }
-        (role, status) => {
-            let store = Arc::new(Mutex::new(Store::with_options(
-                shared.config.db.clone(),
-                shared.config.store,
-            )));
-            // The first picture is read before the first client is accepted
-            // (and before a publisher's first write: never an empty one).
-            refresh_and_publish(&store, &shared, None).await;
-            let out = match (role, status) {
-                (TeamRole::Publish(p), Some(status)) => {
-                    let (tx, rx) = tokio::sync::watch::channel(store_snapshot(&store));
-                    tracker.spawn(crate::team::publisher::run(
-                        p,
-                        status,
-                        rx,
-                        shared.shutdown.clone(),
-                    ));
-                    Some(tx)
-                }
-                _ => None,
-            };
-            tracker.spawn(tick_loop(shared.clone(), store, out));
-        }
-    }
+        role => role,
+    };
+    let store = Arc::new(Mutex::new(Store::with_options(
+        shared.config.db.clone(),
+        shared.config.store,
+    )));
+    // The first picture is read before the first client is accepted
+    // (and before a publisher's first write: never an empty one).
+    refresh_and_publish(&store, &shared, None).await;
+    let out = spawn_publisher(role, &store, &shared, &tracker);
+    tracker.spawn(tick_loop(shared.clone(), store, out));
     Ok((shared, tracker))
 }
 
+/// An edge's snapshot source: the team's merged snapshots from Redis.
+#[cfg(feature = "team")]
+async fn spawn_edge(edge: crate::team::EdgeConfig, shared: &Arc<Shared>, tracker: &TaskTracker) {
+    let Some(status) = shared.team.clone() else {
+        return;
+    };
+    let sink_shared = shared.clone();
+    let sink: crate::team::edge::Sink = Arc::new(move |snapshot: Arc<Snapshot>| {
+        let t = Instant::now();
+        let prepared = sink_shared.hub.prepare(snapshot);
+        let built = t.elapsed();
+        let shared = sink_shared.clone();
+        Box::new(move || hand_out(&shared, prepared, built))
+    });
+    let edge = crate::team::edge::Edge::new(edge, status);
+    let (interval, shutdown) = (shared.config.interval, shared.shutdown.clone());
+    tracker.spawn(edge.start(sink, interval, shutdown).await);
+}
+
+/// A publisher's writer (`--publish`), fed each snapshot by the tick loop
+/// through the returned channel; `None` for a single server.
+#[cfg(feature = "team")]
+fn spawn_publisher(
+    role: TeamRole,
+    store: &Arc<Mutex<Store>>,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+) -> Option<tokio::sync::watch::Sender<Arc<Snapshot>>> {
+    let (TeamRole::Publish(p), Some(status)) = (role, shared.team.clone()) else {
+        return None;
+    };
+    let (tx, rx) = tokio::sync::watch::channel(store_snapshot(store));
+    tracker.spawn(crate::team::publisher::run(
+        p,
+        status,
+        rx,
+        shared.shutdown.clone(),
+    ));
+    Some(tx)
+}
+
+/// Without the `team` feature there is no publisher.
+#[cfg(not(feature = "team"))]
+fn spawn_publisher(
+    role: TeamRole,
+    _store: &Arc<Mutex<Store>>,
+    _shared: &Arc<Shared>,
+    _tracker: &TaskTracker,
+) -> Option<tokio::sync::watch::Sender<Arc<Snapshot>>> {
+    let TeamRole::None = role;
+    None
+}
+
+#[cfg(feature = "team")]
 fn store_snapshot(store: &Arc<Mutex<Store>>) -> Arc<Snapshot> {
     store
         .lock()
