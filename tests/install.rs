@@ -152,8 +152,9 @@ fn completion_scripts_list_every_enum_flags_values() {
                     "fish: {flag} does not offer {v}: {entry}"
                 );
             }
-            let words = format!("compgen -W \"{}\"", values.join(" "));
-            assert!(bash.contains(&words), "bash: {flag} lacks {words}");
+            if let Some(offered) = bash_complete(&bash, sub.get_name(), long) {
+                assert_eq!(offered, values, "bash: skillmon {flag} <TAB>");
+            }
             enum_flags.push(flag);
         }
     }
@@ -171,6 +172,26 @@ fn completion_scripts_list_every_enum_flags_values() {
             "{flag} should complete to its values; enum flags: {enum_flags:?}"
         );
     }
+}
+
+/// What bash offers for `skillmon SUB --LONG <TAB>` with `script` loaded
+/// (`None`, with a note, when bash is not installed).
+fn bash_complete(script: &str, sub: &str, long: &str) -> Option<Vec<String>> {
+    let run = format!(
+        "{script}\nCOMP_WORDS=(skillmon {sub} --{long} ''); COMP_CWORD=3; \
+         _skillmon skillmon '' --{long}; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    );
+    let Ok(out) = Command::new("bash").args(["--norc", "-c", &run]).output() else {
+        eprintln!("bash is not installed: the bash script is not run");
+        return None;
+    };
+    assert!(out.status.success(), "{out:?}");
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 /// A page as text: through groff (or `man -l`) when the machine has one,
