@@ -42,7 +42,7 @@ pub async fn run(args: WatchOptions) -> anyhow::Result<ExitCode> {
         .validate()
         .map_err(|e| anyhow::anyhow!("--skill / SKILLMON_SKILLS / config `skills`: {e}"))?;
     let headless = args.json || args.once || !std::io::stdout().is_terminal();
-    crate::logging::init_file(cfg.log_file.as_deref());
+    crate::logging::init_file(cfg.log_file.as_deref(), args.log_format);
     let connect = connect_options(&cfg.net, tls_wanted)?;
     if connect.token.is_some() && !tls_wanted && !crate::client::connect::is_loopback(&cfg.url) {
         let warning = format!(

@@ -34,6 +34,7 @@ pub const MAX_HISTORY_SKILLS: usize = MAX_SKILLS_PER_SUBSCRIPTION;
     strum::EnumString,
     strum::IntoStaticStr,
     strum::EnumIter,
+    strum::EnumMessage,
 )]
 pub enum HistoryWindow {
     /// The last hour: 60 buckets of one minute.

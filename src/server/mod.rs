@@ -217,7 +217,6 @@ async fn launch(
 ) -> Result<(Arc<Shared>, TaskTracker), ServeError> {
     let tls = config.net.tls.as_ref().map(tls::acceptor).transpose()?;
     let verifier = auth::Verifier::new(&config.net.auth);
-    let team = role.status();
     let shared = Arc::new(Shared {
         hub: Hub::new(config.top),
         stats: Stats::new(),
@@ -226,7 +225,7 @@ async fn launch(
         verifier,
         per_ip: access::PerIp::new(config.net.max_connections_per_ip),
         tls,
-        team: team.clone(),
+        team: role.status(),
         config,
     });
     let tracker = TaskTracker::new();
@@ -240,27 +239,16 @@ async fn launch(
     // snapshots in one channel, newest wins; one loop builds the frames.
     let (snapshots, mut latest) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
     latest.borrow_and_update();
-    match (role, team) {
-        (TeamRole::Edge(edge_config), Some(status)) => {
-            let edge = crate::team::edge::Edge::new(edge_config, status);
-            let (interval, shutdown) = (shared.config.interval, shared.shutdown.clone());
-            tracker.spawn(edge.start(snapshots, interval, shutdown).await);
-        }
-        (role, status) => {
+    match role {
+        #[cfg(feature = "team")]
+        TeamRole::Edge(edge) => spawn_edge(edge, &shared, &tracker, snapshots).await,
+        role => {
             let store = Arc::new(Mutex::new(Store::with_options(
                 shared.config.db.clone(),
                 shared.config.store,
             )));
             refresh(&store, &shared, &snapshots).await;
-            if let (TeamRole::Publish(p), Some(status)) = (role, status) {
-                let rx = snapshots.subscribe();
-                tracker.spawn(crate::team::publisher::run(
-                    p,
-                    status,
-                    rx,
-                    shared.shutdown.clone(),
-                ));
-            }
+            spawn_publisher(role, &shared, &tracker, &snapshots);
             tracker.spawn(tick_loop(shared.clone(), store, snapshots));
         }
     }
@@ -269,6 +257,47 @@ async fn launch(
     deliver(&shared, &mut latest).await;
     tracker.spawn(deliver_loop(shared.clone(), latest));
     Ok((shared, tracker))
+}
+
+/// An edge's snapshot source: the team's merged snapshots from Redis.
+#[cfg(feature = "team")]
+async fn spawn_edge(
+    edge: crate::team::EdgeConfig,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    snapshots: Snapshots,
+) {
+    let Some(status) = shared.team.clone() else {
+        return;
+    };
+    let edge = crate::team::edge::Edge::new(edge, status);
+    let (interval, shutdown) = (shared.config.interval, shared.shutdown.clone());
+    tracker.spawn(edge.start(snapshots, interval, shutdown).await);
+}
+
+/// A publisher's writer (`--publish`), fed by the same snapshot channel as
+/// the hub; nothing for a single server.
+#[cfg(feature = "team")]
+fn spawn_publisher(
+    role: TeamRole,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    snapshots: &Snapshots,
+) {
+    if let (TeamRole::Publish(p), Some(status)) = (role, shared.team.clone()) {
+        tracker.spawn(crate::team::publisher::run(
+            p,
+            status,
+            snapshots.subscribe(),
+            shared.shutdown.clone(),
+        ));
+    }
+}
+
+/// Without the `team` feature there is no publisher.
+#[cfg(not(feature = "team"))]
+fn spawn_publisher(role: TeamRole, _: &Arc<Shared>, _: &TaskTracker, _: &Snapshots) {
+    let TeamRole::None = role;
 }
 
 /// Where a snapshot source puts its snapshots (see [`deliver_loop`]).

@@ -7,12 +7,16 @@
 //! - `store_*`: the store against real SQLite files;
 //! - `watch_*`: the dashboard (in a pseudo-terminal) and its headless modes;
 //! - `team_redis`: the team view against a `redis-server` each test starts;
-//! - `bench_cli`, `demo_cli`, `theme_words`: the other subcommands.
+//! - `bench_cli`, `demo_cli`, `theme_words`: the other subcommands;
+//! - `install`, `log_format`: the installed binary (version, completions,
+//!   man pages, the watch-only build) and `--log-format json`.
 
 mod support;
 
 mod bench_cli;
 mod demo_cli;
+mod install;
+mod log_format;
 mod serve_access;
 mod serve_auth;
 mod serve_cli;

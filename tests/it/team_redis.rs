@@ -4,7 +4,10 @@
 //!
 //! Each test starts its own `redis-server` on a free port (never 6379);
 //! without the binary a test prints one line (past the harness's capture)
-//! saying it was skipped and returns (`.ci/run` refuses to run without it, so CI always runs them).
+//! saying it was skipped and returns (`.ci/run` refuses to run without it,
+//! so CI always runs them). Only in builds with the `team` feature (the
+//! default).
+#![cfg(feature = "team")]
 
 use crate::support;
 

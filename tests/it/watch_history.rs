@@ -162,7 +162,7 @@ async fn history_against_session_buddy_is_null_and_never_asked() {
     .await;
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("use 1h or 24h"),
+        String::from_utf8_lossy(&out.stderr).contains("[possible values: 1h, 24h]"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
