@@ -42,23 +42,23 @@ pub(super) fn per_ip_response(limit: usize) -> http::Response {
 /// over TLS on a TLS port (a `wss://` client reads the reason, not a TLS
 /// error), then close within [`REFUSED_LINGER`].
 pub(super) async fn refuse(
-    stream: TcpStream,
+    mut stream: TcpStream,
     resp: http::Response,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let Some(acceptor) = tls else {
-        let mut stream = stream;
         respond_unread(&mut stream, &resp).await;
         return;
     };
-    // A plain-text client on the TLS port gets the answer in plain text.
-    if !starts_tls(&stream, REFUSED_TLS_HANDSHAKE)
-        .await
-        .unwrap_or(false)
-    {
-        let mut stream = stream;
-        respond_unread(&mut stream, &resp).await;
-        return;
+    match starts_tls(&stream, REFUSED_TLS_HANDSHAKE).await {
+        Some(true) => {}
+        // A plain-text client on the TLS port gets the answer in plain text.
+        Some(false) => {
+            respond_unread(&mut stream, &resp).await;
+            return;
+        }
+        // Silent for a second, or gone: close without an answer.
+        None => return,
     }
     if let Ok(Ok(mut stream)) =
         tokio::time::timeout(REFUSED_TLS_HANDSHAKE, acceptor.accept(stream)).await
