@@ -1,4 +1,4 @@
-//! `serve`'s network flags: tokens, origins, TLS, per-IP limit.
+//! `serve`'s network flags: tokens, origins, hosts, TLS, per-IP limit.
 //! Secrets come from files or the environment, never from a flag's value.
 
 use std::path::PathBuf;
@@ -27,6 +27,15 @@ pub struct NetArgs {
         value_delimiter = ','
     )]
     pub allow_origin: Vec<String>,
+    /// Also answer requests whose Host is this name (repeatable; `*` any, for a same-origin proxy).
+    /// Loopback-bound, other names get 403 (DNS rebinding); beyond loopback, only with this flag.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SKILLMON_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allow_host: Vec<String>,
     /// Serve wss:// and https:// with this PEM certificate chain (with --tls-key).
     #[arg(
         long,
@@ -73,6 +82,7 @@ impl NetArgs {
                 ..AuthConfig::default()
             },
             allow_origins: self.allow_origin.clone(),
+            allow_hosts: self.allow_host.clone(),
             tls: self
                 .tls_cert
                 .clone()

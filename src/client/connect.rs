@@ -128,7 +128,7 @@ impl Token {
     }
 
     /// The `Authorization` header value, marked sensitive.
-    fn header(&self) -> Result<HeaderValue, tungstenite::Error> {
+    pub(crate) fn header(&self) -> Result<HeaderValue, tungstenite::Error> {
         let mut v = HeaderValue::from_str(&format!("Bearer {}", self.value)).map_err(|_| {
             tungstenite::Error::Url(tungstenite::error::UrlError::UnableToConnect(
                 "the token cannot go in an HTTP header".into(),
@@ -311,26 +311,24 @@ pub fn fatal_connect_error(
         }
         tungstenite::Error::Http(resp) => {
             let status = resp.status();
+            // The server's own reason, if it gave one (sanitized).
+            let why = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .and_then(|t| t.lines().next().map(|l| crate::text::sanitize_line(l, 200)))
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default();
             match status.as_u16() {
                 401 => Some(format!("HTTP {status}: {}", auth_fix(token))),
                 403 => Some(format!(
-                    "HTTP {status}: the server refused this client (origin, address or permission); {}",
+                    "HTTP {status}: the server refused this client (host name, origin, address or permission){why}; {}",
                     auth_fix(token)
                 )),
-                400 | 404 | 426 => {
-                    // The server's own reason, if it gave one (sanitized).
-                    let why = resp
-                        .body()
-                        .as_deref()
-                        .map(String::from_utf8_lossy)
-                        .and_then(|t| t.lines().next().map(|l| crate::text::sanitize_line(l, 200)))
-                        .filter(|l| !l.trim().is_empty())
-                        .map(|l| format!(" ({l})"))
-                        .unwrap_or_default();
-                    Some(format!(
-                        "server refused the WebSocket upgrade: HTTP {status}{why}"
-                    ))
-                }
+                400 | 404 | 426 => Some(format!(
+                    "server refused the WebSocket upgrade: HTTP {status}{why}"
+                )),
                 _ => None,
             }
         }

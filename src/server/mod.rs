@@ -6,15 +6,17 @@
 //! This module owns the listener, the tick loop and shutdown; [`hub`] owns
 //! fan-out, [`session`] one client, [`http`] the plain-HTTP routes on the same
 //! port, [`stats`] the counters behind `/metrics` and `/healthz`; [`auth`]
-//! tokens, [`access`] the origin check and per-IP limit, [`tls`] `wss://`,
-//! all at accept/handshake time, off the per-frame path; `conn` one
-//! connection from accept until its session starts.
+//! tokens, [`access`] the host and origin rules and the per-IP limit,
+//! [`refusals`] the summarized log of refusals, [`tls`] `wss://`, all at
+//! accept/handshake time, off the per-frame path; `conn` one connection from
+//! accept until its session starts.
 
 pub(crate) mod access;
 pub mod auth;
 mod conn;
 pub(crate) mod http;
 pub(crate) mod hub;
+pub(crate) mod refusals;
 pub(crate) mod session;
 pub(crate) mod stats;
 pub mod tls;
@@ -47,6 +49,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sockets allowed beyond `max_connections` (health checks, handshakes in
 /// flight); past that a connection gets 503 before its request is read.
 const SOCKET_SLACK: usize = 128;
+/// Refused sockets held at once while their 503 goes out; past it a refused
+/// socket is closed without an answer.
+pub const MAX_REFUSED_HELD: usize = 64;
+/// How long a refused socket is held after its answer (to read what the
+/// client sent, so the close is not a reset that could destroy the answer).
+const REFUSED_LINGER: Duration = Duration::from_millis(100);
+/// How long a refused socket on a TLS port has for its handshake (the 503
+/// goes out over TLS).
+const REFUSED_TLS_HANDSHAKE: Duration = Duration::from_secs(1);
 /// Sessions get this long to send their 1001 close on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(900);
 
@@ -61,6 +72,9 @@ pub enum ServeError {
     /// The listener has no local address (a socket that is not bound).
     #[error("the listener has no local address: {0}")]
     LocalAddr(std::io::Error),
+    /// A setting that cannot be used (e.g. an `--allow-host` entry).
+    #[error(transparent)]
+    Setting(#[from] crate::error::InvalidValue),
     /// `--tls-cert` / `--tls-key` cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -89,8 +103,12 @@ pub struct ServeConfig {
 pub struct NetConfig {
     pub auth: auth::AuthConfig,
     /// `--allow-origin`: browser origins allowed besides loopback pages and
-    /// the server's own host (`*`: all).
+    /// the allowed hosts' pages (`*`: all).
     pub allow_origins: Vec<String>,
+    /// `--allow-host`: host names the server answers to besides loopback
+    /// names and IP addresses (`*`: any). Bound beyond loopback, an empty
+    /// list turns the host rule off.
+    pub allow_hosts: Vec<String>,
     /// `--tls-cert` / `--tls-key`: serve `wss://` and `https://`.
     pub tls: Option<tls::TlsFiles>,
     /// Open sockets one client IP may hold; more get 503.
@@ -105,6 +123,7 @@ impl Default for NetConfig {
         Self {
             auth: auth::AuthConfig::default(),
             allow_origins: Vec::new(),
+            allow_hosts: Vec::new(),
             tls: None,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
@@ -142,6 +161,12 @@ pub struct Shared {
     /// `None`: authentication is off.
     pub verifier: Option<auth::Verifier>,
     per_ip: Arc<access::PerIp>,
+    /// Refused sockets still being answered (capped).
+    refusing: Arc<access::Refusing>,
+    /// The `Host` names this server answers to.
+    hosts: access::HostRule,
+    /// Refusals, logged one line per cause per 10 s.
+    refusals: refusals::Refusals,
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// (team) The Redis side of a publisher or an edge (`crate::team`).
     pub team: Option<Arc<TeamStatus>>,
@@ -198,7 +223,8 @@ pub async fn start_team(
     role: TeamRole,
 ) -> Result<Handle, ServeError> {
     let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
-    let (shared, tracker) = launch(config, role).await?;
+    let hosts = access::HostRule::new(addr.ip().is_loopback(), &config.net.allow_hosts)?;
+    let (shared, tracker) = launch(config, role, hosts).await?;
     if shared.verifier.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
             %addr,
@@ -214,6 +240,7 @@ pub async fn start_team(
 async fn launch(
     config: ServeConfig,
     role: TeamRole,
+    hosts: access::HostRule,
 ) -> Result<(Arc<Shared>, TaskTracker), ServeError> {
     let tls = config.net.tls.as_ref().map(tls::acceptor).transpose()?;
     let verifier = auth::Verifier::new(&config.net.auth);
@@ -224,6 +251,9 @@ async fn launch(
         next_session: AtomicU64::new(1),
         verifier,
         per_ip: access::PerIp::new(config.net.max_connections_per_ip),
+        refusing: access::Refusing::new(MAX_REFUSED_HELD),
+        hosts,
+        refusals: refusals::Refusals::default(),
         tls,
         team: role.status(),
         config,
@@ -235,6 +265,7 @@ async fn launch(
         closer.shutdown.cancelled().await;
         closer.hub.close();
     });
+    tracker.spawn(housekeeping(shared.clone()));
     // Every snapshot source (the store's tick loop, or a team edge) puts its
     // snapshots in one channel, newest wins; one loop builds the frames.
     let (snapshots, mut latest) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
@@ -273,6 +304,45 @@ async fn spawn_edge(
     let edge = crate::team::edge::Edge::new(edge, status);
     let (interval, shutdown) = (shared.config.interval, shared.shutdown.clone());
     tracker.spawn(edge.start(snapshots, interval, shutdown).await);
+}
+
+/// Once a second: log the refusals counted in windows that ended, and
+/// after a burst of sockets (a flood) hand the memory it took back to the
+/// operating system.
+async fn housekeeping(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut peak = 0;
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        shared.refusals.flush();
+        let open = shared.stats.sockets() as usize + shared.refusing.held();
+        peak = peak.max(open);
+        if peak >= open + TRIM_AFTER_SOCKETS {
+            peak = open;
+            release_free_memory();
+        }
+    }
+    shared.refusals.flush_all();
+}
+
+/// How many sockets must have closed since the peak before freed memory
+/// is handed back (each held a connection task of a few KiB).
+const TRIM_AFTER_SOCKETS: usize = 64;
+
+/// Return the allocator's free memory to the operating system: glibc keeps
+/// what a burst of connection tasks freed in its arenas (RSS stayed ~20 %
+/// up after a flood without this). Costs well under a millisecond on a
+/// small heap; runs at most once a second, only after sockets closed.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// A publisher's writer (`--publish`), fed by the same snapshot channel as
@@ -345,7 +415,7 @@ async fn deliver_loop(
 /// the store's tick loop and the publisher until SIGINT/SIGTERM.
 pub async fn run_publisher_only(config: ServeConfig, role: TeamRole) -> Result<(), ServeError> {
     let signal = crate::signal::shutdown();
-    let (shared, tracker) = launch(config, role).await?;
+    let (shared, tracker) = launch(config, role, access::HostRule::default()).await?;
     tracing::info!("skillmon serve: publishing only (--no-listen)");
     signal.await;
     shared.shutdown.cancel();
@@ -372,18 +442,19 @@ pub async fn run_team_until_signal(
     // The SIGTERM handler is in place before anyone can read "listening".
     let signal = crate::signal::shutdown();
     tracing::info!(
-        "skillmon serve: listening on {} (health: {base}/healthz, readiness: {base}/readyz, metrics: {base}/metrics; authentication {})",
+        "skillmon serve: listening on {} (health: {base}/healthz, readiness: {base}/readyz, metrics: {base}/metrics; authentication {}; host check {})",
         handle.url(),
-        if handle.shared.verifier.is_some() {
-            "on"
-        } else {
-            "off"
-        },
+        on_off(handle.shared.verifier.is_some()),
+        on_off(handle.shared.hosts.is_on()),
         base = handle.http_base(),
     );
     signal.await;
     tracing::info!("shutting down: closing every client with 1001");
     handle.stop().await
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }
 
 /// One tick of the store: refresh it on a blocking thread (SQLite is
@@ -423,6 +494,29 @@ async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>, snapshots: Sna
     }
 }
 
+/// Answer a refused socket (503) in a task of its own, held at most
+/// [`MAX_REFUSED_HELD`] at once; past that it is closed without an answer.
+fn refuse(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    resp: http::Response,
+) {
+    let Some(held) = shared.refusing.hold() else {
+        shared.stats.refused_dropped();
+        shared
+            .refusals
+            .refused(refusals::Cause::Dropped, Some(peer), String::new);
+        return;
+    };
+    let tls = shared.tls.clone();
+    tracker.spawn(async move {
+        conn::refuse(stream, resp, tls).await;
+        drop(held);
+    });
+}
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
     loop {
         tokio::select! {
@@ -436,14 +530,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
                     if open >= shared.config.max_connections + SOCKET_SLACK {
                         shared.stats.socket_closed();
                         shared.stats.connection_limit_refused();
-                        tracker.spawn(conn::refuse_busy(stream, shared.config.max_connections));
+                        shared.refusals.refused(refusals::Cause::Busy, Some(peer), String::new);
+                        let resp = conn::busy_response(shared.config.max_connections);
+                        refuse(&shared, &tracker, stream, peer, resp);
                         continue;
                     }
                     let Some(slot) = shared.per_ip.acquire(peer.ip()) else {
                         shared.stats.socket_closed();
                         shared.stats.per_ip_refused();
-                        tracing::warn!(%peer, limit = shared.config.net.max_connections_per_ip, "refused: too many connections from this address");
-                        tracker.spawn(conn::refuse_per_ip(stream, shared.config.net.max_connections_per_ip));
+                        shared.refusals.refused(refusals::Cause::PerIp, Some(peer), String::new);
+                        let resp = conn::per_ip_response(shared.config.net.max_connections_per_ip);
+                        refuse(&shared, &tracker, stream, peer, resp);
                         continue;
                     };
                     let shared = shared.clone();
@@ -465,7 +562,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
                 }
                 Err(e) => {
                     // e.g. EMFILE: back off briefly instead of spinning.
-                    tracing::warn!("accept failed: {e}");
+                    shared.refusals.refused(refusals::Cause::Accept, None, || e.to_string());
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }

@@ -51,7 +51,9 @@ pub struct Stats {
     db_state: Family<Label, Gauge>,
     auth_failures: Family<Label, Counter>,
     origin_rejections: Counter,
+    host_rejections: Family<Label, Counter>,
     per_ip_rejections: Counter,
+    refused_dropped: Counter,
     connection_limit_rejections: Counter,
     tls_handshake_failures: Counter,
     db: Mutex<DbStatus>,
@@ -184,6 +186,18 @@ impl Stats {
                 "Upgrades refused with 403 for their Origin",
                 Counter::default(),
             ),
+            host_rejections: reg(
+                &mut r,
+                "host_rejections",
+                "Requests refused for their Host header (DNS-rebinding guard): status 403 (a name not allowed, --allow-host) or 400 (missing or malformed)",
+                Family::default(),
+            ),
+            refused_dropped: reg(
+                &mut r,
+                "refused_dropped",
+                "Refused connections closed without an answer: too many refused sockets were being answered already",
+                Counter::default(),
+            ),
             per_ip_rejections: reg(
                 &mut r,
                 "per_ip_rejections",
@@ -224,6 +238,11 @@ impl Stats {
 
     pub fn socket_closed(&self) {
         self.sockets.fetch_sub(1, Relaxed);
+    }
+
+    /// TCP sockets open now (refused ones not counted).
+    pub fn sockets(&self) -> u64 {
+        self.sockets.load(Relaxed)
     }
 
     /// An upgrade request takes a connection slot; returns how many were
@@ -301,6 +320,18 @@ impl Stats {
 
     pub fn origin_refused(&self) {
         self.origin_rejections.inc();
+    }
+
+    /// A request refused for its `Host` with `status` (403 or 400).
+    pub fn host_refused(&self, status: u16) {
+        let status = if status == 403 { "403" } else { "400" };
+        self.host_rejections
+            .get_or_create(&[("status", status)])
+            .inc();
+    }
+
+    pub fn refused_dropped(&self) {
+        self.refused_dropped.inc();
     }
 
     pub fn per_ip_refused(&self) {

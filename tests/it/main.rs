@@ -14,6 +14,7 @@
 mod support;
 
 mod bench_cli;
+mod bench_door;
 mod demo_cli;
 mod install;
 mod log_format;
@@ -22,7 +23,9 @@ mod serve_auth;
 mod serve_cli;
 mod serve_compat_order;
 mod serve_db;
+mod serve_flood;
 mod serve_history;
+mod serve_host;
 mod serve_http;
 mod serve_protocol;
 mod serve_slow;

@@ -530,13 +530,13 @@ fn tokens_never_reach_the_logs() {
         );
         let r = http_raw(
             addr,
-            &format!("GET /metrics HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"),
+            &format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"),
         )
         .await;
         assert_eq!(r.status, 200);
         let r = http_raw(
             addr,
-            &format!("GET /healthz HTTP/1.1\r\nAuthorization: Bearer {expired}\r\n\r\n"),
+            &format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {expired}\r\n\r\n"),
         )
         .await;
         assert!(!r.body.contains(&expired));

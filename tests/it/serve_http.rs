@@ -44,9 +44,9 @@ async fn plain_requests_get_426() {
     let (db, _conn) = TestDb::seeded();
     let server = serve(&db.path, LONG_INTERVAL).await;
     for req in [
-        "GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
-        "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
-        "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".to_owned(),
+        "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_owned(),
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n".to_owned(),
+        "POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_owned(),
         "GET /ws HTTP/1.0\r\n\r\n".to_owned(),
     ] {
         let r = http_raw(server.addr, &req).await;
@@ -80,7 +80,11 @@ async fn healthz_and_metrics() {
     assert_eq!(h["connections"], 1);
     assert!(h["uptime_seconds"].is_number());
     // HEAD: the same status, no body; a query string is ignored.
-    let r = http_raw(server.addr, "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let r = http_raw(
+        server.addr,
+        "HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());
     assert_eq!(

@@ -1,74 +1,17 @@
 //! `serve --tls-cert --tls-key` (issue 12): `wss://` and `https://` on one
-//! port through rustls, with certificates made here by rcgen; a plain client
+//! port through rustls, with certificates made by rcgen (`support::pki`); a plain client
 //! on the TLS port fails cleanly and the server stays up; bad files stop
 //! start-up naming the file and the problem.
 
 use crate::support;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::json;
 use skillmon::server::Handle;
 use skillmon::server::tls::TlsFiles;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::rustls;
-
-/// A test CA and a server certificate it signed for localhost and
-/// 127.0.0.1, written as PEM files.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_pem: String,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-        let cert = params.signed_by(&key, &ca).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
-        Self {
-            dir,
-            ca_pem: ca.pem(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn files(&self) -> TlsFiles {
-        TlsFiles {
-            cert: self.path("cert.pem"),
-            key: self.path("key.pem"),
-        }
-    }
-
-    /// A rustls client that trusts only the test CA.
-    fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        use rustls_pki_types::CertificateDer;
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap())
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
-    }
-}
 
 async fn tls_server(pki: &Pki, db: &Path) -> Handle {
     let mut cfg = config(db, LONG_INTERVAL, 10);
@@ -191,7 +134,7 @@ async fn bad_certificate_files_stop_start_up_naming_the_file() {
         "-----BEGIN CERTIFICATE-----\n@@@@\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    let other_key = KeyPair::generate().unwrap();
+    let other_key = rcgen::KeyPair::generate().unwrap();
     std::fs::write(pki.path("other-key.pem"), other_key.serialize_pem()).unwrap();
     let cert = pki.path("cert.pem");
     let key = pki.path("key.pem");

@@ -11,16 +11,23 @@
 //! - [`session_buddy`]: a tiny session-buddy-like server (compat frames only);
 //! - [`hostile`]: a server that misbehaves on purpose (scripted frames,
 //!   floods, hostile close reasons, refused upgrades);
-//! - [`pty`]: the binary in a pseudo-terminal, and its peak memory.
+//! - [`pty`]: the binary in a pseudo-terminal, and its peak memory;
+//! - [`serve_bin`]: the real `serve` binary on port 0, killed on drop;
+//! - [`pki`]: a test CA and a server certificate for localhost (rcgen);
+//! - [`flood`]: a bounded connection flood from 127.0.0.1 and the /proc
+//!   readings (descriptors, RSS) it is judged by.
 //!
 //! It owns no test: the assertions stay in the test files.
 #![allow(dead_code, unused_imports)] // each test crate uses a different subset
 
 pub mod bin;
 pub mod db;
+pub mod flood;
 pub mod hostile;
 pub mod http;
+pub mod pki;
 pub mod pty;
+pub mod serve_bin;
 pub mod server;
 pub mod session_buddy;
 pub mod ws;
@@ -29,9 +36,12 @@ use std::time::Duration;
 
 pub use bin::*;
 pub use db::*;
+pub use flood::*;
 pub use hostile::*;
 pub use http::*;
+pub use pki::*;
 pub use pty::*;
+pub use serve_bin::*;
 pub use server::*;
 pub use session_buddy::*;
 pub use ws::*;
