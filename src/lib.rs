@@ -5,6 +5,10 @@
 //! `metrics_update` frames out to every subscriber; [`watch`] (the dashboard
 //! in [`tui`], fed by [`client`], or the [`headless`] printers) consumes them. [`protocol`] holds the wire types both sides share,
 //! [`store`] the read-only database access.
+//!
+//! The public surface is what `main.rs`, `tests/` and `examples/` use;
+//! everything else is `pub(crate)`, and `unreachable_pub` keeps it so.
+#![warn(unreachable_pub)]
 
 pub(crate) mod backoff;
 pub mod bench;

@@ -6,7 +6,7 @@
 
 /// Which signal asked us to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shutdown {
+pub(crate) enum Shutdown {
     /// SIGINT (Ctrl-C outside raw mode, `kill -INT`).
     Interrupt,
     /// SIGTERM (`kill`, service managers).
@@ -18,7 +18,7 @@ pub enum Shutdown {
 /// future across a loop (`std::pin::pin!`) rather than calling this each
 /// iteration, and no signal between two polls is missed. If the SIGTERM
 /// handler cannot be installed only SIGINT is awaited.
-pub fn shutdown() -> impl Future<Output = Shutdown> {
+pub(crate) fn shutdown() -> impl Future<Output = Shutdown> {
     // Both handlers are installed now, not at the first poll: a signal that
     // comes after this call is never lost (nor kills the process).
     #[cfg(unix)]

@@ -14,10 +14,10 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 use crate::protocol::{SkillStat, Subscription};
 
 /// The "no value" placeholder on the interactive dashboard.
-pub const PLACEHOLDER_SCREEN: &str = "—";
+pub(crate) const PLACEHOLDER_SCREEN: &str = "—";
 /// The "no value" placeholder in plain-text output (`watch --once`), ASCII
 /// so that it survives any pipe or locale.
-pub const PLACEHOLDER_PLAIN: &str = "-";
+pub(crate) const PLACEHOLDER_PLAIN: &str = "-";
 
 /// Is `c` unsafe to draw or print as it is? Control characters (C0, DEL,
 /// C1: they move the cursor or change the terminal state, ESC starts every
@@ -28,7 +28,7 @@ pub const PLACEHOLDER_PLAIN: &str = "-";
 /// columns those take (U+00AD is width 0 for `unicode-width` 0.2, yet
 /// xterm and VTE draw it as a one-column `-`), which shifts every border
 /// drawn after them.
-pub fn is_unsafe_char(c: char) -> bool {
+pub(crate) fn is_unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -67,7 +67,7 @@ pub fn is_unsafe_char(c: char) -> bool {
 /// everywhere), so nothing a server sends can reach the terminal as a
 /// control sequence and the width `unicode-width` computes is the width
 /// drawn. Borrowed when there is nothing to replace.
-pub fn sanitize(s: &str) -> Cow<'_, str> {
+pub(crate) fn sanitize(s: &str) -> Cow<'_, str> {
     if s.chars().any(is_unsafe_char) {
         Cow::Owned(
             s.chars()
@@ -82,7 +82,7 @@ pub fn sanitize(s: &str) -> Cow<'_, str> {
 /// [`sanitize`], then cut to at most `max_chars` characters (`…` marks the
 /// cut): for messages a server chose the length of (error frames, close
 /// reasons, refused-connection bodies) on one stderr line.
-pub fn sanitize_line(s: &str, max_chars: usize) -> String {
+pub(crate) fn sanitize_line(s: &str, max_chars: usize) -> String {
     let s = sanitize(s);
     let kept = truncate_chars(&s, max_chars);
     if kept.len() < s.len() {
@@ -94,7 +94,7 @@ pub fn sanitize_line(s: &str, max_chars: usize) -> String {
 
 /// The longest prefix of `s` with at most `max_chars` characters (no mark):
 /// for names echoed back in an `error` frame.
-pub fn truncate_chars(s: &str, max_chars: usize) -> &str {
+pub(crate) fn truncate_chars(s: &str, max_chars: usize) -> &str {
     match s.char_indices().nth(max_chars) {
         Some((i, _)) => &s[..i],
         None => s,
@@ -104,7 +104,7 @@ pub fn truncate_chars(s: &str, max_chars: usize) -> &str {
 /// The longest prefix of `s` of at most `max_bytes` bytes that ends on a
 /// character boundary (no mark): for text that must fit a byte budget, such
 /// as a close frame's reason or an event kept in memory.
-pub fn truncate_bytes(s: &str, max_bytes: usize) -> &str {
+pub(crate) fn truncate_bytes(s: &str, max_bytes: usize) -> &str {
     if s.len() <= max_bytes {
         return s;
     }
@@ -117,7 +117,7 @@ pub fn truncate_bytes(s: &str, max_bytes: usize) -> &str {
 
 /// Longest server-chosen message printed on one line (error frames, close
 /// reasons, refused-connection text), in characters.
-pub const MAX_MESSAGE_CHARS: usize = 300;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 300;
 
 /// JSON text made safe for a terminal without changing its meaning: every
 /// [unsafe character](is_unsafe_char) that JSON allows raw inside a string
@@ -125,7 +125,7 @@ pub const MAX_MESSAGE_CHARS: usize = 300;
 /// (a surrogate pair beyond the BMP). `json` must come from `serde_json`'s
 /// serializer, which already escapes C0 (`\u001b`) and uses no
 /// non-ASCII character outside strings, so the result parses to the same value.
-pub fn escape_json_unsafe(json: String) -> String {
+pub(crate) fn escape_json_unsafe(json: String) -> String {
     if !json.chars().any(is_unsafe_char) {
         return json;
     }
@@ -146,7 +146,7 @@ pub fn escape_json_unsafe(json: String) -> String {
 /// Fit `s` into `max` terminal columns, ending with `…` when cut. Cuts
 /// between characters, by display width (wide CJK and emoji count 2).
 /// The result is sanitized.
-pub fn truncate_width(s: &str, max: usize) -> String {
+pub(crate) fn truncate_width(s: &str, max: usize) -> String {
     let s = sanitize(s);
     if s.width() <= max {
         return s.into_owned();
@@ -170,7 +170,7 @@ pub fn truncate_width(s: &str, max: usize) -> String {
 
 /// What a WebSocket close code means, for people; `None` for codes this
 /// crate gives no meaning to.
-pub fn close_code_name(code: u16) -> Option<&'static str> {
+pub(crate) fn close_code_name(code: u16) -> Option<&'static str> {
     Some(match code {
         1000 => "normal close",
         1001 => "server going away",
@@ -188,7 +188,7 @@ pub fn close_code_name(code: u16) -> Option<&'static str> {
 }
 
 /// A close code with its meaning when known: "1001 server going away", "4999".
-pub fn close_code_label(code: u16) -> String {
+pub(crate) fn close_code_label(code: u16) -> String {
     match close_code_name(code) {
         Some(n) => format!("{code} {n}"),
         None => code.to_string(),
@@ -199,7 +199,7 @@ pub fn close_code_label(code: u16) -> String {
 /// the reason alone without a code, the code alone without a reason. The
 /// reason comes from the server: it is sanitized and cut to
 /// [`MAX_MESSAGE_CHARS`].
-pub fn describe_close(code: Option<u16>, reason: &str) -> String {
+pub(crate) fn describe_close(code: Option<u16>, reason: &str) -> String {
     let reason = sanitize_line(reason, MAX_MESSAGE_CHARS);
     let reason = reason.as_str();
     let c = match code {
@@ -217,7 +217,7 @@ pub fn describe_close(code: Option<u16>, reason: &str) -> String {
 }
 
 /// "all skills", or the subscribed names (sanitized), comma-separated.
-pub fn subscription_label(s: &Subscription) -> String {
+pub(crate) fn subscription_label(s: &Subscription) -> String {
     match s {
         Subscription::All => "all skills".into(),
         Subscription::Skills(v) => v
@@ -229,13 +229,13 @@ pub fn subscription_label(s: &Subscription) -> String {
 }
 
 /// The value as text, or `placeholder` when there is none.
-pub fn or_placeholder<T: Display>(v: Option<T>, placeholder: &str) -> String {
+pub(crate) fn or_placeholder<T: Display>(v: Option<T>, placeholder: &str) -> String {
     v.map_or_else(|| placeholder.to_string(), |v| v.to_string())
 }
 
 /// Does any skill carry the 1h/24h extension counts (skillmon servers do,
 /// session-buddy does not)? Their columns are shown only then.
-pub fn has_ext<'a>(stats: impl IntoIterator<Item = &'a SkillStat>) -> bool {
+pub(crate) fn has_ext<'a>(stats: impl IntoIterator<Item = &'a SkillStat>) -> bool {
     stats
         .into_iter()
         .any(|s| s.invocations_1h.is_some() || s.invocations_24h.is_some())

@@ -27,7 +27,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 /// The subprotocol `--protocol ext` offers.
-pub const EXT_PROTOCOL: &str = "skillmon.v1";
+pub(crate) const EXT_PROTOCOL: &str = "skillmon.v1";
 /// One connection attempt (TCP + TLS + upgrade) may take this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// After our close frame, how long the server has to answer it.
@@ -38,7 +38,7 @@ const STALLED_RCVBUF: u32 = 4096;
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Where and how to connect; shared by every client of a run.
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub url: String,
     /// Every address the host resolves to, in the resolver's order.
     addrs: Vec<SocketAddr>,
@@ -64,7 +64,7 @@ impl std::fmt::Debug for Endpoint {
 impl Endpoint {
     /// Check the URL and resolve its addresses once (clients do not each
     /// look it up). `connections`: how many the run opens.
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         url: &str,
         token: Option<Token>,
         offer_ext: bool,
@@ -278,7 +278,7 @@ fn describe(e: &tungstenite::Error) -> String {
 /// recording switch and progress counters (touched once per client, not per
 /// frame).
 #[derive(Default)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub stop: CancellationToken,
     /// Frames received while set are kept for the report.
     pub recording: AtomicBool,
@@ -291,7 +291,7 @@ pub struct Shared {
 /// One received `metrics_update`: frame timestamp and receipt time in µs
 /// since the epoch, its `seq` if the server sent one, and its size.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Rec {
+pub(crate) struct Rec {
     pub ts: i64,
     pub recv: i64,
     pub seq: Option<u64>,
@@ -300,7 +300,7 @@ pub struct Rec {
 }
 
 #[derive(Debug, Default)]
-pub struct Connect {
+pub(crate) struct Connect {
     pub us: Option<u64>,
     pub retries: u32,
     pub error: Option<String>,
@@ -309,7 +309,7 @@ pub struct Connect {
 
 /// Everything one healthy client saw.
 #[derive(Debug, Default)]
-pub struct ClientResult {
+pub(crate) struct ClientResult {
     pub group: usize,
     pub connect: Connect,
     /// `connected` → first `metrics_update` of its subscription.
@@ -351,7 +351,7 @@ fn ts_us(s: &str) -> Option<i64> {
 
 /// A healthy client: subscribe as asked (`skill` None = all, the default
 /// needing no message), read and record until `stop`, close with 1000.
-pub async fn healthy(
+pub(crate) async fn healthy(
     ep: Arc<Endpoint>,
     sh: Arc<Shared>,
     group: usize,
@@ -481,7 +481,7 @@ async fn close_normally(ws: &mut Ws) -> Option<u64> {
 
 /// What a stalled client saw when it finally read.
 #[derive(Debug, Default)]
-pub struct StalledResult {
+pub(crate) struct StalledResult {
     pub connect: Connect,
     /// The server closed it (e.g. 1013 for too slow) with this code.
     pub server_close: Option<u16>,
@@ -492,7 +492,7 @@ pub struct StalledResult {
 /// A client that connects with a small receive buffer and never reads
 /// until `stop`; then it drains what is buffered to see how the server
 /// treated it.
-pub async fn stalled(ep: Arc<Endpoint>, sh: Arc<Shared>, retries: u32) -> StalledResult {
+pub(crate) async fn stalled(ep: Arc<Endpoint>, sh: Arc<Shared>, retries: u32) -> StalledResult {
     let mut r = StalledResult::default();
     let Some(mut ws) = ep
         .connect_retrying(Some(STALLED_RCVBUF), retries, &mut r.connect)

@@ -147,7 +147,7 @@ fn details(r: &Report, out: &mut String) {
 }
 
 /// The readable table of one run.
-pub fn table(r: &Report) -> String {
+pub(crate) fn table(r: &Report) -> String {
     let mut out = format!(
         "skillmon bench {} (round {})\n{}\n",
         short(&r.url),
@@ -187,7 +187,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 /// Two servers side by side: each figure is the median over the rounds
 /// (memory: round 1's, see [`FIRST_ROUND_ONLY`]), with the ratio A / B (the
 /// server under test over the reference it is compared to).
-pub fn compare_table(a: &[Report], b: &[Report]) -> String {
+pub(crate) fn compare_table(a: &[Report], b: &[Report]) -> String {
     let (Some(a0), Some(b0)) = (a.first(), b.first()) else {
         return String::new();
     };

@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::client::{ClientResult, Rec, StalledResult};
-pub use super::print::{compare_table, table};
+pub(crate) use super::print::{compare_table, table};
 
 /// p50 / p99 / max of a distribution, in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct Dist {
+pub(crate) struct Dist {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -19,7 +19,7 @@ pub struct Dist {
 
 impl Dist {
     /// From microsecond samples (sorted in place); `None` when empty.
-    pub fn from_us(v: &mut [i64]) -> Option<Self> {
+    pub(crate) fn from_us(v: &mut [i64]) -> Option<Self> {
         if v.is_empty() {
             return None;
         }
@@ -37,7 +37,7 @@ impl Dist {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ConnectReport {
+pub(crate) struct ConnectReport {
     /// Clients that completed the upgrade.
     pub ok: usize,
     /// Clients that never connected, after their retries.
@@ -52,7 +52,7 @@ pub struct ConnectReport {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct StalledReport {
+pub(crate) struct StalledReport {
     pub clients: usize,
     pub connected: usize,
     /// Stalled clients the server closed, by close code.
@@ -63,7 +63,7 @@ pub struct StalledReport {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ServerReport {
+pub(crate) struct ServerReport {
     pub pid: u32,
     pub rss_before_kb: Option<u64>,
     pub rss_after_kb: Option<u64>,
@@ -75,13 +75,13 @@ pub struct ServerReport {
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct FrameBytes {
+pub(crate) struct FrameBytes {
     pub mean: f64,
     pub max: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ClientCpu {
+pub(crate) struct ClientCpu {
     pub cpu_ms: f64,
     /// Percent of one core during the window.
     pub core_percent: f64,
@@ -90,7 +90,7 @@ pub struct ClientCpu {
 
 /// One run against one server.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub label: String,
     pub url: String,
     pub round: u32,
@@ -147,7 +147,7 @@ pub struct Report {
 }
 
 /// The run's settings and the figures read around the clients.
-pub struct RunMeta {
+pub(crate) struct RunMeta {
     pub label: String,
     pub url: String,
     pub round: u32,
@@ -171,7 +171,7 @@ pub(super) fn short(s: &str) -> String {
 }
 
 /// Merge every client's records into the run's report.
-pub fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledResult]) -> Report {
+pub(crate) fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledResult]) -> Report {
     let (ws, we) = meta.window;
     let in_window = |r: &Rec| r.ts >= ws && r.ts <= we;
 

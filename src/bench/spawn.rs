@@ -17,7 +17,7 @@ const GENERATED_INVOCATIONS: u64 = 20_000;
 /// How long the server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub struct Spawned {
+pub(crate) struct Spawned {
     pub url: String,
     pub pid: u32,
     child: Child,
@@ -27,7 +27,7 @@ pub struct Spawned {
 impl Spawned {
     /// Start `skillmon serve` (this same executable) and wait until it
     /// accepts connections.
-    pub async fn start(db: Option<&Path>, interval: Duration) -> anyhow::Result<Self> {
+    pub(crate) async fn start(db: Option<&Path>, interval: Duration) -> anyhow::Result<Self> {
         let (dir, db) = if let Some(p) = db {
             if !p.exists() {
                 anyhow::bail!(
@@ -103,7 +103,7 @@ impl Spawned {
     }
 
     /// SIGTERM, then wait (a kill after 5 s).
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         // SAFETY: kill sends a signal to the child we started.
         unsafe {
             libc::kill(self.pid as libc::pid_t, libc::SIGTERM);

@@ -4,7 +4,7 @@
 //! Must not touch the network.
 
 /// Resident memory of `pid` in kB (`VmRSS` of /proc/PID/status).
-pub fn rss_kb(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kb(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     text.lines()
         .find(|l| l.starts_with("VmRSS:"))
@@ -17,7 +17,7 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
 /// nanosecond resolution), or /proc/PID/stat where that clock cannot be
 /// read (clock-tick resolution, usually 10 ms: too coarse for a short
 /// window).
-pub fn cpu_us(pid: u32) -> Option<u64> {
+pub(crate) fn cpu_us(pid: u32) -> Option<u64> {
     process_clock_ns(pid)
         .map(|ns| ns / 1000)
         .or_else(|| stat_cpu_us(pid))
@@ -54,7 +54,7 @@ fn stat_cpu_us(pid: u32) -> Option<u64> {
 }
 
 /// This process's user + system CPU time in microseconds (`getrusage`).
-pub fn self_cpu_us() -> u64 {
+pub(crate) fn self_cpu_us() -> u64 {
     // SAFETY: getrusage writes into the zeroed struct we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut usage) } != 0 {
@@ -68,7 +68,7 @@ pub fn self_cpu_us() -> u64 {
 /// limit). Returns the limit now in force, and a warning when it is still
 /// below `needed`.
 #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
-pub fn raise_nofile(needed: u64) -> (u64, Option<String>) {
+pub(crate) fn raise_nofile(needed: u64) -> (u64, Option<String>) {
     // SAFETY: getrlimit/setrlimit read and write the struct we own.
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -26,14 +26,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::protocol::SUBPROTOCOL;
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Largest upgrade response head accepted.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 /// Open `req`'s URL (TLS for `wss://` with `tls`), offer `skillmon.v1`,
 /// and upgrade. Returns the stream and whether the server took the offer.
-pub async fn connect(
+pub(super) async fn connect(
     req: Request,
     tls: Option<Arc<rustls::ClientConfig>>,
     config: WebSocketConfig,

@@ -21,10 +21,10 @@ use super::FeedEvent;
 
 /// Most events (other than the one update) waiting for the consumer; the
 /// oldest goes when a new one comes.
-pub const MAX_PENDING: usize = 512;
+pub(crate) const MAX_PENDING: usize = 512;
 /// Longest server text (error message, close reason, server name) kept in
 /// a waiting event, in bytes.
-pub const MAX_TEXT: usize = 4096;
+pub(crate) const MAX_TEXT: usize = 4096;
 
 /// What the consumer takes at once.
 #[derive(Debug, Default)]
@@ -53,7 +53,7 @@ struct Shared {
 }
 
 /// The running buffer; see the module docs.
-pub struct Latest {
+pub(crate) struct Latest {
     shared: Arc<Shared>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<mpsc::Receiver<FeedEvent>>,
@@ -61,7 +61,7 @@ pub struct Latest {
 
 impl Latest {
     /// Start draining `rx`.
-    pub fn spawn(rx: mpsc::Receiver<FeedEvent>) -> Self {
+    pub(crate) fn spawn(rx: mpsc::Receiver<FeedEvent>) -> Self {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             notify: Notify::new(),
@@ -73,7 +73,7 @@ impl Latest {
 
     /// The next batch (waits for one); `None` once the feed ended and
     /// everything was taken. Cancel-safe: nothing is taken before it returns.
-    pub async fn next_batch(&self) -> Option<Batch> {
+    pub(crate) async fn next_batch(&self) -> Option<Batch> {
         loop {
             {
                 let mut p = lock(&self.shared);
@@ -95,7 +95,7 @@ impl Latest {
 
     /// Stop draining and give the feed's receiver back (for
     /// [`super::Feed::close`]); `None` if the task failed.
-    pub async fn into_receiver(self) -> Option<mpsc::Receiver<FeedEvent>> {
+    pub(crate) async fn into_receiver(self) -> Option<mpsc::Receiver<FeedEvent>> {
         self.stop.cancel();
         self.task.await.ok()
     }

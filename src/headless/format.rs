@@ -14,7 +14,7 @@ use crate::text::{PLACEHOLDER_PLAIN, escape_json_unsafe, has_ext, or_placeholder
 /// kept byte for byte, and characters JSON allows raw but a terminal would
 /// act on (DEL, C1, bidi and format characters) are written as `\uXXXX`.
 /// `None` when the frame is not a JSON object.
-pub fn json_line(raw: &str, at: DateTime<Utc>) -> Option<String> {
+pub(crate) fn json_line(raw: &str, at: DateTime<Utc>) -> Option<String> {
     let at = format_timestamp(at);
     if raw.contains("\"received_at\"") {
         // The server sent its own: replace it, the slow way.
@@ -57,7 +57,7 @@ fn compact_json(json: &str) -> String {
 }
 
 /// Render rows as an aligned text table; `right[i]` right-aligns column i.
-pub fn text_table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+pub(super) fn text_table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -101,7 +101,7 @@ pub fn text_table(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> Str
 }
 
 /// The `--once` text: top skills and anomalies.
-pub fn snapshot_table(update: &MetricsUpdate, received_at: DateTime<Utc>) -> String {
+pub(crate) fn snapshot_table(update: &MetricsUpdate, received_at: DateTime<Utc>) -> String {
     let clean = |s: &str| sanitize(s).into_owned();
     let skills = &update.data.top_skills;
     let has_ext = has_ext(skills);

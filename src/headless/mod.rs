@@ -21,11 +21,11 @@ use crate::text::{
 };
 
 mod format;
-pub use format::{json_line, snapshot_table};
+pub(crate) use format::{json_line, snapshot_table};
 
 /// What to print and when to stop.
 #[derive(Debug, Clone)]
-pub struct HeadlessOptions {
+pub(crate) struct HeadlessOptions {
     pub url: String,
     pub subscription: Subscription,
     pub json: bool,
@@ -40,9 +40,9 @@ pub struct HeadlessOptions {
 }
 
 /// Exit code when no snapshot came or the connection failed.
-pub const EXIT_NO_DATA: u8 = 1;
+pub(crate) const EXIT_NO_DATA: u8 = 1;
 /// Exit code of `--once --fail-on-anomaly` when the snapshot holds an anomaly.
-pub const EXIT_ANOMALY: u8 = 3;
+pub(crate) const EXIT_ANOMALY: u8 = 3;
 
 /// How long a signal waits for a line being written to stdout to end.
 const LAST_WRITE_GRACE: Duration = Duration::from_millis(50);
@@ -172,7 +172,7 @@ impl Notes {
 }
 
 /// Run on `feed` until done; returns the process exit code.
-pub async fn run(opts: HeadlessOptions, feed: &FeedHandle) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(opts: HeadlessOptions, feed: &FeedHandle) -> anyhow::Result<ExitCode> {
     // A SIGINT/SIGTERM cancels `stop` (from `watch`'s own task), so a
     // signal that comes while this loop is busy is never lost; the loop
     // checks it first at every turn (biased select) and between events.

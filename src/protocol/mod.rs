@@ -20,7 +20,8 @@ pub use history::{
     format_bucket_start,
 };
 pub use rows::*;
-pub mod team;
+pub(crate) mod team;
+pub use team::TeamFrame;
 
 /// Protocol revision announced in the `connected` frame (ext).
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 /// Which `Host` names the server answers to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostRule {
+pub(crate) struct HostRule {
     /// Off: any `Host` (bound beyond loopback without `--allow-host`, or
     /// `--allow-host *`).
     on: bool,
@@ -39,7 +39,7 @@ pub struct HostRule {
 
 /// What the host rule says about a request.
 #[derive(Debug, PartialEq, Eq)]
-pub enum HostVerdict {
+pub(crate) enum HostVerdict {
     Allowed,
     /// HTTP/1.1 without a `Host` header, or with several (400).
     Missing,
@@ -53,7 +53,7 @@ impl HostRule {
     /// The rule for a server bound to a loopback address or not, with the
     /// `--allow-host` entries (`*` allows any). An entry that is not a bare
     /// host name is an error naming the flag.
-    pub fn new(loopback_bound: bool, allow: &[String]) -> Result<Self, InvalidValue> {
+    pub(crate) fn new(loopback_bound: bool, allow: &[String]) -> Result<Self, InvalidValue> {
         let mut names = Vec::new();
         let mut any = false;
         for entry in allow.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
@@ -76,13 +76,13 @@ impl HostRule {
     }
 
     /// Whether the rule is enforced.
-    pub fn is_on(&self) -> bool {
+    pub(crate) fn is_on(&self) -> bool {
         self.on
     }
 
     /// Judge a request's `Host` headers (`hosts`: every value sent;
     /// `http11`: the request is HTTP/1.1, where `Host` is required).
-    pub fn check(&self, hosts: &[String], http11: bool) -> HostVerdict {
+    pub(crate) fn check(&self, hosts: &[String], http11: bool) -> HostVerdict {
         if !self.on {
             return HostVerdict::Allowed;
         }
@@ -166,7 +166,7 @@ fn ip_literal(host: &str) -> Option<IpAddr> {
 
 /// Whether a browser page from `origin` may open a WebSocket here.
 /// `host` is the request's `Host` header; `tls` whether this port is TLS.
-pub fn origin_allowed(
+pub(crate) fn origin_allowed(
     origin: Option<&str>,
     host: Option<&str>,
     allow: &[String],
@@ -222,20 +222,20 @@ fn parse_origin(origin: &str) -> Option<(String, u16)> {
 
 /// Open sockets per client IP, and the limit.
 #[derive(Debug)]
-pub struct PerIp {
+pub(crate) struct PerIp {
     limit: usize,
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// Holds one socket's place in [`PerIp`]; released on drop.
 #[derive(Debug)]
-pub struct IpSlot {
+pub(crate) struct IpSlot {
     ip: IpAddr,
     table: Arc<PerIp>,
 }
 
 impl PerIp {
-    pub fn new(limit: usize) -> Arc<Self> {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
         Arc::new(Self {
             limit,
             open: Mutex::new(HashMap::new()),
@@ -243,7 +243,7 @@ impl PerIp {
     }
 
     /// Take a place for `ip`, or `None` when it already has `limit` sockets.
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
         let mut open = crate::sync::lock(&self.open);
         let n = open.entry(ip).or_insert(0);
         if *n >= self.limit {
@@ -280,17 +280,17 @@ impl Drop for IpSlot {
 /// past it a refused socket is closed without an answer, so a flood from
 /// one address costs at most `cap` descriptors beyond its per-IP slots.
 #[derive(Debug)]
-pub struct Refusing {
+pub(crate) struct Refusing {
     held: AtomicUsize,
     cap: usize,
 }
 
 /// One refused socket's place in [`Refusing`]; released on drop.
 #[derive(Debug)]
-pub struct Held(Arc<Refusing>);
+pub(crate) struct Held(Arc<Refusing>);
 
 impl Refusing {
-    pub fn new(cap: usize) -> Arc<Self> {
+    pub(crate) fn new(cap: usize) -> Arc<Self> {
         Arc::new(Self {
             held: AtomicUsize::new(0),
             cap,
@@ -298,7 +298,7 @@ impl Refusing {
     }
 
     /// Take a place, or `None` when `cap` refused sockets are held.
-    pub fn hold(self: &Arc<Self>) -> Option<Held> {
+    pub(crate) fn hold(self: &Arc<Self>) -> Option<Held> {
         self.held
             .fetch_update(Relaxed, Relaxed, |n| (n < self.cap).then_some(n + 1))
             .ok()
@@ -306,7 +306,7 @@ impl Refusing {
     }
 
     /// Refused sockets held now.
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.held.load(Relaxed)
     }
 }

@@ -9,12 +9,12 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Longest request head accepted.
-pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 8 * 1024;
 const MAX_HEADERS: usize = 48;
 
 /// What the request head asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// A well-formed WebSocket upgrade.
     Upgrade,
     Health,
@@ -28,7 +28,7 @@ pub enum Route {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub reason: &'static str,
     pub content_type: &'static str,
@@ -37,7 +37,7 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn text(status: u16, reason: &'static str, body: impl Into<String>) -> Self {
+    pub(crate) fn text(status: u16, reason: &'static str, body: impl Into<String>) -> Self {
         Self {
             status,
             reason,
@@ -48,12 +48,12 @@ impl Response {
     }
 
     #[must_use]
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub(crate) fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.extra_headers.push((name, value.into()));
         self
     }
 
-    pub fn to_bytes(&self, head_only: bool) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self, head_only: bool) -> Vec<u8> {
         let mut s = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
             self.status,
@@ -76,7 +76,7 @@ impl Response {
 }
 
 /// The 426 every plain request to the WebSocket endpoint gets.
-pub fn upgrade_required() -> Response {
+pub(crate) fn upgrade_required() -> Response {
     Response::text(
         426,
         "Upgrade Required",
@@ -90,7 +90,7 @@ pub fn upgrade_required() -> Response {
 
 /// Read the request head (up to the blank line) into `buf`. `Ok(None)` when
 /// the peer closed first. Anything read past the head stays in `buf` too.
-pub async fn read_head<R: AsyncRead + Unpin>(
+pub(crate) async fn read_head<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Option<usize>> {
@@ -118,7 +118,7 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Decide what a request head asks for.
-pub fn route(head: &[u8]) -> Route {
+pub(crate) fn route(head: &[u8]) -> Route {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -221,7 +221,7 @@ pub fn route(head: &[u8]) -> Route {
 
 /// The headers the access checks read, from a request head already routed.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct RequestInfo {
+pub(crate) struct RequestInfo {
     /// The raw `Authorization` header (never logged).
     pub authorization: Option<String>,
     pub origin: Option<String>,
@@ -237,14 +237,14 @@ pub struct RequestInfo {
 
 impl RequestInfo {
     /// The (first) `Host` header.
-    pub fn host(&self) -> Option<&str> {
+    pub(crate) fn host(&self) -> Option<&str> {
         self.hosts.first().map(String::as_str)
     }
 }
 
 /// Read the headers [`RequestInfo`] names (the head parsed again: cheap,
 /// once per connection).
-pub fn request_info(head: &[u8]) -> RequestInfo {
+pub(crate) fn request_info(head: &[u8]) -> RequestInfo {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     if req.parse(head).is_err() {
@@ -282,7 +282,7 @@ pub fn request_info(head: &[u8]) -> RequestInfo {
 }
 
 /// 401 with `WWW-Authenticate: Bearer` (RFC 6750), before any upgrade.
-pub fn unauthorized(why: &str) -> Response {
+pub(crate) fn unauthorized(why: &str) -> Response {
     Response::text(
         401,
         "Unauthorized",
@@ -295,12 +295,12 @@ pub fn unauthorized(why: &str) -> Response {
 }
 
 /// Whether the request was a HEAD (respond without a body).
-pub fn is_head(head: &[u8]) -> bool {
+pub(crate) fn is_head(head: &[u8]) -> bool {
     head.starts_with(b"HEAD ")
 }
 
 /// Write a response and close the write side, bounded in time.
-pub async fn respond<W: AsyncWrite + Unpin>(w: &mut W, resp: &Response, head_only: bool) {
+pub(crate) async fn respond<W: AsyncWrite + Unpin>(w: &mut W, resp: &Response, head_only: bool) {
     let bytes = resp.to_bytes(head_only);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         w.write_all(&bytes).await?;

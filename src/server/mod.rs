@@ -19,6 +19,7 @@ pub(crate) mod hub;
 pub(crate) mod refusals;
 pub(crate) mod session;
 pub(crate) mod stats;
+pub use stats::Stats;
 pub mod tls;
 mod write;
 
@@ -35,7 +36,6 @@ use tokio_util::task::TaskTracker;
 use crate::store::{Snapshot, Store};
 use crate::team::{TeamRole, TeamStatus};
 use hub::Hub;
-use stats::Stats;
 
 /// Largest message a client may send.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -172,15 +172,48 @@ pub struct Shared {
     pub team: Option<Arc<TeamStatus>>,
 }
 
-/// A running server, for tests and the demo: its address, its counters and
-/// the token that stops it.
+/// A running server, for tests and the demo: its address, its counters,
+/// hand-driven ticks and the token that stops it. Its internals stay the
+/// server's own.
 pub struct Handle {
     pub addr: SocketAddr,
-    pub shared: Arc<Shared>,
-    pub task: tokio::task::JoinHandle<()>,
+    pub(crate) shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The server's counters (what `/metrics` and `/healthz` report), readable
+/// for as long as this value lives, even after the server stopped.
+pub struct Counters(Arc<Shared>);
+
+impl std::ops::Deref for Counters {
+    type Target = Stats;
+    fn deref(&self) -> &Stats {
+        &self.0.stats
+    }
 }
 
 impl Handle {
+    /// The server's counters.
+    pub fn stats(&self) -> Counters {
+        Counters(self.shared.clone())
+    }
+
+    /// Tick by hand: make `snapshot` current and hand every group its frame
+    /// now, as the tick loop would; returns the number of groups.
+    pub fn publish(&self, snapshot: Arc<Snapshot>) -> usize {
+        self.shared.hub.publish(snapshot)
+    }
+
+    /// Subscription groups that have a session.
+    pub fn groups(&self) -> usize {
+        self.shared.hub.groups()
+    }
+
+    /// Whether a token or JWT is required.
+    pub fn auth_enabled(&self) -> bool {
+        self.shared.verifier.is_some()
+    }
+
     /// `ws://ADDR/ws`, or `wss://` with TLS.
     pub fn url(&self) -> String {
         let s = if self.shared.tls.is_some() { "s" } else { "" };

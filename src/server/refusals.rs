@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// At most one line per cause per window (plus the summary of the window
 /// before).
-pub const WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 
 /// Why a connection was refused at the door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumCount, strum::IntoStaticStr)]
@@ -78,7 +78,7 @@ impl Cause {
 
 /// One line to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
+pub(crate) struct Line {
     pub cause: Cause,
     /// Refusals the line stands for.
     pub count: u64,
@@ -123,7 +123,7 @@ struct Slot {
 
 /// Per cause: when its last line went out and what is counted since.
 #[derive(Debug, Default)]
-pub struct Refusals {
+pub(crate) struct Refusals {
     slots: Mutex<[Slot; <Cause as strum::EnumCount>::COUNT]>,
 }
 
@@ -131,21 +131,26 @@ impl Refusals {
     /// A refusal now: logged at once when its cause had no line in the last
     /// [`WINDOW`], else counted. `detail` (what was refused, escaped by the
     /// caller) is built only when it is logged.
-    pub fn refused(&self, cause: Cause, peer: Option<SocketAddr>, detail: impl FnOnce() -> String) {
+    pub(crate) fn refused(
+        &self,
+        cause: Cause,
+        peer: Option<SocketAddr>,
+        detail: impl FnOnce() -> String,
+    ) {
         if let Some(line) = self.refused_at(cause, peer, Instant::now(), detail) {
             line.log();
         }
     }
 
     /// Log the counts of windows that ended; call every second or so.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         for line in self.flush_at(Instant::now()) {
             line.log();
         }
     }
 
     /// Log every count still pending (at shutdown).
-    pub fn flush_all(&self) {
+    pub(crate) fn flush_all(&self) {
         for line in self.flush_at_or_all(Instant::now(), true) {
             line.log();
         }

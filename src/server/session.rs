@@ -69,7 +69,7 @@ impl Mode {
 /// Run the server side of the WebSocket handshake on `io`, echoing
 /// [`SUBPROTOCOL`] when (and only when) the client offers it. A client
 /// offering only other subprotocols gets none echoed and is compat.
-pub async fn handshake<S>(
+pub(crate) async fn handshake<S>(
     io: S,
     config: WebSocketConfig,
 ) -> Result<(WebSocketStream<S>, Mode), WsError>
@@ -157,7 +157,7 @@ struct Session<S> {
 
 /// Where a session stands with authentication when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Auth {
+pub(crate) enum Auth {
     /// Authentication is off (`connected.authenticated: false`).
     Off,
     /// The upgrade carried a valid Bearer token.
@@ -168,7 +168,7 @@ pub enum Auth {
 }
 
 /// Serve one upgraded connection until it closes or the server stops.
-pub async fn run<S>(
+pub(crate) async fn run<S>(
     ws: WebSocketStream<S>,
     shared: Arc<Shared>,
     session_id: String,

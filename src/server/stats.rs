@@ -25,7 +25,7 @@ type Label = [(&'static str, &'static str); 1];
 type F64Gauge = Gauge<f64, AtomicU64>;
 
 /// The `Content-Type` of `/metrics` (Prometheus text format 0.0.4).
-pub const METRICS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+pub(crate) const METRICS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 #[derive(Debug)]
 pub struct Stats {

@@ -23,7 +23,7 @@ use super::history::Minutes;
 const MAX_OFFSET_SECS: i64 = 14 * 3600;
 
 #[derive(Debug, Default)]
-pub struct Activity {
+pub(super) struct Activity {
     /// Highest rowid read so far (0 = nothing read).
     last_rowid: i64,
     per_skill: HashMap<String, Vec<Sample>>,
@@ -33,33 +33,33 @@ pub struct Activity {
 }
 
 impl Activity {
-    pub fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         self.last_rowid = 0;
         self.per_skill.clear();
         self.minutes.clear();
     }
 
     /// Every skill's one-minute buckets, shared (cheap to clone).
-    pub fn minutes(&self) -> &HashMap<String, Arc<Minutes>> {
+    pub(super) fn minutes(&self) -> &HashMap<String, Arc<Minutes>> {
         &self.minutes
     }
 
-    pub fn skills(&self) -> impl Iterator<Item = (&String, &Vec<Sample>)> {
+    pub(super) fn skills(&self) -> impl Iterator<Item = (&String, &Vec<Sample>)> {
         self.per_skill.iter()
     }
 
-    pub fn samples(&self, skill: &str) -> &[Sample] {
+    pub(super) fn samples(&self, skill: &str) -> &[Sample] {
         self.per_skill.get(skill).map_or(&[], Vec::as_slice)
     }
 
     /// Samples held (invocations of the last day).
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.per_skill.values().map(Vec::len).sum()
     }
 
     /// Read the invocations added since the last call (all of the last day
     /// on the first call). Returns the number of rows read.
-    pub fn load(&mut self, conn: &Connection, now: f64) -> rusqlite::Result<usize> {
+    pub(super) fn load(&mut self, conn: &Connection, now: f64) -> rusqlite::Result<usize> {
         let result = self.try_load(conn, now);
         if result.is_err() {
             // Samples of a half-read batch would be read (and counted) again
@@ -159,7 +159,7 @@ impl Activity {
     /// Forget samples older than a day. Buckets go with their skill's last
     /// sample; otherwise they are trimmed only once they reach an hour past
     /// the day, so a shared copy is cloned at most once an hour per skill.
-    pub fn evict(&mut self, now: f64) {
+    pub(super) fn evict(&mut self, now: f64) {
         let cutoff = now - DAY;
         self.per_skill.retain(|_, v| {
             v.retain(|s| s.t >= cutoff);

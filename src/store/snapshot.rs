@@ -10,7 +10,7 @@ use super::history::{AnomalyLog, Minutes};
 use crate::protocol::{Anomaly, MetricsData, SkillStat, Subscription};
 
 /// Anomalies older than this are not served.
-pub const ANOMALY_WINDOW_SECS: f64 = 3600.0;
+pub(super) const ANOMALY_WINDOW_SECS: f64 = 3600.0;
 
 /// An anomaly with its detection time as Unix seconds, for ordering and
 /// windowing.

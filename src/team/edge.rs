@@ -28,7 +28,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where the edge puts each merged snapshot: the server's one snapshot
 /// channel (newest wins), the same one the store's tick loop feeds.
-pub type Sink = tokio::sync::watch::Sender<Arc<Snapshot>>;
+pub(crate) type Sink = tokio::sync::watch::Sender<Arc<Snapshot>>;
 
 struct Held {
     payload: SourcePayload,
@@ -39,14 +39,14 @@ struct Held {
     shared_name: bool,
 }
 
-pub struct Edge {
+pub(crate) struct Edge {
     config: EdgeConfig,
     status: Arc<TeamStatus>,
     held: Mutex<HashMap<String, Held>>,
 }
 
 impl Edge {
-    pub fn new(config: EdgeConfig, status: Arc<TeamStatus>) -> Arc<Self> {
+    pub(crate) fn new(config: EdgeConfig, status: Arc<TeamStatus>) -> Arc<Self> {
         Arc::new(Self {
             config,
             status,
@@ -60,7 +60,7 @@ impl Edge {
 
     /// Connect, subscribe and read every source's key. `None` (and the
     /// status says why) when Redis cannot be reached.
-    pub async fn connect(&self) -> Option<redis::aio::PubSubStream> {
+    pub(crate) async fn connect(&self) -> Option<redis::aio::PubSubStream> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.try_connect()).await {
             Ok(Ok(stream)) => {
                 self.status.set_up();
@@ -123,7 +123,7 @@ impl Edge {
     }
 
     /// Take one payload; `true` when it changed what the edge holds.
-    pub fn apply(&self, text: &str) -> bool {
+    pub(crate) fn apply(&self, text: &str) -> bool {
         let p = match SourcePayload::parse(text) {
             Ok(p) => p,
             Err(e) => {
@@ -183,7 +183,7 @@ impl Edge {
     }
 
     /// Update staleness and the TTL (unless `frozen`), then merge.
-    pub fn rebuild(&self, frozen: bool) -> Arc<Snapshot> {
+    pub(crate) fn rebuild(&self, frozen: bool) -> Arc<Snapshot> {
         let now = chrono::Utc::now().timestamp_millis();
         let ttl = self.config.source_ttl.as_millis() as i64;
         let mut held = self.lock();
@@ -238,7 +238,7 @@ impl Edge {
 
     /// Read the whole team and hand it to `sink` (before the server accepts
     /// its first client), then return the task that follows Redis.
-    pub async fn start(
+    pub(crate) async fn start(
         self: Arc<Self>,
         sink: Sink,
         tick: Duration,
@@ -251,7 +251,7 @@ impl Edge {
 
     /// Follow Redis until `shutdown`: messages as they come, a merge every
     /// `tick`, reconnection with backoff.
-    pub async fn run(
+    pub(crate) async fn run(
         self: Arc<Self>,
         mut stream: Option<redis::aio::PubSubStream>,
         sink: Sink,

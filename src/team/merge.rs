@@ -19,7 +19,7 @@ use crate::store::{Snapshot, TimedAnomaly};
 use super::payload::SourcePayload;
 
 /// One source as the merge sees it.
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     pub payload: &'a SourcePayload,
     pub stale: bool,
 }
@@ -59,7 +59,7 @@ fn add(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 /// Merge `inputs` (any order) into one team snapshot.
-pub fn merge(inputs: &[Input<'_>]) -> Snapshot {
+pub(crate) fn merge(inputs: &[Input<'_>]) -> Snapshot {
     let mut inputs: Vec<&Input<'_>> = inputs.iter().collect();
     inputs.sort_by(|a, b| a.payload.source.cmp(&b.payload.source));
     let mut sums: BTreeMap<&str, Sum> = BTreeMap::new();

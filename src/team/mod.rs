@@ -19,13 +19,13 @@
 //! routes read) the `redis` crate is not in the build.
 
 #[cfg(feature = "team")]
-pub mod edge;
+pub(crate) mod edge;
 #[cfg(feature = "team")]
-pub mod merge;
+pub(crate) mod merge;
 #[cfg(feature = "team")]
-pub mod payload;
+pub(crate) mod payload;
 #[cfg(feature = "team")]
-pub mod publisher;
+pub(crate) mod publisher;
 mod status;
 #[cfg(feature = "team")]
 mod target;

@@ -20,16 +20,16 @@ use crate::store::{Snapshot, TimedAnomaly};
 /// A payload carries the history of at most this many skills (the top by
 /// rank): beyond it the others' minutes are left out (the publisher logs
 /// it once): at most 1,000 × 1,440 minute rows (~33 MB of JSON).
-pub const MAX_HISTORY_SKILLS: usize = 1000;
+pub(crate) const MAX_HISTORY_SKILLS: usize = 1000;
 
 /// A day, in seconds: the history a payload carries.
 const DAY_SECS: f64 = 86_400.0;
 
 /// Payload format revision; an edge ignores other versions.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourcePayload {
+pub(crate) struct SourcePayload {
     pub v: u32,
     pub source: String,
     /// Random per publisher process: a restart is a new instance of the
@@ -57,7 +57,7 @@ pub struct SourcePayload {
 /// `[minute (Unix seconds / 60), invocations, completed, completed with a
 /// duration, sum of those durations in seconds]`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct MinuteRow(pub i64, pub u32, pub u32, pub u32, pub f64);
+pub(crate) struct MinuteRow(pub i64, pub u32, pub u32, pub u32, pub f64);
 
 impl MinuteRow {
     fn of(minute: i64, c: &Counts) -> Self {
@@ -67,7 +67,7 @@ impl MinuteRow {
     /// The counts, made consistent (a payload is input): completed ≤
     /// invocations, timed ≤ completed, a duration sum that is a finite,
     /// non-negative number (else no durations).
-    pub fn counts(&self) -> (i64, Counts) {
+    pub(crate) fn counts(&self) -> (i64, Counts) {
         let Self(minute, invocations, completed, timed, sum) = *self;
         let completed = completed.min(invocations);
         let (timed, duration_sum) = if sum.is_finite() && sum >= 0.0 {
@@ -88,7 +88,7 @@ impl MinuteRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PayloadAnomaly {
+pub(crate) struct PayloadAnomaly {
     /// Detection time and end of serving, Unix seconds.
     pub at: f64,
     /// A live finding is served until it clears: `f64::INFINITY`, which
@@ -112,7 +112,7 @@ fn payload_anomaly(a: &TimedAnomaly) -> PayloadAnomaly {
 }
 
 /// What a payload carries for `history`.
-pub struct HistoryBody {
+pub(crate) struct HistoryBody {
     pub minutes: BTreeMap<String, Vec<MinuteRow>>,
     pub anomaly_log: Vec<PayloadAnomaly>,
     /// Skills left out beyond [`MAX_HISTORY_SKILLS`].
@@ -121,7 +121,7 @@ pub struct HistoryBody {
 
 /// The history of `snapshot` as of `now` (Unix seconds): the last 24 h of
 /// minutes and logged anomalies of its first [`MAX_HISTORY_SKILLS`] skills.
-pub fn history_body(snapshot: &Snapshot, now: f64) -> HistoryBody {
+pub(crate) fn history_body(snapshot: &Snapshot, now: f64) -> HistoryBody {
     let cutoff = now - DAY_SECS;
     let first_minute = (cutoff / 60.0).floor() as i64;
     let mut minutes = BTreeMap::new();
@@ -156,7 +156,7 @@ pub fn history_body(snapshot: &Snapshot, now: f64) -> HistoryBody {
 
 /// The figures of `snapshot` as a payload's body (skills and anomalies):
 /// compared between ticks to publish only on change (or heartbeat).
-pub fn body(snapshot: &Snapshot) -> (Vec<SkillStat>, Vec<PayloadAnomaly>) {
+pub(crate) fn body(snapshot: &Snapshot) -> (Vec<SkillStat>, Vec<PayloadAnomaly>) {
     (
         snapshot.skills.clone(),
         snapshot.anomalies.iter().map(payload_anomaly).collect(),
@@ -164,7 +164,7 @@ pub fn body(snapshot: &Snapshot) -> (Vec<SkillStat>, Vec<PayloadAnomaly>) {
 }
 
 impl SourcePayload {
-    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+    pub(crate) fn parse(text: &str) -> Result<Self, InvalidValue> {
         let p: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if p.v != VERSION {
             return Err(InvalidValue(format!(
@@ -178,7 +178,7 @@ impl SourcePayload {
 
     /// Whether `self` is newer than `other` (same source): a later time,
     /// or the same instance with a higher `seq`.
-    pub fn newer_than(&self, other: &Self) -> bool {
+    pub(crate) fn newer_than(&self, other: &Self) -> bool {
         if self.instance == other.instance {
             self.seq > other.seq
         } else {

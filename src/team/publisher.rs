@@ -22,7 +22,7 @@ use crate::store::Snapshot;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Publish every snapshot `rx` sees until `shutdown`.
-pub async fn run(
+pub(crate) async fn run(
     config: PublishConfig,
     status: Arc<TeamStatus>,
     mut rx: watch::Receiver<Arc<Snapshot>>,

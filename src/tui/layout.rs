@@ -7,7 +7,7 @@
 /// Screen regions, computed from the terminal size alone so that key and
 /// mouse handling agree with rendering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Areas {
+pub(crate) struct Areas {
     pub header: ratatui::layout::Rect,
     pub table: ratatui::layout::Rect,
     pub anomalies: Option<ratatui::layout::Rect>,
@@ -16,11 +16,11 @@ pub struct Areas {
 }
 
 /// Smallest terminal the dashboard draws in.
-pub const MIN_WIDTH: u16 = 40;
-pub const MIN_HEIGHT: u16 = 10;
+pub(crate) const MIN_WIDTH: u16 = 40;
+pub(crate) const MIN_HEIGHT: u16 = 10;
 
 /// The layout for a terminal of `width` x `height`.
-pub fn layout(width: u16, height: u16) -> Areas {
+pub(crate) fn layout(width: u16, height: u16) -> Areas {
     use ratatui::layout::Rect;
     let header = Rect::new(0, 0, width, 1);
     let footer = Rect::new(0, height.saturating_sub(1), width, 1);
@@ -56,12 +56,12 @@ pub fn layout(width: u16, height: u16) -> Areas {
 }
 
 /// Rows of data that fit in the table area (borders and header row excluded).
-pub fn table_capacity(table: ratatui::layout::Rect) -> usize {
+pub(crate) fn table_capacity(table: ratatui::layout::Rect) -> usize {
     usize::from(table.height.saturating_sub(3))
 }
 
 /// First visible row so that `selected` is on screen.
-pub fn table_offset(selected: usize, capacity: usize) -> usize {
+pub(crate) fn table_offset(selected: usize, capacity: usize) -> usize {
     if capacity == 0 {
         0
     } else {

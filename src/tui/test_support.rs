@@ -8,15 +8,15 @@ use crate::client::FeedEvent;
 use crate::protocol::{Anomaly, Connected, MetricsData, MetricsUpdate, SkillStat};
 use crate::tui::app::Event;
 
-pub fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     crate::protocol::parse_timestamp("2026-11-22T03:00:00Z").unwrap_or_default()
 }
 
-pub fn secs(n: i64) -> DateTime<Utc> {
+pub(crate) fn secs(n: i64) -> DateTime<Utc> {
     t0() + chrono::Duration::seconds(n)
 }
 
-pub fn key(code: KeyCode) -> Event {
+pub(crate) fn key(code: KeyCode) -> Event {
     Event::Key(KeyEvent {
         code,
         modifiers: KeyModifiers::NONE,
@@ -25,11 +25,11 @@ pub fn key(code: KeyCode) -> Event {
     })
 }
 
-pub fn ch(c: char) -> Event {
+pub(crate) fn ch(c: char) -> Event {
     key(KeyCode::Char(c))
 }
 
-pub fn stat(name: &str, total: u64, rate: f64, dur: Option<f64>) -> SkillStat {
+pub(crate) fn stat(name: &str, total: u64, rate: f64, dur: Option<f64>) -> SkillStat {
     SkillStat {
         skill_name: name.into(),
         total_invocations: total,
@@ -41,7 +41,7 @@ pub fn stat(name: &str, total: u64, rate: f64, dur: Option<f64>) -> SkillStat {
     }
 }
 
-pub fn connected(at: DateTime<Utc>, interval_ms: Option<u64>) -> Event {
+pub(crate) fn connected(at: DateTime<Utc>, interval_ms: Option<u64>) -> Event {
     Event::Feed(FeedEvent::Connected {
         info: Connected {
             message: "hi".into(),
@@ -57,7 +57,7 @@ pub fn connected(at: DateTime<Utc>, interval_ms: Option<u64>) -> Event {
     })
 }
 
-pub fn update(
+pub(crate) fn update(
     at: DateTime<Utc>,
     seq: Option<u64>,
     skills: Vec<SkillStat>,
@@ -80,7 +80,7 @@ pub fn update(
 }
 
 /// [`connected`] to a server that took `skillmon.v1` (history offered).
-pub fn connected_ext(at: DateTime<Utc>) -> Event {
+pub(crate) fn connected_ext(at: DateTime<Utc>) -> Event {
     let mut e = connected(at, Some(1000));
     if let Event::Feed(FeedEvent::Connected { ext, .. }) = &mut e {
         *ext = true;
@@ -91,7 +91,7 @@ pub fn connected_ext(at: DateTime<Utc>) -> Event {
 /// A `history` frame of `window` whose last bucket holds `now`: per skill,
 /// bucket `i` (oldest 0) has `inv(i)` invocations, 80 % completed, an
 /// average of `1 + i % 4` s; `anomalies` are (skill, type, detected_at).
-pub fn history(
+pub(crate) fn history(
     window: crate::protocol::HistoryWindow,
     now: DateTime<Utc>,
     skills: &[&str],

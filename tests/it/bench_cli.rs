@@ -104,7 +104,7 @@ async fn fifty_clients_get_every_tick_from_serve() {
     assert_eq!(u(run, "/clients"), 50);
     assert_eq!(run["subscribe"], "all");
     assert!(u(run, "/nofile_limit") >= 50);
-    let total = server.shared.stats.sessions_started();
+    let total = server.stats().sessions_started();
     assert_eq!(total, 50, "one connection per client, no retries");
     server.stop().await.expect("stop");
 }

@@ -35,7 +35,7 @@ fn origin(o: &str) -> Vec<(&'static str, String)> {
 }
 
 fn metric(server: &skillmon::server::Handle, name: &str) -> String {
-    let text = server.shared.stats.prometheus();
+    let text = server.stats().prometheus();
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
         .unwrap_or_else(|| panic!("no {name} in {text}"))

@@ -142,7 +142,7 @@ async fn bearer_tokens_are_checked_before_the_upgrade() {
         ),
     ];
     for (what, token, status, reason) in &cases {
-        let before = server.shared.stats.auth_failures(*reason);
+        let before = server.stats().auth_failures(*reason);
         let Err(resp) = connect_bearer(&url, token).await else {
             panic!("{what}: connected");
         };
@@ -163,7 +163,7 @@ async fn bearer_tokens_are_checked_before_the_upgrade() {
             "{what}: token echoed: {body}"
         );
         assert_eq!(
-            server.shared.stats.auth_failures(*reason),
+            server.stats().auth_failures(*reason),
             before + 1,
             "{what}: counted as {reason}"
         );
@@ -235,20 +235,16 @@ async fn a_bad_first_frame_is_closed_with_4001_and_nothing_else() {
         ("empty token", json!({"token": ""}), Failure::Missing),
     ];
     for (what, frame, reason) in cases {
-        let before = server.shared.stats.auth_failures(reason);
+        let before = server.stats().auth_failures(reason);
         let mut c = Client::connect_raw(&server.url()).await;
         c.send_json(frame).await;
         match c.next_event().await {
             Event::Close(Some(4001), why) => assert_eq!(why, "Authentication failed", "{what}"),
             other => panic!("{what}: expected close 4001 first, got {other:?}"),
         }
-        assert_eq!(
-            server.shared.stats.auth_failures(reason),
-            before + 1,
-            "{what}"
-        );
+        assert_eq!(server.stats().auth_failures(reason), before + 1, "{what}");
     }
-    let text = server.shared.stats.prometheus();
+    let text = server.stats().prometheus();
     assert!(
         text.lines()
             .any(|l| l == "skillmon_closes_total{code=\"4001\"} 7"),
@@ -271,7 +267,7 @@ async fn no_first_frame_within_the_timeout_is_closed_with_4001() {
         Event::Close(Some(4001), why) => assert_eq!(why, "Authentication failed"),
         other => panic!("expected close 4001, got {other:?}"),
     }
-    assert_eq!(server.shared.stats.auth_failures(Failure::Timeout), 1);
+    assert_eq!(server.stats().auth_failures(Failure::Timeout), 1);
     // The default is session-buddy's.
     assert_eq!(
         skillmon::server::auth::AuthConfig::default().first_frame_timeout,
@@ -295,7 +291,7 @@ async fn a_token_in_the_url_gets_400_pointing_at_the_header() {
         Err(e) => panic!("expected HTTP 400, got {e}"),
         Ok(_) => panic!("expected HTTP 400, got a connection"),
     }
-    assert_eq!(server.shared.stats.auth_failures(Failure::TokenInUrl), 1);
+    assert_eq!(server.stats().auth_failures(Failure::TokenInUrl), 1);
     server.stop().await.unwrap();
 }
 
@@ -315,7 +311,7 @@ async fn a_valid_client_misses_no_tick_while_others_are_refused() {
         let u = good.next_update().await;
         assert_eq!(u["seq"].as_u64(), Some(first + i + 1), "{u}");
     }
-    assert_eq!(server.shared.stats.skipped(), 0);
+    assert_eq!(server.stats().skipped(), 0);
     server.stop().await.unwrap();
 }
 

@@ -130,7 +130,7 @@ fn protocol_header(head: &str) -> Option<String> {
 }
 
 fn ticks(server: &skillmon::server::Handle) -> u64 {
-    server.shared.stats.ticks()
+    server.stats().ticks()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +241,7 @@ async fn silent_compat_client_gets_its_first_update_at_the_first_tick() {
         let hello = recv(&mut ws).await;
         assert_eq!(hello["type"], "connected", "run {i}: {hello}");
         let marker = format!("tick-{i}");
-        server.shared.hub.publish(Arc::new(Snapshot::new(
+        server.publish(Arc::new(Snapshot::new(
             vec![SkillStat {
                 skill_name: marker.clone(),
                 total_invocations: 1,

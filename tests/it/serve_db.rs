@@ -260,7 +260,7 @@ async fn wal_database_written_concurrently() {
         assert!(tokio::time::Instant::now() < until, "stuck at {last}");
         let u = c.next_update().await;
         assert_eq!(
-            server.shared.stats.db().state,
+            server.stats().db().state,
             DbState::Ok,
             "a WAL reader never waits on the writer"
         );
@@ -380,7 +380,7 @@ fn store_runs_no_queries_on_unchanged_data() {
 async fn server_ticks_cost_no_queries_on_unchanged_data() {
     let (db, conn) = TestDb::seeded();
     let server = serve(&db.path, SHORT_INTERVAL).await;
-    let stats = &server.shared.stats;
+    let stats = server.stats();
     let (mut c, _) = Client::connect_and_update(&server.url()).await;
     let queries = stats.db_queries();
     let ticks = stats.ticks();

@@ -110,7 +110,7 @@ async fn dns_rebinding_a_foreign_host_is_refused_on_loopback() {
     let two = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n";
     assert_eq!(status(addr, two).await, 400, "two Host headers");
     assert_eq!(status(addr, "GET /metrics HTTP/1.0\r\n\r\n").await, 200);
-    let text = server.shared.stats.prometheus();
+    let text = server.stats().prometheus();
     assert!(
         text.contains("skillmon_host_rejections_total{status=\"403\"} 10"),
         "{text}"

@@ -205,7 +205,7 @@ async fn malformed_upgrade_requests_get_a_status_naming_the_problem() {
     let url = format!("ws://{}/any/path?x=1", server.addr);
     let (mut c, _) = Client::connect(&url).await;
     assert_eq!(names(&c.next_update().await).len(), 4);
-    let (stats_ok, _) = server.shared.stats.health_json();
+    let (stats_ok, _) = server.stats().health_json();
     assert!(stats_ok);
     server.stop().await.unwrap();
 }

@@ -56,12 +56,12 @@ async fn then_one_update_per_interval() {
     let server = serve(&db.path, Duration::from_millis(100)).await;
     let (mut c, hello) = Client::connect(&server.url()).await;
     assert_eq!(hello["interval_ms"], 100);
-    let ticks_before = server.shared.stats.ticks();
+    let ticks_before = server.stats().ticks();
     for _ in 0..4 {
         let u = c.next_update().await;
         assert_eq!(compat_top(&u), expected_top(&db.path, 10));
     }
-    let ticks_after = server.shared.stats.ticks();
+    let ticks_after = server.stats().ticks();
     // The first update came at once; the other three were ticks.
     assert!(
         ticks_after >= ticks_before + 3,
@@ -389,12 +389,12 @@ async fn filtered_client_gets_its_rows_its_anomalies_and_every_tick() {
         .await;
     assert_eq!(u["data"], json!({"top_skills": [], "anomalies": []}));
     let seq0 = u["seq"].as_u64().unwrap();
-    let ticks0 = server.shared.stats.ticks();
+    let ticks0 = server.stats().ticks();
     for _ in 0..3 {
         let u = c.next_update().await;
         assert_eq!(u["data"], json!({"top_skills": [], "anomalies": []}));
     }
-    let ticks1 = server.shared.stats.ticks();
+    let ticks1 = server.stats().ticks();
     // Three ticks, three updates: one per tick (seq counts skipped ones too).
     assert!(
         c.last_seq.unwrap() - seq0 <= ticks1 - ticks0,
@@ -780,13 +780,13 @@ async fn an_anomaly_ages_out_of_the_hour_without_any_write() {
             ("alpha".to_owned(), edge)
         ]
     );
-    let queries = server.shared.stats.db_queries();
+    let queries = server.stats().db_queries();
     let u = c
         .update_where("the old one aged out", |u| anomaly_keys(u).len() == 1)
         .await;
     assert_eq!(anomaly_keys(&u), [("beta".to_owned(), fresh)]);
     assert_eq!(
-        server.shared.stats.db_queries(),
+        server.stats().db_queries(),
         queries,
         "windows move with the clock, not by re-reading the database"
     );
@@ -828,9 +828,9 @@ async fn abandoned_subscription_groups_are_dropped() {
     // Two ticks later only the live group is left.
     c.next_update().await;
     c.next_update().await;
-    assert_eq!(server.shared.hub.groups(), 1);
+    assert_eq!(server.groups(), 1);
     let (_d, _) = Client::connect_and_update(&server.url()).await;
-    assert_eq!(server.shared.hub.groups(), 2, "nope + all");
+    assert_eq!(server.groups(), 2, "nope + all");
     server.stop().await.unwrap();
 }
 

@@ -63,7 +63,7 @@ async fn serve_many(write_timeout: Duration) -> (TestDb, skillmon::server::Handl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
     let (_db, server) = serve_many(Duration::from_millis(500)).await;
-    let stats = &server.shared.stats;
+    let stats = server.stats();
 
     let (mut good, first) = Client::connect_and_update(&server.url()).await;
     assert_eq!(names(&first).len(), SKILLS);
@@ -121,7 +121,7 @@ async fn a_client_that_never_reads_does_not_delay_the_others_and_is_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_timed_out_mid_frame_never_gets_a_close_frame_inside_it() {
     let (_db, server) = serve_many(Duration::from_millis(500)).await;
-    let stats = &server.shared.stats;
+    let stats = server.stats();
     let (mut good, _) = Client::connect_and_update(&server.url()).await;
     let raw = stuck_client(server.addr).await;
     while stats.slow_closes() < 1 {
@@ -231,7 +231,7 @@ fn ws_frames(mut b: &[u8]) -> (usize, StreamEnd) {
 async fn stop_with_a_stuck_client_still_closes_the_others_with_1001() {
     // Longer than the shutdown grace: a stuck write must not outlive stop().
     let (_db, server) = serve_many(Duration::from_secs(30)).await;
-    let shared = server.shared.clone();
+    let stats = server.stats();
 
     let (mut good, _) = Client::connect_and_update(&server.url()).await;
     let raw = stuck_client(server.addr).await;
@@ -246,7 +246,7 @@ async fn stop_with_a_stuck_client_still_closes_the_others_with_1001() {
             "never stuck: {others:?}"
         );
         good.next_update().await;
-        let other = shared.stats.frames_sent() as i64 - good.frames_seen as i64;
+        let other = stats.frames_sent() as i64 - good.frames_seen as i64;
         others.push_back(other);
         if others.len() > 8 {
             others.pop_front();
@@ -265,7 +265,7 @@ async fn stop_with_a_stuck_client_still_closes_the_others_with_1001() {
         .unwrap();
     eprintln!("stop took {:?}", started.elapsed());
     assert_eq!(
-        shared.stats.connections(),
+        stats.connections(),
         0,
         "every session ended by the time stop() resolved"
     );
@@ -275,7 +275,7 @@ async fn stop_with_a_stuck_client_still_closes_the_others_with_1001() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_skips_to_the_latest_update_and_stays_connected() {
     let (_db, server) = serve_many(Duration::from_secs(30)).await;
-    let stats = &server.shared.stats;
+    let stats = server.stats();
 
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();

@@ -112,7 +112,7 @@ async fn plain_clients_on_the_tls_port_fail_cleanly_and_the_server_stays_up() {
         .expect("refused");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 
-    let text = server.shared.stats.prometheus();
+    let text = server.stats().prometheus();
     let failures = text
         .lines()
         .find_map(|l| l.strip_prefix("skillmon_tls_handshake_failures_total "))

@@ -14,9 +14,9 @@ use crate::protocol::Anomaly;
 pub const HIGHLIGHT_SECS: i64 = 5;
 
 /// An anomaly's identity on screen.
-pub type AnomalyKey = (String, String);
+pub(super) type AnomalyKey = (String, String);
 
-pub fn key_of(a: &Anomaly) -> AnomalyKey {
+pub(super) fn key_of(a: &Anomaly) -> AnomalyKey {
     (a.skill_name.clone(), a.anomaly_type.clone())
 }
 

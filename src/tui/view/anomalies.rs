@@ -14,7 +14,7 @@ use crate::text::{sanitize, truncate_width};
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
 
-pub fn type_style(theme: &Theme, kind: &str) -> Style {
+pub(crate) fn type_style(theme: &Theme, kind: &str) -> Style {
     let k = kind.to_ascii_lowercase();
     if k.contains("drop") {
         theme.drop
@@ -25,7 +25,7 @@ pub fn type_style(theme: &Theme, kind: &str) -> Style {
     }
 }
 
-pub fn score_style(theme: &Theme, score: Option<f64>) -> Style {
+pub(crate) fn score_style(theme: &Theme, score: Option<f64>) -> Style {
     match score.map(f64::abs) {
         Some(z) if z >= 3.0 => theme.bad,
         Some(z) if z >= 2.0 => theme.warn,
@@ -33,14 +33,14 @@ pub fn score_style(theme: &Theme, score: Option<f64>) -> Style {
     }
 }
 
-pub fn fmt_score(score: Option<f64>) -> String {
+pub(crate) fn fmt_score(score: Option<f64>) -> String {
     match score {
         Some(z) if z.is_finite() => format!("{z:+.1}"),
         _ => "—".into(),
     }
 }
 
-pub fn fmt_value(v: f64) -> String {
+pub(crate) fn fmt_value(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {
@@ -48,14 +48,14 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-pub fn detected(app: &App, a: &Anomaly) -> String {
+pub(crate) fn detected(app: &App, a: &Anomaly) -> String {
     match parse_timestamp(&a.detected_at) {
         Some(t) => ago(app.now, t),
         None => truncate_width(&a.detected_at, 10),
     }
 }
 
-pub fn change(a: &Anomaly) -> String {
+pub(crate) fn change(a: &Anomaly) -> String {
     // skillmon's live rows have known units: completion in percent,
     // durations in seconds. Rows from elsewhere are shown as they come.
     let live = a.source.as_deref() == Some("live");
@@ -80,7 +80,7 @@ pub fn change(a: &Anomaly) -> String {
 }
 
 /// Rows for a list of anomalies (shared with the detail view).
-pub fn table<'a>(
+pub(crate) fn table<'a>(
     app: &App,
     list: &[&Anomaly],
     width: u16,
@@ -177,18 +177,18 @@ pub fn table<'a>(
 
 /// A new anomaly's row, for [`crate::tui::app::HIGHLIGHT_SECS`] (bold,
 /// underlined: no background, so every theme keeps the terminal's own).
-pub fn fresh_style(theme: &Theme) -> Style {
+pub(crate) fn fresh_style(theme: &Theme) -> Style {
     theme
         .warn
         .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
 }
 
 /// The panel title's "on" phase while new anomalies are highlighted.
-pub fn flash_style(theme: &Theme) -> Style {
+pub(crate) fn flash_style(theme: &Theme) -> Style {
     theme.warn.add_modifier(Modifier::BOLD | Modifier::REVERSED)
 }
 
-pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
+pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let list: Vec<&Anomaly> = app.view().anomalies.iter().collect();
     if list.is_empty() {
         let block = Block::bordered()

@@ -23,7 +23,7 @@ use crate::tui::app::{App, Series};
 use crate::tui::keymap::Action;
 use crate::tui::theme::Theme;
 
-pub fn render(app: &App, name: &str, frame: &mut Frame, area: Rect, theme: &Theme) {
+pub(crate) fn render(app: &App, name: &str, frame: &mut Frame, area: Rect, theme: &Theme) {
     // Full screen between the header and the footer.
     let popup = Rect::new(
         area.x,

@@ -12,7 +12,7 @@ use crate::text::{close_code_label, sanitize};
 use crate::tui::app::{App, ConnState};
 use crate::tui::theme::Theme;
 
-pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
+pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let h = &app.health;
     let label = |s: &str| Span::styled(format!("{s:<11}"), theme.dim);
     let badge = app.badge();

@@ -10,7 +10,7 @@ use crate::tui::app::App;
 use crate::tui::keymap::Action;
 use crate::tui::theme::Theme;
 
-pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
+pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let mut rows: Vec<Row> = Action::all()
         .map(|a| {
             let keys: Vec<String> = app

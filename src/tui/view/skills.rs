@@ -52,7 +52,7 @@ fn width_of(c: Col, bar: bool) -> u16 {
 }
 
 /// Completion style by value.
-pub fn completion_style(theme: &Theme, rate: f64) -> Style {
+pub(crate) fn completion_style(theme: &Theme, rate: f64) -> Style {
     if rate >= 90.0 {
         theme.good
     } else if rate >= 70.0 {
@@ -63,7 +63,7 @@ pub fn completion_style(theme: &Theme, rate: f64) -> Style {
 }
 
 /// Per-update invocation counts of a skill, from its history.
-pub fn activity(app: &App, skill: &str) -> Vec<u64> {
+pub(crate) fn activity(app: &App, skill: &str) -> Vec<u64> {
     app.view()
         .history
         .get(skill)
@@ -76,7 +76,7 @@ pub fn activity(app: &App, skill: &str) -> Vec<u64> {
         .unwrap_or_default()
 }
 
-pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
+pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let rows = app.visible_rows();
     let total = app.view().rows.len();
     let title = if rows.len() == total {
@@ -279,7 +279,7 @@ fn row<'a>(
 
 /// `values` summed into at most `width` cells (oldest first), so a whole
 /// hour of minute buckets fits a narrow column.
-pub fn fold(values: &[u64], width: usize) -> Vec<u64> {
+pub(crate) fn fold(values: &[u64], width: usize) -> Vec<u64> {
     let width = width.max(1);
     if values.len() <= width {
         return values.to_vec();

@@ -15,10 +15,10 @@ use crate::tui::app::App;
 use crate::tui::theme::Theme;
 
 /// Width of the anomalies panel's Source column.
-pub const SOURCE_W: u16 = 12;
+pub(crate) const SOURCE_W: u16 = 12;
 
 /// "team · N sources (K stale)", warn-styled while any source is stale.
-pub fn header<'a>(app: &App, theme: &Theme) -> Option<Span<'a>> {
+pub(crate) fn header<'a>(app: &App, theme: &Theme) -> Option<Span<'a>> {
     let (n, stale) = app.team.as_ref()?.counts();
     let plural = if n == 1 { "" } else { "s" };
     let style = if stale > 0 { theme.warn } else { theme.accent };
@@ -30,7 +30,7 @@ pub fn header<'a>(app: &App, theme: &Theme) -> Option<Span<'a>> {
 
 /// The anomaly's team source cell, when the server is an edge; `nth`: how
 /// many rows identical to `a` (skill, detection time, type) come before it.
-pub fn source_cell<'a>(app: &App, a: &Anomaly, nth: usize) -> Option<Cell<'a>> {
+pub(crate) fn source_cell<'a>(app: &App, a: &Anomaly, nth: usize) -> Option<Cell<'a>> {
     let team = app.team.as_ref()?;
     let name = team.source_of(a, nth).unwrap_or("—");
     Some(Cell::from(truncate_width(
@@ -40,7 +40,7 @@ pub fn source_cell<'a>(app: &App, a: &Anomaly, nth: usize) -> Option<Cell<'a>> {
 }
 
 /// Rows needed by [`breakdown`] for `name` (0: nothing to show).
-pub fn breakdown_height(app: &App, name: &str) -> u16 {
+pub(crate) fn breakdown_height(app: &App, name: &str) -> u16 {
     match app.team.as_ref().and_then(|t| t.skill_sources(name)) {
         Some(list) if !list.is_empty() => list.len().min(8) as u16 + 3,
         _ => 0,
@@ -48,7 +48,7 @@ pub fn breakdown_height(app: &App, name: &str) -> u16 {
 }
 
 /// The selected skill's figures per source.
-pub fn breakdown<'a>(app: &App, name: &str, theme: &Theme) -> Option<Table<'a>> {
+pub(crate) fn breakdown<'a>(app: &App, name: &str, theme: &Theme) -> Option<Table<'a>> {
     let team = app.team.as_ref()?;
     let list = team.skill_sources(name)?;
     let stale = |s: &str| {
