@@ -44,7 +44,7 @@ impl Spawned {
             let path = dir.path().join("skills.db");
             let p = path.clone();
             tokio::task::spawn_blocking(move || {
-                crate::demo::generate(&p, GENERATED_INVOCATIONS, GENERATED_SKILLS, 1.0, 1)
+                crate::demo::data::generate(&p, GENERATED_INVOCATIONS, GENERATED_SKILLS, 1.0, 1)
             })
             .await??;
             (Some(dir), path)
