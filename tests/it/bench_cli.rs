@@ -22,6 +22,12 @@ const INTERVAL: Duration = Duration::from_millis(200);
 
 /// Run `skillmon bench ARGS` (clean environment, own home) off the
 /// runtime; it must succeed.
+/// [`bench`] with its arguments written as one line (`{url}` style
+/// placeholders already filled in), split on whitespace.
+async fn bench_line(line: &str) -> Output {
+    bench(&line.split_whitespace().collect::<Vec<_>>()).await
+}
+
 async fn bench(args: &[&str]) -> Output {
     let home = tempfile::tempdir().expect("home");
     let mut cmd = support::command(home.path());
@@ -84,18 +90,9 @@ fn assert_clean(run: &Value, clients: u64, duration: Duration) {
 async fn fifty_clients_get_every_tick_from_serve() {
     let (server, _db, _conn) = serve_seeded(INTERVAL).await;
     let url = server.url();
-    let out = bench(&[
-        &url,
-        "--clients",
-        "50",
-        "--duration",
-        "2s",
-        "--warmup",
-        "300ms",
-        "--grace",
-        "500ms",
-        "--json",
-    ])
+    let out = bench_line(&format!(
+        "{url} --clients 50 --duration 2s --warmup 300ms --grace 500ms --json"
+    ))
     .await;
     let runs = runs(&out);
     assert_eq!(runs.len(), 1);
@@ -113,23 +110,7 @@ async fn fifty_clients_get_every_tick_from_serve() {
 async fn stalled_clients_and_mixed_subscriptions_are_reported() {
     let (server, _db, _conn) = serve_seeded(INTERVAL).await;
     let url = server.url();
-    let out = bench(&[
-        &url,
-        "--clients",
-        "12",
-        "--stalled",
-        "2",
-        "--subscribe",
-        "mix:alpha,gamma,all",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--grace",
-        "500ms",
-        "--json",
-    ])
-    .await;
+    let out = bench_line(&format!("{url} --clients 12 --stalled 2 --subscribe mix:alpha,gamma,all --duration 1s --warmup 200ms --grace 500ms --json")).await;
     let run = &runs(&out)[0];
     assert_eq!(u(run, "/stalled/clients"), 2, "{run}");
     assert_eq!(u(run, "/stalled/connected"), 2, "{run}");
@@ -298,18 +279,9 @@ async fn session_buddy_skipping(interval: Duration) -> (String, Seen, tokio::tas
 #[tokio::test(flavor = "multi_thread")]
 async fn gaps_come_from_timestamps_when_the_server_sends_no_seq() {
     let (url, _, task) = session_buddy_skipping(INTERVAL).await;
-    let out = bench(&[
-        &url,
-        "--clients",
-        "8",
-        "--duration",
-        "2s",
-        "--warmup",
-        "500ms",
-        "--grace",
-        "500ms",
-        "--json",
-    ])
+    let out = bench_line(&format!(
+        "{url} --clients 8 --duration 2s --warmup 500ms --grace 500ms --json"
+    ))
     .await;
     let run = &runs(&out)[0];
     assert_eq!(run["gap_method"], "timestamp", "{run}");
@@ -332,23 +304,7 @@ async fn token_and_ext_protocol_are_offered_as_asked() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret-token\n").expect("write token");
     let token_path = token_file.to_string_lossy().into_owned();
-    let out = bench(&[
-        &url,
-        "--clients",
-        "3",
-        "--duration",
-        "300ms",
-        "--warmup",
-        "0s",
-        "--grace",
-        "200ms",
-        "--protocol",
-        "ext",
-        "--token-file",
-        &token_path,
-        "--json",
-    ])
-    .await;
+    let out = bench_line(&format!("{url} --clients 3 --duration 300ms --warmup 0s --grace 200ms --protocol ext --token-file {token_path} --json")).await;
     let run = &runs(&out)[0];
     assert_eq!(run["protocol"], "ext", "{run}");
     assert_eq!(run["negotiated_protocol"], "skillmon.v1", "{run}");
@@ -374,23 +330,7 @@ async fn spawn_serves_a_db_and_reads_the_servers_memory_and_cpu() {
     let (db, _conn) = TestDb::seeded();
     let path = db.path.to_string_lossy().into_owned();
     let before = std::fs::read(&db.path).expect("read db");
-    let out = bench(&[
-        "--spawn",
-        "--db",
-        &path,
-        "--interval",
-        "200ms",
-        "--clients",
-        "5",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--grace",
-        "300ms",
-        "--json",
-    ])
-    .await;
+    let out = bench_line(&format!("--spawn --db {path} --interval 200ms --clients 5 --duration 1s --warmup 200ms --grace 300ms --json")).await;
     let run = &runs(&out)[0];
     assert_clean(run, 5, Duration::from_secs(1));
     let server = &run["server"];

@@ -125,14 +125,7 @@ impl Watch {
 
     /// Peak resident memory so far (VmHWM), in bytes.
     fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("/proc status");
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM");
-        kb * 1024
+        peak_rss(self.child.id())
     }
 
     /// The next stdout line, waiting at most `within`.
