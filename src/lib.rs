@@ -20,6 +20,8 @@ pub mod error;
 pub(crate) mod headless;
 pub mod logging;
 pub mod protocol;
+pub(crate) mod rlimit;
+pub(crate) mod secret_file;
 pub mod server;
 pub(crate) mod signal;
 pub mod size;

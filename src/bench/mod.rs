@@ -193,7 +193,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     // Every client is a socket, plus a few files of our own; a spawned
     // server (one socket per client too) inherits the raised limit.
     let needed = (cfg.clients + cfg.stalled) as u64 + 64;
-    let (nofile, warning) = sys::raise_nofile(needed);
+    let (nofile, warning) = crate::rlimit::raise_nofile(needed, "use fewer --clients");
     if let Some(w) = warning {
         eprintln!("skillmon bench: warning: {w}");
     }

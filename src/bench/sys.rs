@@ -64,52 +64,6 @@ pub(crate) fn self_cpu_us() -> u64 {
     us(usage.ru_utime) + us(usage.ru_stime)
 }
 
-/// Raise the soft open-file limit to at least `needed` (up to the hard
-/// limit). Returns the limit now in force, and a warning when it is still
-/// below `needed`.
-#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
-pub(crate) fn raise_nofile(needed: u64) -> (u64, Option<String>) {
-    // SAFETY: getrlimit/setrlimit read and write the struct we own.
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
-        return (
-            0,
-            Some("cannot read the open-file limit (RLIMIT_NOFILE)".into()),
-        );
-    }
-    let current = lim.rlim_cur as u64;
-    if current >= needed {
-        return (current, None);
-    }
-    let hard = lim.rlim_max as u64;
-    let target = needed.min(hard);
-    if target > current {
-        lim.rlim_cur = target as libc::rlim_t;
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) } != 0 {
-            return (
-                current,
-                Some(format!(
-                    "cannot raise the open-file limit from {current} to {target}; \
-                     run `ulimit -n {needed}` first or use fewer --clients"
-                )),
-            );
-        }
-    }
-    if target < needed {
-        return (
-            target,
-            Some(format!(
-                "the open-file limit is {target} (hard limit) but this run needs about {needed}; \
-                 raise the hard limit (`ulimit -Hn`, limits.conf or LimitNOFILE=) or use fewer --clients"
-            )),
-        );
-    }
-    (target, None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,7 +73,7 @@ mod tests {
         let pid = std::process::id();
         assert!(rss_kb(pid).is_some_and(|kb| kb > 0));
         assert!(cpu_us(pid).is_some());
-        let (limit, warning) = raise_nofile(64);
+        let (limit, warning) = crate::rlimit::raise_nofile(64, "");
         assert!(limit >= 64, "{limit} {warning:?}");
         assert!(rss_kb(u32::MAX).is_none());
         assert!(cpu_us(u32::MAX).is_none());

@@ -10,7 +10,6 @@
 
 use crate::error::InvalidValue;
 use std::fmt;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,8 +35,6 @@ pub const MAX_FRAME_RANGE: std::ops::RangeInclusive<usize> = (16 << 10)..=(64 <<
 pub const MAX_WRITE_BUFFER: usize = 64 << 10;
 /// The read buffer of the client's WebSocket.
 const READ_BUFFER: usize = 64 << 10;
-/// A token file larger than this is not a token.
-const MAX_TOKEN_FILE: u64 = 16 << 10;
 
 /// Where a token came from (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,19 +84,12 @@ impl Token {
             problem,
         };
         let raw = match source {
-            TokenSource::File(path) => {
-                let mut text = String::new();
-                std::fs::File::open(path)
-                    .and_then(|f| f.take(MAX_TOKEN_FILE + 1).read_to_string(&mut text))
-                    .map_err(|e| err(format!("cannot read it: {e} (--token-file / token_file)")))?;
-                if text.len() as u64 > MAX_TOKEN_FILE {
-                    return Err(err(format!(
-                        "larger than {}; a token file holds only the token",
-                        crate::size::human(MAX_TOKEN_FILE as usize)
-                    )));
+            TokenSource::File(path) => crate::secret_file::read(path).map_err(|e| match e {
+                crate::secret_file::ReadError::Io(_) => {
+                    err(format!("{e} (--token-file / token_file)"))
                 }
-                text
-            }
+                crate::secret_file::ReadError::TooLarge => err(e.to_string()),
+            })?,
             TokenSource::Env => {
                 std::env::var(TOKEN_ENV).map_err(|_| err("not set or not valid UTF-8".into()))?
             }

@@ -62,11 +62,13 @@ impl HostRule {
                 continue;
             }
             match host_name(entry) {
-                Some((name, None)) if !entry.contains("://") => names.push(name),
+                Some((name, None)) if !entry.contains("://") && !entry.starts_with('.') => {
+                    names.push(name);
+                }
                 _ => {
                     return Err(InvalidValue(format!(
                         "--allow-host {entry:?}: give a host name as a browser's address bar shows it, \
-                         without scheme, port or path (e.g. dash.example), or * for any"
+                         without scheme, port, path or leading dot (e.g. dash.example; list each subdomain), or * for any"
                     )));
                 }
             }
@@ -220,7 +222,21 @@ fn parse_origin(origin: &str) -> Option<(String, u16)> {
     host_name(rest).map(|(h, p)| (h, p.unwrap_or(default_port)))
 }
 
-/// Open sockets per client IP, and the limit.
+/// Who a connection counts against in [`PerIp`]: an IPv4 address (also
+/// when it arrives IPv4-mapped on a dual-stack socket), or an IPv6 client's
+/// /64, since one IPv6 host is usually handed a whole /64 and could
+/// otherwise take `limit` sockets for each of its addresses.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        },
+    }
+}
+
+/// Open sockets per client (an IPv4 address or an IPv6 /64), and the limit.
 #[derive(Debug)]
 pub(crate) struct PerIp {
     limit: usize,
@@ -242,8 +258,10 @@ impl PerIp {
         })
     }
 
-    /// Take a place for `ip`, or `None` when it already has `limit` sockets.
+    /// Take a place for `ip`'s client ([`client_key`]), or `None` when it
+    /// already has `limit` sockets.
     pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let ip = client_key(ip);
         let mut open = crate::sync::lock(&self.open);
         let n = open.entry(ip).or_insert(0);
         if *n >= self.limit {
@@ -260,7 +278,7 @@ impl PerIp {
     #[cfg(test)]
     fn open(&self, ip: IpAddr) -> usize {
         let open = crate::sync::lock(&self.open);
-        open.get(&ip).copied().unwrap_or(0)
+        open.get(&client_key(ip)).copied().unwrap_or(0)
     }
 }
 
@@ -373,6 +391,10 @@ mod tests {
             &loopback
         ));
         assert!(check("http://localhost:3000", "localhost:8765", &loopback));
+        assert!(
+            HostRule::new(true, &[".dash.example".to_owned()]).is_err(),
+            "a leading dot is not a wildcard here: refused, not silently unmatched"
+        );
         let dash = rule(true, &["dash.example"]);
         assert!(check("https://dash.example", "dash.example", &dash));
         assert!(check("http://DASH.example.:8080", "127.0.0.1:8765", &dash));
@@ -479,5 +501,30 @@ mod tests {
         drop(a);
         assert_eq!(t.open(ip), 1);
         assert!(t.acquire(ip).is_some());
+    }
+
+    #[test]
+    fn one_ipv6_host_counts_as_its_64_and_mapped_ipv4_as_ipv4() {
+        let table = PerIp::new(2);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _s1 = table.acquire(a).unwrap();
+        let _s2 = table.acquire(b).unwrap();
+        assert!(
+            table.acquire("2001:db8:1:2::77".parse().unwrap()).is_none(),
+            "same /64"
+        );
+        assert!(table.acquire(other).is_some(), "another /64");
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let _s3 = table.acquire(v4).unwrap();
+        let s4 = table.acquire(mapped).unwrap();
+        assert!(
+            table.acquire(v4).is_none(),
+            "mapped and plain IPv4 are one client"
+        );
+        drop(s4);
+        assert_eq!(table.open(v4), 1);
     }
 }

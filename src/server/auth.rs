@@ -26,8 +26,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::protocol::ClientMessage;
 
-/// A secret file larger than this is not a secret (nothing more is read).
-const MAX_SECRET_FILE: u64 = 16 << 10;
 /// Clock skew allowed past a JWT's `exp`.
 pub const JWT_LEEWAY: Duration = Duration::from_secs(30);
 /// session-buddy's window for the first frame `{"token": ...}`.
@@ -59,20 +57,8 @@ impl Secret {
     /// A secret from a file (its content, trimmed), or an error
     /// naming the file and the problem (never its content).
     pub fn from_file(path: &Path, flag: &str) -> Result<Self, SecretFileError> {
-        use std::io::Read as _;
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_string(&mut text))
-            .map_err(|e| {
-                SecretFileError(format!("{flag} {}: cannot read it: {e}", path.display()))
-            })?;
-        if text.len() as u64 > MAX_SECRET_FILE {
-            return Err(SecretFileError(format!(
-                "{flag} {}: larger than {}; the file holds only the secret",
-                path.display(),
-                crate::size::human(MAX_SECRET_FILE as usize)
-            )));
-        }
+        let text = crate::secret_file::read(path)
+            .map_err(|e| SecretFileError(format!("{flag} {}: {e}", path.display())))?;
         Self::new(&text).ok_or_else(|| {
             SecretFileError(format!(
                 "{flag} {}: the file is empty; put the secret in it",

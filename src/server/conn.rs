@@ -150,7 +150,9 @@ pub(super) fn busy_response(limit: usize) -> http::Response {
     http::Response::text(
         503,
         "Service Unavailable",
-        format!("connection limit ({limit}) reached; retry later\n"),
+        format!(
+            "the server holds its connection limit ({limit}, --max-connections); retry later\n"
+        ),
     )
     .with_header("Retry-After", "5")
 }

@@ -257,6 +257,12 @@ pub async fn start_team(
 ) -> Result<Handle, ServeError> {
     let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let hosts = access::HostRule::new(addr.ip().is_loopback(), &config.net.allow_hosts)?;
+    if addr.ip().is_loopback() && !hosts.is_on() && !config.net.auth.enabled() {
+        tracing::warn!(
+            %addr,
+            "--allow-host * turns the DNS-rebinding guard off: a web page you visit can read this server's data; use it only behind a same-origin proxy, or set a token (--token-file)"
+        );
+    }
     let (shared, tracker) = launch(config, role, hosts).await?;
     if shared.verifier.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
@@ -471,6 +477,14 @@ pub async fn run_team_until_signal(
     config: ServeConfig,
     role: TeamRole,
 ) -> Result<(), ServeError> {
+    // Every socket is a descriptor: the configured maximum, the sockets
+    // allowed past it, the refused ones held while answered, and a few of
+    // our own. Short of that, accept fails for everyone once it is reached.
+    let needed = (config.max_connections + SOCKET_SLACK + MAX_REFUSED_HELD + 64) as u64;
+    let (_, warning) = crate::rlimit::raise_nofile(needed, "lower --max-connections");
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
     let handle = start_team(listener, config, role).await?;
     // The SIGTERM handler is in place before anyone can read "listening".
     let signal = crate::signal::shutdown();

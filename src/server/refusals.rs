@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 
 /// Why a connection was refused at the door.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumCount, strum::IntoStaticStr)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumCount, strum::EnumIter, strum::IntoStaticStr,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum Cause {
     /// 403: a `Host` the server does not answer to.
@@ -38,17 +40,6 @@ pub enum Cause {
 }
 
 impl Cause {
-    const ALL: [Cause; <Cause as strum::EnumCount>::COUNT] = [
-        Cause::Host,
-        Cause::BadHost,
-        Cause::Origin,
-        Cause::PerIp,
-        Cause::Busy,
-        Cause::Dropped,
-        Cause::Token,
-        Cause::Accept,
-    ];
-
     /// What happened and how to lift it (one line, no client data).
     fn what(self) -> &'static str {
         match self {
@@ -163,10 +154,7 @@ impl Refusals {
         now: Instant,
         detail: impl FnOnce() -> String,
     ) -> Option<Line> {
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slots = crate::sync::lock(&self.slots);
         let slot = &mut slots[cause.index()];
         if slot
             .last_line
@@ -192,12 +180,9 @@ impl Refusals {
     }
 
     fn flush_at_or_all(&self, now: Instant, all: bool) -> Vec<Line> {
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slots = crate::sync::lock(&self.slots);
         let mut lines = Vec::new();
-        for cause in Cause::ALL {
+        for cause in <Cause as strum::IntoEnumIterator>::iter() {
             let slot = &mut slots[cause.index()];
             let due = all
                 || slot
@@ -262,6 +247,10 @@ mod tests {
             r.refused_at(Cause::PerIp, peer, t0 + WINDOW * 3, String::new)
                 .is_some()
         );
-        assert!(Cause::ALL.iter().enumerate().all(|(i, c)| c.index() == i));
+        assert!(
+            <Cause as strum::IntoEnumIterator>::iter()
+                .enumerate()
+                .all(|(i, c)| c.index() == i)
+        );
     }
 }

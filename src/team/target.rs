@@ -52,7 +52,7 @@ impl RedisTarget {
             })?;
         let mut secret = info.redis_settings().password().map(str::to_owned);
         if let Some(path) = password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| TargetError::PasswordFile {
+            let text = crate::secret_file::read(path).map_err(|e| TargetError::PasswordFile {
                 path: path.to_owned(),
                 reason: e.to_string(),
             })?;

@@ -1,4 +1,4 @@
-//! `skillmon bench` at a server's door (issue 18): a per-address refusal is
+//! `skillmon bench` at a server's door: a per-address refusal is
 //! reported with the server's limit and the flag that lifts it, and the
 //! token file is read with the same cap as `watch` and `serve`.
 

@@ -1,4 +1,4 @@
-//! Who may connect before any upgrade (issue 12): the browser `Origin`
+//! Who may connect before any upgrade: the browser `Origin`
 //! check (403), the per-client-IP limit (503), and the plain routes
 //! `/healthz` (liveness) and `/readyz` (readiness).
 

@@ -1,4 +1,4 @@
-//! Authentication on `serve` (issue 12): the static token and session-buddy's
+//! Authentication on `serve`: the static token and session-buddy's
 //! HS256 JWT, as a Bearer header before the upgrade (401 / 403) or as the
 //! first frame after it (close 4001 "Authentication failed"), `?token=`
 //! refused with 400, `/metrics` behind the token, and tokens never in a log

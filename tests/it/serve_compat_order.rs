@@ -1,4 +1,4 @@
-//! Issue 13: session-buddy's own clients work against `skillmon serve`
+//! session-buddy's own clients work against `skillmon serve`
 //! unchanged, on real sockets.
 //!
 //! - A client following session-buddy's reference client

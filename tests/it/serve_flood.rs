@@ -1,4 +1,4 @@
-//! One address cannot exhaust the server (issue 18): sockets refused for
+//! One address cannot exhaust the server: sockets refused for
 //! the per-address limit are answered and closed at once, at most 64 held
 //! at a time; a flood of connects from 127.0.0.1 leaves the real binary,
 //! run with a 1,024 descriptor limit, under that limit, a client from

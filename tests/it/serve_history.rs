@@ -1,4 +1,4 @@
-//! Issue 9, serve side: `history` on request, on real sockets against a
+//! Serve side: `history` on request, on real sockets against a
 //! real database (`docs/PROTOCOL.md` § History).
 
 use crate::support;

@@ -1,4 +1,4 @@
-//! `serve --tls-cert --tls-key` (issue 12): `wss://` and `https://` on one
+//! `serve --tls-cert --tls-key`: `wss://` and `https://` on one
 //! port through rustls, with certificates made by rcgen (`support::pki`); a plain client
 //! on the TLS port fails cleanly and the server stays up; bad files stop
 //! start-up naming the file and the problem.

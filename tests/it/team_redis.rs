@@ -1,4 +1,4 @@
-//! The team view against a real Redis (issue 11): publishers on generated
+//! The team view against a real Redis: publishers on generated
 //! databases, edges merging them, `watch --once --json` against an edge,
 //! Redis killed and restarted, a source that stops and comes back.
 //!

@@ -156,7 +156,7 @@ async fn auth_failure_is_final() {
     match ev {
         FeedEvent::Failed { code, reason, .. } => {
             assert_eq!(code, Some(4001));
-            // The server's reason, then the fix (issue 12).
+            // The server's reason, then the fix.
             assert!(reason.starts_with("Authentication failed; "), "{reason}");
             assert!(
                 reason.contains("pass --token-file or set SKILLMON_TOKEN"),

@@ -1,4 +1,4 @@
-//! `skillmon watch` and issue 9 as a script uses it: `--once
+//! `skillmon watch` and its history as a script uses it: `--once
 //! --fail-on-anomaly` exit codes and `--once --json --history`, the real
 //! binary against a real `skillmon serve` on a temp DB (and a closed port).
 

@@ -1,7 +1,7 @@
 //! A connection flood from 127.0.0.1 (bounded in count and time) and the
 //! server-process readings it is judged by: open descriptors and resident
 //! memory from /proc, and a descriptor limit set on a child before it runs.
-//! Shared by `tests/serve_flood.rs` and `examples/flood.rs` (which includes
+//! Shared by `tests/it/serve_flood.rs` and `examples/flood.rs` (which includes
 //! this file by path), so it uses nothing else of `support`. Linux only.
 
 use std::net::SocketAddr;
