@@ -16,6 +16,7 @@ pub mod logging;
 pub mod protocol;
 pub mod server;
 pub(crate) mod signal;
+pub mod size;
 pub mod store;
 pub mod team;
 pub(crate) mod text;

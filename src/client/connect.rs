@@ -378,57 +378,13 @@ fn describe_tls_error(e: &rustls::Error, url: &str) -> String {
     }
 }
 
-/// Parse a byte size: `4194304`, `512KiB`, `4MiB`, `4M`, `64k`.
+/// Parse a byte size: `4194304`, `512KiB`, `4MiB`, `4M`, `64k`, within
+/// [`MAX_FRAME_RANGE`].
 pub fn parse_byte_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit; use bytes, KiB or MiB (e.g. 4MiB)"
-            ));
-        }
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; use e.g. 4MiB or 512KiB"))?;
-    let bytes = n * mult;
-    let (lo, hi) = (*MAX_FRAME_RANGE.start(), *MAX_FRAME_RANGE.end());
-    if !bytes.is_finite() || bytes < lo as f64 || bytes > hi as f64 {
-        return Err(format!(
-            "{s:?} is outside {} ..= {}",
-            human_bytes(lo),
-            human_bytes(hi)
-        ));
-    }
-    Ok(bytes as usize)
+    crate::size::parse_in(s, &MAX_FRAME_RANGE)
 }
 
-/// `4 MiB`, `512 KiB`, `100 B`, `1.5 MiB`.
-pub fn human_bytes(n: usize) -> String {
-    const KIB: usize = 1024;
-    const MIB: usize = 1024 * 1024;
-    let fmt = |v: f64, unit: &str| {
-        if v.fract() == 0.0 {
-            format!("{v:.0} {unit}")
-        } else {
-            format!("{v:.1} {unit}")
-        }
-    };
-    if n >= MIB {
-        fmt(n as f64 / MIB as f64, "MiB")
-    } else if n >= KIB {
-        fmt(n as f64 / KIB as f64, "KiB")
-    } else {
-        format!("{n} B")
-    }
-}
+pub use crate::size::human as human_bytes;
 
 #[cfg(test)]
 mod tests {

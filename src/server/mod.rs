@@ -15,6 +15,7 @@ pub mod auth;
 mod conn;
 pub(crate) mod http;
 pub(crate) mod hub;
+pub(crate) mod lag;
 pub(crate) mod session;
 pub(crate) mod stats;
 pub mod tls;
@@ -77,6 +78,10 @@ pub struct NetConfig {
     pub tls: Option<tls::TlsFiles>,
     /// Open sockets one client IP may hold; more get 503.
     pub max_connections_per_ip: usize,
+    /// `--max-lag`: bytes a client may be behind (written to its socket,
+    /// not taken; the kernel's queue counted) before it is closed with
+    /// 1013. `None`: 10 frames' worth or 1 MiB, whichever is larger.
+    pub max_lag: Option<usize>,
 }
 
 /// `--max-connections-per-ip` default.
@@ -89,6 +94,7 @@ impl Default for NetConfig {
             allow_origins: Vec::new(),
             tls: None,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_lag: None,
         }
     }
 }

@@ -11,7 +11,9 @@
 //! - [`session_buddy`]: a tiny session-buddy-like server (compat frames only);
 //! - [`hostile`]: a server that misbehaves on purpose (scripted frames,
 //!   floods, hostile close reasons, refused upgrades);
-//! - [`pty`]: the binary in a pseudo-terminal, and its peak memory.
+//! - [`pty`]: the binary in a pseudo-terminal, and its peak memory;
+//! - [`stall`]: a raw client that stops reading, and a parser for what it
+//!   finally reads.
 //!
 //! It owns no test: the assertions stay in the test files.
 #![allow(dead_code, unused_imports)] // each test crate uses a different subset
@@ -23,6 +25,7 @@ pub mod http;
 pub mod pty;
 pub mod server;
 pub mod session_buddy;
+pub mod stall;
 pub mod ws;
 
 use std::time::Duration;
@@ -34,6 +37,7 @@ pub use http::*;
 pub use pty::*;
 pub use server::*;
 pub use session_buddy::*;
+pub use stall::*;
 pub use ws::*;
 
 /// How long any single awaited event may take before the test fails. Generous
