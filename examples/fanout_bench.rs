@@ -65,7 +65,8 @@ fn server_mode(db: &str) -> anyhow::Result<()> {
             while std::io::stdin().read_line(&mut s).is_ok_and(|n| n > 0) {}
         })
         .await?;
-        handle.stop().await
+        handle.stop().await?;
+        Ok(())
     })
 }
 

@@ -50,6 +50,7 @@ fn update(n: u64, skills: usize) -> MetricsUpdate {
                 .collect(),
         },
         rows: skillmon::protocol::RowReport::default(),
+        team: None,
     }
 }
 

@@ -105,6 +105,8 @@ pub struct WatchOptions {
     pub config: Option<PathBuf>,
     /// `--log-file` / `SKILLMON_LOG_FILE`.
     pub log_file: Option<PathBuf>,
+    /// `--log-format` / `SKILLMON_LOG_FORMAT`: how the log file's lines are written.
+    pub log_format: crate::logging::LogFormat,
     /// `--print-config`.
     pub print_config: bool,
     /// `--bell`: ring the terminal bell on a new anomaly (config `bell`).

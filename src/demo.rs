@@ -449,8 +449,10 @@ pub async fn run(args: DemoConfig) -> anyhow::Result<std::process::ExitCode> {
         );
     }
     let code = if args.serve_only {
+        // The handlers are in place before anyone can read "serving".
+        let signal = crate::signal::shutdown();
         eprintln!("skillmon demo: serving generated live data on {url} (Ctrl-C to stop)");
-        crate::signal::shutdown().await;
+        signal.await;
         std::process::ExitCode::SUCCESS
     } else {
         dashboard(&url, &args).await?

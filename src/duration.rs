@@ -7,35 +7,37 @@
 //! and the result is capped at a day with errors that name the accepted
 //! forms.
 
+use crate::error::InvalidValue;
 use std::time::Duration;
 
 const FORMS: &str = "use e.g. 500ms, 1s, 1.5s or 2m";
 
 /// Parse a duration; the error names the accepted forms.
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub fn parse(s: &str) -> Result<Duration, InvalidValue> {
     let t = s.trim();
     if t.starts_with('-') {
-        return Err(format!("{s:?} must be a positive duration"));
+        return Err(InvalidValue(format!("{s:?} must be a positive duration")));
     }
-    let d =
-        match t.parse::<f64>() {
-            Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::try_from_secs_f64(secs)
-                .map_err(|_| format!("{s:?} is longer than a day"))?,
-            Ok(_) => return Err(format!("{s:?} must be a positive duration")),
-            Err(_) => humantime::parse_duration(t)
-                .map_err(|_| format!("{s:?} is not a duration; {FORMS}"))?,
-        };
+    let d = match t.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::try_from_secs_f64(secs)
+            .map_err(|_| InvalidValue(format!("{s:?} is longer than a day")))?,
+        Ok(_) => return Err(InvalidValue(format!("{s:?} must be a positive duration"))),
+        Err(_) => humantime::parse_duration(t)
+            .map_err(|_| InvalidValue(format!("{s:?} is not a duration; {FORMS}")))?,
+    };
     if d > Duration::from_secs(86_400) {
-        return Err(format!("{s:?} is longer than a day"));
+        return Err(InvalidValue(format!("{s:?} is longer than a day")));
     }
     Ok(d)
 }
 
 /// Like [`parse`] but refuses zero and anything under 10 ms.
-pub fn parse_interval(s: &str) -> Result<Duration, String> {
+pub fn parse_interval(s: &str) -> Result<Duration, InvalidValue> {
     let d = parse(s)?;
     if d < Duration::from_millis(10) {
-        return Err(format!("{s:?} is too short; the minimum is 10ms"));
+        return Err(InvalidValue(format!(
+            "{s:?} is too short; the minimum is 10ms"
+        )));
     }
     Ok(d)
 }

@@ -6,11 +6,13 @@
 //! in [`tui`], fed by [`client`], or the [`headless`] printers) consumes them. [`protocol`] holds the wire types both sides share,
 //! [`store`] the read-only database access.
 
+pub(crate) mod backoff;
 pub mod bench;
 pub mod client;
 pub mod config;
 pub mod demo;
 pub mod duration;
+pub mod error;
 pub(crate) mod headless;
 pub mod logging;
 pub mod protocol;
@@ -18,6 +20,7 @@ pub mod server;
 pub(crate) mod signal;
 pub mod size;
 pub mod store;
+pub(crate) mod sync;
 pub mod team;
 pub(crate) mod text;
 pub mod tui;

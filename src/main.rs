@@ -22,6 +22,8 @@ fn main() -> ExitCode {
             None => Err(anyhow::anyhow!("internal error: no `watch` arguments")),
         },
         Command::Bench(args) => bench(&args),
+        Command::Completions(args) => cli::install::completions(&args),
+        Command::Man(args) => cli::install::man(&args),
     };
     match result {
         Ok(code) => code,
@@ -33,7 +35,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &cli::ServeArgs, matches: Option<&clap::ArgMatches>) -> anyhow::Result<ExitCode> {
-    skillmon::logging::init_stderr();
+    skillmon::logging::init_stderr(args.log.log_format);
     let config = args.to_config()?;
     // `--db` given on the command line (not SKILLMON_DB) contradicts `--from`.
     let db_flag =
@@ -51,12 +53,13 @@ fn serve(args: &cli::ServeArgs, matches: Option<&clap::ArgMatches>) -> anyhow::R
 }
 
 fn demo(args: &cli::DemoArgs) -> anyhow::Result<ExitCode> {
+    let format = args.log.log_format;
     if args.serve_only || args.generate.is_some() {
-        skillmon::logging::init_stderr();
+        skillmon::logging::init_stderr(format);
     } else {
         // The dashboard owns the screen: the demo's and the server's logs go
         // to the watch log file.
-        skillmon::logging::init_file(skillmon::config::default_log_path().as_deref());
+        skillmon::logging::init_file(skillmon::config::default_log_path().as_deref(), format);
     }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(skillmon::demo::run(args.to_config()))

@@ -84,10 +84,35 @@ pub fn sanitize(s: &str) -> Cow<'_, str> {
 /// reasons, refused-connection bodies) on one stderr line.
 pub fn sanitize_line(s: &str, max_chars: usize) -> String {
     let s = sanitize(s);
-    match s.char_indices().nth(max_chars) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.into_owned(),
+    let kept = truncate_chars(&s, max_chars);
+    if kept.len() < s.len() {
+        format!("{kept}…")
+    } else {
+        s.into_owned()
     }
+}
+
+/// The longest prefix of `s` with at most `max_chars` characters (no mark):
+/// for names echoed back in an `error` frame.
+pub fn truncate_chars(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The longest prefix of `s` of at most `max_bytes` bytes that ends on a
+/// character boundary (no mark): for text that must fit a byte budget, such
+/// as a close frame's reason or an event kept in memory.
+pub fn truncate_bytes(s: &str, max_bytes: usize) -> &str {
+    if s.len() <= max_bytes {
+        return s;
+    }
+    let mut i = max_bytes;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    &s[..i]
 }
 
 /// Longest server-chosen message printed on one line (error frames, close

@@ -1,15 +1,20 @@
 //! `skillmon watch`: resolve the configuration, set up logging to a file,
-//! then run either the interactive dashboard ([`crate::tui`]) or a headless
-//! printer ([`crate::headless`]). [`run`] is the one entry point (also used
-//! by `skillmon demo` inside its own runtime).
-
-pub mod latest;
+//! start the feed ([`crate::client::FeedHandle`]) and the signal → stop
+//! task, then run either the interactive dashboard ([`crate::tui`]) or a
+//! headless printer ([`crate::headless`]) on that one feed, and close it
+//! when the mode returns. [`run`] is the one entry point (also used by
+//! `skillmon demo` inside its own runtime).
+//!
+//! Owns the feed's and the signal's lifetime; it must not interpret feed
+//! events (the modes do), and the modes never reach back up into it.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::client::{ConnectOptions, Token};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{ConnectOptions, FeedHandle, Token};
 use crate::config::{self, WatchOptions};
 use crate::headless::{self, HeadlessOptions};
 use crate::protocol::Subscription;
@@ -37,7 +42,7 @@ pub async fn run(args: WatchOptions) -> anyhow::Result<ExitCode> {
         .validate()
         .map_err(|e| anyhow::anyhow!("--skill / SKILLMON_SKILLS / config `skills`: {e}"))?;
     let headless = args.json || args.once || !std::io::stdout().is_terminal();
-    crate::logging::init_file(cfg.log_file.as_deref());
+    crate::logging::init_file(cfg.log_file.as_deref(), args.log_format);
     let connect = connect_options(&cfg.net, tls_wanted)?;
     if connect.token.is_some() && !tls_wanted && !crate::client::connect::is_loopback(&cfg.url) {
         let warning = format!(
@@ -55,26 +60,44 @@ pub async fn run(args: WatchOptions) -> anyhow::Result<ExitCode> {
         if headless { "headless" } else { "dashboard" },
         subscription
     );
-    if headless {
-        return headless::run(HeadlessOptions {
+    // The first SIGINT/SIGTERM (handlers installed now, before the feed
+    // starts) is caught by its own task into `stop`, so it is never lost
+    // while a mode is busy; each mode checks it first.
+    let stop = CancellationToken::new();
+    let signal_task = tokio::spawn({
+        let (stop, signal) = (stop.clone(), crate::signal::shutdown());
+        async move {
+            if signal.await == crate::signal::Shutdown::Terminate {
+                tracing::info!("SIGTERM: quitting");
+            }
+            stop.cancel();
+        }
+    });
+    let feed = FeedHandle::start(cfg.url.clone(), subscription.clone(), connect, stop);
+    let result = if headless {
+        let opts = HeadlessOptions {
             url: cfg.url,
             subscription,
             json: args.json || !args.once,
             once: args.once,
             timeout: args.timeout.unwrap_or(DEFAULT_TIMEOUT),
-            connect,
             fail_on_anomaly: args.fail_on_anomaly,
             history: args.history,
-        })
-        .await;
-    }
-    let mut app = App::new(cfg.url, subscription, chrono::Utc::now());
-    app.theme = cfg.theme;
-    app.no_color = cfg.no_color;
-    app.keymap = keymap;
-    app.attention.bell = cfg.bell;
-    crate::tui::run(app, connect).await?;
-    Ok(ExitCode::SUCCESS)
+        };
+        headless::run(opts, &feed).await
+    } else {
+        let mut app = App::new(cfg.url, subscription, chrono::Utc::now());
+        app.theme = cfg.theme;
+        app.no_color = cfg.no_color;
+        app.keymap = keymap;
+        app.attention.bell = cfg.bell;
+        crate::tui::run(app, &feed)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+    };
+    signal_task.abort();
+    feed.close().await;
+    result
 }
 
 /// Is `url` a WebSocket URL, and does it need TLS (`wss://`)?
@@ -125,5 +148,32 @@ mod tests {
         assert_eq!(check_url("ws://h").ok(), Some(false));
         assert!(check_url("http://h").is_err());
         assert!(check_url("localhost:8765").is_err());
+    }
+
+    /// The modes take the feed `run` hands them: no arrow from `tui` or
+    /// `headless` back up to `watch`.
+    #[test]
+    fn the_modes_do_not_import_watch() {
+        fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    rust_files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        rust_files(&src.join("tui"), &mut files);
+        rust_files(&src.join("headless"), &mut files);
+        assert!(files.len() > 10, "{files:?}");
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for needle in ["crate::watch", "super::watch"] {
+                assert!(!text.contains(needle), "{} uses {needle}", f.display());
+            }
+        }
     }
 }

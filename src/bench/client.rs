@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+
+use crate::client::connect::Token;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -38,10 +40,15 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// Where and how to connect; shared by every client of a run.
 pub struct Endpoint {
     pub url: String,
-    addr: SocketAddr,
+    /// Every address the host resolves to, in the resolver's order.
+    addrs: Vec<SocketAddr>,
+    /// The address that last took a connection (tried first).
+    preferred: AtomicUsize,
     connector: Connector,
-    token: Option<String>,
+    token: Option<Token>,
     offer_ext: bool,
+    /// Connections the run opens (named in the fix of a per-address 503).
+    connections: usize,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -49,18 +56,19 @@ impl std::fmt::Debug for Endpoint {
         // The token never appears in debug output.
         f.debug_struct("Endpoint")
             .field("url", &self.url)
-            .field("addr", &self.addr)
+            .field("addrs", &self.addrs)
             .finish_non_exhaustive()
     }
 }
 
 impl Endpoint {
-    /// Check the URL and resolve its address once (clients do not each
-    /// look it up).
+    /// Check the URL and resolve its addresses once (clients do not each
+    /// look it up). `connections`: how many the run opens.
     pub async fn resolve(
         url: &str,
-        token: Option<String>,
+        token: Option<Token>,
         offer_ext: bool,
+        connections: usize,
     ) -> anyhow::Result<Self> {
         let req = url.into_client_request().with_context(|| {
             format!("{url:?} is not a WebSocket URL (e.g. ws://127.0.0.1:8765/ws)")
@@ -78,11 +86,13 @@ impl Endpoint {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let addr = tokio::net::lookup_host((host.as_str(), port))
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
             .with_context(|| format!("cannot resolve {host}"))?
-            .next()
-            .with_context(|| format!("{host} resolves to no address"))?;
+            .collect();
+        if addrs.is_empty() {
+            anyhow::bail!("{host} resolves to no address");
+        }
         let connector = if tls {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_native_certs::load_native_certs().certs {
@@ -102,11 +112,47 @@ impl Endpoint {
         };
         Ok(Self {
             url: url.to_string(),
-            addr,
+            addrs,
+            preferred: AtomicUsize::new(0),
             connector,
             token,
             offer_ext,
+            connections,
         })
+    }
+
+    /// A TCP connection to the first address that takes one, starting with
+    /// the one that took the last (`localhost` may be `::1` then
+    /// `127.0.0.1`, and a server listens on one of them).
+    async fn tcp_connect(&self, rcvbuf: Option<u32>) -> Result<TcpStream, String> {
+        let first = self.preferred.load(Relaxed);
+        let mut failed = Vec::new();
+        for i in 0..self.addrs.len() {
+            let at = (first + i) % self.addrs.len();
+            let addr = self.addrs[at];
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            };
+            let attempt = match socket {
+                Ok(socket) => {
+                    if let Some(size) = rcvbuf {
+                        let _ = socket.set_recv_buffer_size(size);
+                    }
+                    socket.connect(addr).await
+                }
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(stream) => {
+                    self.preferred.store(at, Relaxed);
+                    return Ok(stream);
+                }
+                Err(e) => failed.push(format!("{addr}: {e}")),
+            }
+        }
+        Err(failed.join("; "))
     }
 
     /// One connection attempt; `Err` is a short description. Returns the
@@ -118,8 +164,7 @@ impl Endpoint {
             .into_client_request()
             .map_err(|e| e.to_string())?;
         if let Some(token) = &self.token {
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| "the token holds characters a header cannot carry".to_string())?;
+            let value = token.header().map_err(|e| e.to_string())?;
             req.headers_mut().insert("Authorization", value);
         }
         if self.offer_ext {
@@ -128,16 +173,7 @@ impl Endpoint {
                 HeaderValue::from_static(EXT_PROTOCOL),
             );
         }
-        let socket = if self.addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(|e| e.to_string())?;
-        if let Some(size) = rcvbuf {
-            let _ = socket.set_recv_buffer_size(size);
-        }
-        let stream = socket.connect(self.addr).await.map_err(|e| e.to_string())?;
+        let stream = self.tcp_connect(rcvbuf).await?;
         let _ = stream.set_nodelay(true);
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -149,7 +185,7 @@ impl Endpoint {
             Some(self.connector.clone()),
         )
         .await
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| self.describe(&e))?;
         let negotiated = resp
             .headers()
             .get("Sec-WebSocket-Protocol")
@@ -174,13 +210,10 @@ impl Endpoint {
                     out.negotiated = negotiated;
                     match &self.token {
                         None => return Some(ws),
-                        Some(t) => {
-                            let frame = serde_json::json!({ "token": t }).to_string();
-                            match ws.send(Message::text(frame)).await {
-                                Ok(()) => return Some(ws),
-                                Err(e) => describe(&e),
-                            }
-                        }
+                        Some(t) => match ws.send(Message::text(t.first_frame())).await {
+                            Ok(()) => return Some(ws),
+                            Err(e) => describe(&e),
+                        },
                     }
                 }
                 Ok(Err(e)) => e,
@@ -194,6 +227,37 @@ impl Endpoint {
             tokio::time::sleep(Duration::from_millis(100) * (1 << out.retries.min(6))).await;
         }
     }
+
+    /// A failed connection in a few words; a refusal with its reason and,
+    /// for the server's connection limits, the flag that lifts it.
+    fn describe(&self, e: &tungstenite::Error) -> String {
+        let tungstenite::Error::Http(resp) = e else {
+            return describe(e);
+        };
+        let body = resp.body().as_deref().unwrap_or_default();
+        let body = String::from_utf8_lossy(body);
+        let first = body.lines().next().unwrap_or_default();
+        let reason = crate::text::sanitize_line(first, crate::text::MAX_MESSAGE_CHARS);
+        let status = resp.status().as_u16();
+        let want = self.connections;
+        match (
+            status,
+            limit_in(&body, "allows ", " connections per address"),
+        ) {
+            (503, Some(n)) => format!(
+                "HTTP 503: the server allows {n} connections per address; rerun serve with --max-connections-per-ip {want}"
+            ),
+            _ if reason.is_empty() => format!("HTTP {status}"),
+            _ => format!("HTTP {status}: {reason}"),
+        }
+    }
+}
+
+/// The number between `before` and `after` in a refusal's body.
+fn limit_in(body: &str, before: &str, after: &str) -> Option<u64> {
+    let rest = &body[body.find(before)? + before.len()..];
+    let n = rest.get(..rest.find(after)?)?;
+    n.trim().parse().ok()
 }
 
 fn describe(e: &tungstenite::Error) -> String {
@@ -457,4 +521,65 @@ pub async fn stalled(ep: Arc<Endpoint>, sh: Arc<Shared>, retries: u32) -> Stalle
     }
     let _ = close_normally(&mut ws).await;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(addrs: Vec<SocketAddr>, connections: usize) -> Endpoint {
+        Endpoint {
+            url: "ws://localhost/ws".into(),
+            addrs,
+            preferred: AtomicUsize::new(0),
+            connector: Connector::Plain,
+            token: None,
+            offer_ext: false,
+            connections,
+        }
+    }
+
+    /// `localhost` → `::1` then `127.0.0.1`: a server on one of them is
+    /// reached through the other's refusal, and remembered.
+    #[tokio::test]
+    async fn every_address_a_name_resolves_to_is_tried() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let ep = endpoint(vec![closed, open], 1);
+        let stream = ep.tcp_connect(None).await.expect("the second address");
+        assert_eq!(stream.peer_addr().unwrap(), open);
+        assert_eq!(ep.preferred.load(Relaxed), 1, "tried first next time");
+        let none = endpoint(vec![closed], 1);
+        let err = none.tcp_connect(None).await.unwrap_err();
+        assert!(err.contains(&closed.to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_per_address_refusal_names_the_limit_and_the_fix() {
+        let refusal = |status: u16, body: &str| {
+            let resp = tungstenite::http::Response::builder()
+                .status(status)
+                .body(Some(body.as_bytes().to_vec()))
+                .unwrap();
+            endpoint(vec![], 1000).describe(&tungstenite::Error::Http(Box::new(resp)))
+        };
+        assert_eq!(
+            refusal(
+                503,
+                "the server allows 256 connections per address and yours has them all \
+                 (--max-connections-per-ip 256); retry later\n"
+            ),
+            "HTTP 503: the server allows 256 connections per address; \
+             rerun serve with --max-connections-per-ip 1000"
+        );
+        assert_eq!(
+            refusal(403, "host \"evil\" is not allowed\x1b[2J\nsecond line"),
+            "HTTP 403: host \"evil\" is not allowed\u{fffd}[2J"
+        );
+        assert_eq!(refusal(503, ""), "HTTP 503");
+    }
 }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::client::connect::{Token, TokenSource};
 use client::{Endpoint, Shared};
 use report::{Report, RunMeta, ServerReport};
 
@@ -178,24 +179,6 @@ impl Default for BenchConfig {
     }
 }
 
-/// Read the token: the whole file, trimmed; never echoed in errors.
-fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "--token-file {}: cannot read the file; give a readable file holding the token",
-            path.display()
-        )
-    })?;
-    let token = text.trim();
-    if token.is_empty() {
-        anyhow::bail!(
-            "--token-file {}: the file is empty; put the token in it",
-            path.display()
-        );
-    }
-    Ok(token.to_string())
-}
-
 /// Run the benchmark as configured; prints the table or JSON lines.
 pub async fn run(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     if cfg.clients == 0 || cfg.clients > MAX_CLIENTS {
@@ -214,7 +197,13 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     if let Some(w) = warning {
         eprintln!("skillmon bench: warning: {w}");
     }
-    let token = cfg.token_file.as_deref().map(read_token).transpose()?;
+    // The same reader as `watch`: capped (16 KiB), trimmed, never echoed.
+    let token = cfg
+        .token_file
+        .as_ref()
+        .map(|p| Token::load(&TokenSource::File(p.clone())))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--token-file: {e}"))?;
     let offer_ext = cfg.protocol == Protocol::Ext;
 
     let mut spawned = None;
@@ -243,9 +232,12 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     // Everything that can fail once a server was spawned runs in here, so
     // the spawned server is always stopped (an early `?` would orphan it).
     let result: anyhow::Result<()> = async {
-        let a = Arc::new(Endpoint::resolve(&url_a, token.clone(), offer_ext).await?);
+        let wanted = cfg.clients + cfg.stalled;
+        let a = Arc::new(Endpoint::resolve(&url_a, token.clone(), offer_ext, wanted).await?);
         let b = match &cfg.compare {
-            Some(u) => Some(Arc::new(Endpoint::resolve(u, token, offer_ext).await?)),
+            Some(u) => Some(Arc::new(
+                Endpoint::resolve(u, token, offer_ext, wanted).await?,
+            )),
             None => None,
         };
         for round in 1..=rounds {

@@ -15,8 +15,8 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
 /// User + system CPU time of `pid` (all its threads, living or exited), in
 /// microseconds: the process's CPU-time clock (`clock_getcpuclockid`,
 /// nanosecond resolution), or /proc/PID/stat where that clock cannot be
-/// read (clock-tick resolution, usually 10 ms: ±5 % on a 20 s window at
-/// 1,000 clients).
+/// read (clock-tick resolution, usually 10 ms: too coarse for a short
+/// window).
 pub fn cpu_us(pid: u32) -> Option<u64> {
     process_clock_ns(pid)
         .map(|ns| ns / 1000)

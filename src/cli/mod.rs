@@ -20,11 +20,13 @@ use clap::{ArgMatches, Args, Parser, Subcommand};
 use skillmon::client::{TokenSource, connect};
 use skillmon::config::{Source, WatchOptions};
 use skillmon::demo::{DemoConfig, Generate};
+use skillmon::logging::LogFormat;
 use skillmon::server::ServeConfig;
 use skillmon::store::AnomalySource;
 use skillmon::tui::theme::ThemeName;
 use strum::{EnumMessage, IntoEnumIterator};
 
+pub mod install;
 mod net;
 mod team;
 pub use net::NetArgs;
@@ -33,7 +35,8 @@ pub use team::TeamArgs;
 #[derive(Debug, Parser)]
 #[command(
     name = "skillmon",
-    version,
+    // The package version, and the git commit when built from a checkout (build.rs).
+    version = env!("SKILLMON_VERSION"),
     about = "Watch how AI-assistant skills are used, live",
     long_about = "Watch how AI-assistant skills are used, live.\n\n\
         `skillmon serve` reads a session-buddy skills database (read-only) and broadcasts \
@@ -48,13 +51,27 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a session-buddy skills database over WebSocket (read-only).
-    Serve(ServeArgs),
+    // Boxed: the largest by far (every network flag), parsed once.
+    Serve(Box<ServeArgs>),
     /// Generated live data, a server and the dashboard in one command.
     Demo(DemoArgs),
     /// The live terminal dashboard (or --json / --once for scripts).
     Watch(WatchArgs),
     /// Load-test a server (yours, session-buddy, or one it spawns), or two side by side.
     Bench(BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(install::CompletionsArgs),
+    /// Write the man pages: skillmon.1 and one per subcommand.
+    Man(install::ManArgs),
+}
+
+/// `--log-format` of `serve`, `watch` (its log file) and `demo`.
+#[derive(Debug, Args, Clone)]
+pub struct LogArgs {
+    /// Log lines as text, or as one JSON object per line (with the session's
+    /// fields) for log shippers.
+    #[arg(long, value_name = "FORMAT", env = skillmon::logging::FORMAT_ENV, ignore_case = true, default_value_t = LogFormat::Text, value_parser = names::<LogFormat>())]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -92,6 +109,8 @@ pub struct DemoArgs {
     /// Seed of the generated activity (reproducible runs).
     #[arg(long, hide = true)]
     pub seed: Option<u64>,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +144,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SKILLMON_ANOMALY_THRESHOLD", default_value_t = skillmon::store::anomaly::DEFAULT_THRESHOLD, value_parser = parse_threshold)]
     pub anomaly_threshold: f64,
     #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]
     pub team: TeamArgs,
@@ -149,13 +170,6 @@ fn parse_threshold(s: &str) -> Result<f64, String> {
 /// A value parser over a domain enum's own names: clap lists the canonical
 /// names (with each variant's doc line as help, as `ValueEnum` did) and
 /// accepts the aliases, and the enum's `FromStr` makes the value.
-/// `--history`: the protocol's own window names.
-fn parse_window(s: &str) -> Result<skillmon::protocol::HistoryWindow, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a history window; use 1h or 24h"))
-}
-
 fn names<E>() -> impl clap::builder::TypedValueParser<Value = E>
 where
     E: IntoEnumIterator + EnumMessage + Into<&'static str> + std::str::FromStr + Clone,
@@ -249,6 +263,8 @@ pub struct WatchArgs {
     /// Log file [default: skillmon-watch.log in the platform data dir].
     #[arg(long, value_name = "PATH", env = "SKILLMON_LOG_FILE")]
     pub log_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Print the effective configuration and the config file path, then exit.
     #[arg(long)]
     pub print_config: bool,
@@ -261,7 +277,7 @@ pub struct WatchArgs {
     /// With --once --json: also ask for the history of the snapshot's skills
     /// (1h = 60 one-minute buckets, 24h = 96 of 15 min) and print it as the
     /// object's "history" (null from a server without history).
-    #[arg(long, value_name = "WINDOW", requires_all = ["once", "json"], value_parser = parse_window)]
+    #[arg(long, value_name = "WINDOW", requires_all = ["once", "json"], value_parser = names::<skillmon::protocol::HistoryWindow>())]
     pub history: Option<skillmon::protocol::HistoryWindow>,
     // -- over a network: token, TLS trust, message limit (client::connect) --
     /// File holding the token the server requires (sent as a Bearer header
@@ -296,6 +312,7 @@ impl WatchArgs {
             timeout: self.timeout,
             config: self.config.clone(),
             log_file: self.log_file.clone(),
+            log_format: self.log.log_format,
             print_config: self.print_config,
             bell: self.bell,
             fail_on_anomaly: self.fail_on_anomaly,

@@ -1,4 +1,4 @@
-//! `serve`'s network flags (issue 12): tokens, origins, TLS, per-IP limit,
+//! `serve`'s network flags: tokens, origins, hosts, TLS, per-IP limit,
 //! how far behind a client may fall (`--max-lag`).
 //! Secrets come from files or the environment, never from a flag's value.
 
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-/// `serve` beyond loopback: tokens, origins, TLS, per-IP limit (issue 12).
+/// `serve` beyond loopback: tokens, origins, TLS, per-IP limit.
 /// Secrets come from files or the environment, never from a flag's value.
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "On a network")]
@@ -28,6 +28,15 @@ pub struct NetArgs {
         value_delimiter = ','
     )]
     pub allow_origin: Vec<String>,
+    /// Also answer requests whose Host is this name (repeatable; `*` any, for a same-origin proxy).
+    /// Loopback-bound, other names get 403 (DNS rebinding); beyond loopback, only with this flag.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SKILLMON_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allow_host: Vec<String>,
     /// Serve wss:// and https:// with this PEM certificate chain (with --tls-key).
     #[arg(
         long,
@@ -54,8 +63,8 @@ pub struct NetArgs {
 
 /// `--max-lag`: a byte size from 16 KiB to 1 GiB (the crate's one size
 /// parser, shared with `watch --max-frame`).
-fn parse_max_lag(s: &str) -> Result<usize, String> {
-    skillmon::size::parse_in(s, &((16 << 10)..=(1 << 30)))
+fn parse_max_lag(s: &str) -> Result<usize, skillmon::error::InvalidValue> {
+    skillmon::size::parse_within(s, (16 << 10)..=(1 << 30))
 }
 
 impl NetArgs {
@@ -65,7 +74,9 @@ impl NetArgs {
         let secret =
             |file: &Option<PathBuf>, flag: &str, env: &str| -> anyhow::Result<Option<Secret>> {
                 match file {
-                    Some(p) => Secret::from_file(p, flag).map(Some),
+                    Some(p) => Secret::from_file(p, flag)
+                        .map(Some)
+                        .map_err(anyhow::Error::from),
                     None => Ok(std::env::var(env).ok().and_then(|v| Secret::new(&v))),
                 }
             };
@@ -81,6 +92,7 @@ impl NetArgs {
                 ..AuthConfig::default()
             },
             allow_origins: self.allow_origin.clone(),
+            allow_hosts: self.allow_host.clone(),
             tls: self
                 .tls_cert
                 .clone()

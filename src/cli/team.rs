@@ -1,4 +1,6 @@
-//! `serve`'s team-view flags (issue 11): publisher and edge.
+//! `serve`'s team-view flags: publisher and edge. They exist in
+//! every build; without the `team` cargo feature `--publish` and `--from`
+//! answer with how to get it (rather than clap's "unexpected argument").
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +9,7 @@ use clap::Args;
 
 /// Publisher and edge flags, converted by [`TeamArgs::to_role`].
 #[derive(Debug, Args)]
+#[cfg_attr(not(feature = "team"), allow(dead_code))]
 #[command(next_help_heading = "Team view (Redis)")]
 pub struct TeamArgs {
     /// Also write every snapshot to this Redis (redis://[user:pass@]HOST:PORT, rediss:// for TLS).
@@ -52,9 +55,26 @@ pub struct TeamArgs {
 }
 
 impl TeamArgs {
+    /// Without the `team` feature: `--publish` / `--from` (or their env
+    /// vars) are an error naming the fix; anything else is a single server.
+    #[cfg(not(feature = "team"))]
+    pub fn to_role(&self, _db_flag: bool) -> Result<skillmon::team::TeamRole, String> {
+        let flag = match (&self.publish, &self.from) {
+            (Some(_), _) => "--publish",
+            (None, Some(_)) => "--from",
+            (None, None) => return Ok(skillmon::team::TeamRole::None),
+        };
+        Err(format!(
+            "{flag}: this skillmon was built without the team feature (Redis); \
+             rebuild it with the default features, e.g. `cargo install --locked --path .` \
+             without --no-default-features"
+        ))
+    }
+
     /// The team role, or a message naming the flag to fix. `db_flag`:
     /// `--db` was given on the command line (an edge reads no database;
     /// a `SKILLMON_DB` in the environment is simply not used).
+    #[cfg(feature = "team")]
     pub fn to_role(&self, db_flag: bool) -> Result<skillmon::team::TeamRole, String> {
         use skillmon::team::{EdgeConfig, PublishConfig, RedisTarget, TeamRole};
         let target = |url: &str, flag: &str| {

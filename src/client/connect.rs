@@ -8,6 +8,7 @@
 //! Owns no connection state: the supervisor in [`crate::client`] calls
 //! [`connect`] and the `fatal_*` classifiers. Must not print or log a token.
 
+use crate::error::InvalidValue;
 use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -93,8 +94,8 @@ impl Token {
                     .map_err(|e| err(format!("cannot read it: {e} (--token-file / token_file)")))?;
                 if text.len() as u64 > MAX_TOKEN_FILE {
                     return Err(err(format!(
-                        "larger than {} KiB; a token file holds only the token",
-                        MAX_TOKEN_FILE >> 10
+                        "larger than {}; a token file holds only the token",
+                        crate::size::human(MAX_TOKEN_FILE as usize)
                     )));
                 }
                 text
@@ -127,7 +128,7 @@ impl Token {
     }
 
     /// The `Authorization` header value, marked sensitive.
-    fn header(&self) -> Result<HeaderValue, tungstenite::Error> {
+    pub(crate) fn header(&self) -> Result<HeaderValue, tungstenite::Error> {
         let mut v = HeaderValue::from_str(&format!("Bearer {}", self.value)).map_err(|_| {
             tungstenite::Error::Url(tungstenite::error::UrlError::UnableToConnect(
                 "the token cannot go in an HTTP header".into(),
@@ -310,26 +311,24 @@ pub fn fatal_connect_error(
         }
         tungstenite::Error::Http(resp) => {
             let status = resp.status();
+            // The server's own reason, if it gave one (sanitized).
+            let why = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .and_then(|t| t.lines().next().map(|l| crate::text::sanitize_line(l, 200)))
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default();
             match status.as_u16() {
                 401 => Some(format!("HTTP {status}: {}", auth_fix(token))),
                 403 => Some(format!(
-                    "HTTP {status}: the server refused this client (origin, address or permission); {}",
+                    "HTTP {status}: the server refused this client (host name, origin, address or permission){why}; {}",
                     auth_fix(token)
                 )),
-                400 | 404 | 426 => {
-                    // The server's own reason, if it gave one (sanitized).
-                    let why = resp
-                        .body()
-                        .as_deref()
-                        .map(String::from_utf8_lossy)
-                        .and_then(|t| t.lines().next().map(|l| crate::text::sanitize_line(l, 200)))
-                        .filter(|l| !l.trim().is_empty())
-                        .map(|l| format!(" ({l})"))
-                        .unwrap_or_default();
-                    Some(format!(
-                        "server refused the WebSocket upgrade: HTTP {status}{why}"
-                    ))
-                }
+                400 | 404 | 426 => Some(format!(
+                    "server refused the WebSocket upgrade: HTTP {status}{why}"
+                )),
                 _ => None,
             }
         }
@@ -378,13 +377,11 @@ fn describe_tls_error(e: &rustls::Error, url: &str) -> String {
     }
 }
 
-/// Parse a byte size: `4194304`, `512KiB`, `4MiB`, `4M`, `64k`, within
+/// Parse `--max-frame`'s size ([`crate::size::parse`]) and keep it within
 /// [`MAX_FRAME_RANGE`].
-pub fn parse_byte_size(s: &str) -> Result<usize, String> {
-    crate::size::parse_in(s, &MAX_FRAME_RANGE)
+pub fn parse_byte_size(s: &str) -> Result<usize, InvalidValue> {
+    crate::size::parse_within(s, MAX_FRAME_RANGE)
 }
-
-pub use crate::size::human as human_bytes;
 
 #[cfg(test)]
 mod tests {
@@ -400,9 +397,6 @@ mod tests {
         assert!(parse_byte_size("1GiB").unwrap_err().contains("unit"));
         assert!(parse_byte_size("lots").is_err());
         assert!(parse_byte_size("1e400").is_err());
-        assert_eq!(human_bytes(4 << 20), "4 MiB");
-        assert_eq!(human_bytes(3 << 19), "1.5 MiB");
-        assert_eq!(human_bytes(100), "100 B");
     }
 
     #[test]

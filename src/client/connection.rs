@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::{self, Message, protocol::CloseFrame};
 
 use super::{
     CONFIRM_TIMEOUT, ConnectOptions, FeedCommand, FeedEvent, PING_INTERVAL, PONG_TIMEOUT,
-    SEND_TIMEOUT, connect, stable_after, subscribe_message,
+    SEND_TIMEOUT, stable_after, subscribe_message,
 };
 use crate::protocol::{ClientMessage, ErrorCode, ServerMessage, Subscription};
 
@@ -123,8 +123,8 @@ where
                             Some(1009),
                             format!(
                                 "the server sent a message of {}, over the {} limit; closed with 1009 (raise --max-frame if this server's messages are really that large)",
-                                connect::human_bytes(size),
-                                connect::human_bytes(max_size)
+                                crate::size::human(size),
+                                crate::size::human(max_size)
                             ),
                         );
                     }

@@ -2,13 +2,17 @@
 //! ([`Feed`]) that connects (token, TLS and limits in [`connect`]),
 //! subscribes, pings, declares dead connections dead, and reconnects with
 //! [`backoff`], and reports everything as [`FeedEvent`]s over a bounded
-//! channel. It reads the clock (event timestamps, round-trip times) so that
-//! the dashboard state never has to. It never touches the terminal.
+//! channel; [`FeedHandle`] is that feed as a consumer (the dashboard or a
+//! headless printer) takes it: batches in which the newest update wins
+//! ([`latest`]), its commands and the token a signal cancels. It reads the
+//! clock (event timestamps, round-trip times) so that the dashboard state
+//! never has to. It never touches the terminal nor installs signal handlers
+//! (`watch` does, and cancels the token).
 
-pub(crate) mod backoff;
 pub mod connect;
 mod connection;
 mod handshake;
+pub(crate) mod latest;
 
 use std::time::Duration;
 
@@ -16,13 +20,16 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
+use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::protocol::{
     ClientMessage, Connected, ErrorFrame, History, HistoryWindow, MetricsUpdate, Subscription,
 };
-use backoff::Backoff;
 pub use connect::{ConnectOptions, Token, TokenSource};
 use connection::{Ended, Track, run_connection};
+pub use latest::Batch;
+use latest::Latest;
 
 /// How often the feed pings the server to measure the round-trip time.
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
@@ -45,7 +52,7 @@ pub fn stable_after(interval: Duration) -> Duration {
 /// How long updates are dropped while waiting for `subscription_confirmed`.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Feed events buffered before the feed waits for the consumer. Small:
-/// `watch::latest` drains it continuously, and each event may hold a whole
+/// [`latest`] drains it continuously, and each event may hold a whole
 /// frame, so this times the maximum frame bounds the memory held here.
 pub const CHANNEL_CAPACITY: usize = 8;
 
@@ -186,6 +193,59 @@ impl Feed {
     }
 }
 
+/// A running feed as its consumer takes it: what `watch::run` starts once
+/// and hands, by reference, to the mode it runs (the dashboard or a
+/// headless printer), then closes. The consumer reads batches, sends
+/// commands and checks [`FeedHandle::stop`]; it never starts or ends the
+/// connection itself.
+pub struct FeedHandle {
+    feed: Feed,
+    latest: Latest,
+    stop: CancellationToken,
+}
+
+impl FeedHandle {
+    /// Start the feed ([`Feed::spawn_with`]) and its latest-wins buffer;
+    /// `stop` is the token the caller cancels on a signal.
+    pub fn start(
+        url: String,
+        subscription: Subscription,
+        opts: ConnectOptions,
+        stop: CancellationToken,
+    ) -> Self {
+        let (feed, rx) = Feed::spawn_with(url, subscription, opts);
+        // Latest update wins: a burst of frames costs one update's work.
+        let latest = Latest::spawn(rx);
+        FeedHandle { feed, latest, stop }
+    }
+
+    /// The next batch (waits for one): small events in order and at most
+    /// one update; `None` once the feed ended (after a final failure) and
+    /// everything was taken. Cancel-safe.
+    pub async fn next_batch(&self) -> Option<Batch> {
+        self.latest.next_batch().await
+    }
+
+    /// Where the consumer's commands (subscribe, history) go.
+    pub fn commands(&self) -> &mpsc::Sender<FeedCommand> {
+        &self.feed.commands
+    }
+
+    /// Cancelled when the consumer must stop (SIGINT / SIGTERM).
+    pub fn stop(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    /// Close the connection with 1000 ([`Feed::close`]), or end its task
+    /// if the buffer's task failed.
+    pub async fn close(self) {
+        match self.latest.into_receiver().await {
+            Some(rx) => self.feed.close(rx).await,
+            None => self.feed.task.abort(),
+        }
+    }
+}
+
 async fn supervise(
     url: String,
     opts: ConnectOptions,
@@ -193,7 +253,7 @@ async fn supervise(
     tx: mpsc::Sender<FeedEvent>,
     mut cmd_rx: mpsc::Receiver<FeedCommand>,
 ) {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;

@@ -95,7 +95,7 @@ impl NetConfig {
         }
         out.push_str(&format!(
             "max_frame = {}  # {}\n",
-            toml_str(&connect::human_bytes(self.max_frame)),
+            toml_str(&crate::size::human(self.max_frame)),
             self.max_frame_source.as_str()
         ));
         out

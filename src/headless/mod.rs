@@ -4,8 +4,9 @@
 //! `--json`, then exit). Data goes to stdout, connection problems to
 //! stderr; every server string printed goes through [`crate::text`]'s
 //! sanitizer (stdout JSON through its escaping). Updates that come faster
-//! than stdout takes them are skipped for the newest
-//! ([`crate::watch::latest`]). Owns no terminal state.
+//! than stdout takes them are skipped for the newest (the batches of
+//! [`FeedHandle`]). Owns no terminal state; it neither starts nor closes
+//! the feed, nor installs signal handlers (`watch` does both).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -13,14 +14,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use tokio_util::sync::CancellationToken;
-
-use crate::client::{Feed, FeedCommand, FeedEvent};
+use crate::client::{FeedCommand, FeedEvent, FeedHandle};
 use crate::protocol::{HistoryWindow, MetricsUpdate, Subscription};
 use crate::text::{
     MAX_MESSAGE_CHARS, describe_close, escape_json_unsafe, sanitize_line, subscription_label,
 };
-use crate::watch::latest::Latest;
 
 mod format;
 pub use format::{json_line, snapshot_table};
@@ -39,8 +37,6 @@ pub struct HeadlessOptions {
     /// `--history 1h|24h` (with `--once --json`): ask for that history of
     /// the snapshot's skills and print the frame as the object's `history`.
     pub history: Option<HistoryWindow>,
-    /// Token, TLS trust and limits.
-    pub connect: crate::client::ConnectOptions,
 }
 
 /// Exit code when no snapshot came or the connection failed.
@@ -175,26 +171,12 @@ impl Notes {
     }
 }
 
-/// Run until done; returns the process exit code.
-pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
-    // The first SIGINT/SIGTERM (handlers installed here, before anything
-    // else) cancels `stop` from its own task, so a signal that comes while
-    // this loop is busy is never lost; the loop checks it first at every
-    // turn (biased select) and between events.
-    let stop = CancellationToken::new();
-    let signal_task = tokio::spawn({
-        let (stop, signal) = (stop.clone(), crate::signal::shutdown());
-        async move {
-            signal.await;
-            stop.cancel();
-        }
-    });
-    let (feed, rx) = Feed::spawn_with(
-        opts.url.clone(),
-        opts.subscription.clone(),
-        opts.connect.clone(),
-    );
-    let latest = Latest::spawn(rx);
+/// Run on `feed` until done; returns the process exit code.
+pub async fn run(opts: HeadlessOptions, feed: &FeedHandle) -> anyhow::Result<ExitCode> {
+    // A SIGINT/SIGTERM cancels `stop` (from `watch`'s own task), so a
+    // signal that comes while this loop is busy is never lost; the loop
+    // checks it first at every turn (biased select) and between events.
+    let stop = feed.stop();
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let mut connected_before = false;
     let mut notes = Notes::default();
@@ -225,7 +207,7 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
                 );
                 break ExitCode::from(EXIT_NO_DATA);
             }
-            b = latest.next_batch() => b,
+            b = feed.next_batch() => b,
         };
         let Some(batch) = batch else {
             break ExitCode::from(EXIT_NO_DATA);
@@ -277,7 +259,7 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
                                 skills: (!names.is_empty()).then_some(names),
                                 window,
                             };
-                            if feed.commands.send(ask).await.is_ok() {
+                            if feed.commands().send(ask).await.is_ok() {
                                 waiting = Some((obj, code));
                                 continue;
                             }
@@ -374,11 +356,6 @@ pub async fn run(opts: HeadlessOptions) -> anyhow::Result<ExitCode> {
         notes.flush(url, false);
     };
     notes.flush(url, true);
-    signal_task.abort();
-    match latest.into_receiver().await {
-        Some(rx) => feed.close(rx).await,
-        None => feed.task.abort(),
-    }
     Ok(code)
 }
 
@@ -467,6 +444,7 @@ mod tests {
                 anomalies: vec![],
             },
             rows: crate::protocol::RowReport::default(),
+            team: None,
         };
         let at = crate::protocol::parse_timestamp("2026-11-22T03:00:00Z").unwrap();
         let t = snapshot_table(&u, at);

@@ -3,6 +3,8 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::error::InvalidValue;
+use crate::text::truncate_chars;
 
 /// What a client asks to receive.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -45,19 +47,16 @@ impl Subscription {
     /// The limits every server of this protocol enforces (and the client
     /// checks before sending): at most [`MAX_SKILLS_PER_SUBSCRIPTION`] names
     /// of at most [`MAX_SKILL_NAME_LEN`] bytes.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidValue> {
         let names = self.skills();
         if names.len() > MAX_SKILLS_PER_SUBSCRIPTION {
-            return Err(format!(
+            return Err(InvalidValue(format!(
                 "{} skills given; at most {MAX_SKILLS_PER_SUBSCRIPTION} per subscription",
                 names.len()
-            ));
+            )));
         }
         if let Some(long) = names.iter().find(|n| n.len() > MAX_SKILL_NAME_LEN) {
-            return Err(format!(
-                "skill name {:?}… is longer than {MAX_SKILL_NAME_LEN} bytes",
-                truncate(long, 32)
-            ));
+            return Err(InvalidValue(name_too_long(long)));
         }
         Ok(())
     }
@@ -172,7 +171,7 @@ impl ClientMessage {
                 ErrorCode::UnknownType,
                 format!(
                     "unknown message type {:?}; expected subscribe, unsubscribe, ping, get_metrics or history",
-                    truncate(other, 64)
+                    truncate_chars(other, 64)
                 ),
             )),
         }
@@ -211,8 +210,13 @@ impl ClientMessage {
     }
 }
 
-pub(super) fn truncate(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
+/// The `error` message for a skill name over [`MAX_SKILL_NAME_LEN`]: the
+/// start of the name, not all of it.
+pub(super) fn name_too_long(name: &str) -> String {
+    format!(
+        "skill name {:?}… is longer than {MAX_SKILL_NAME_LEN} bytes",
+        truncate_chars(name, 32)
+    )
 }
 
 pub(super) fn parse_subscribe(
@@ -264,7 +268,7 @@ pub(super) fn parse_subscribe(
     let subscription = Subscription::from_names(names);
     subscription
         .validate()
-        .map_err(|m| ClientError::new(ErrorCode::BadRequest, m))?;
+        .map_err(|m| ClientError::new(ErrorCode::BadRequest, m.0))?;
     Ok(ClientMessage::Subscribe {
         subscription,
         echo: single.cloned().unwrap_or(Value::Null),
@@ -289,13 +293,9 @@ pub(super) fn parse_get_metrics(
         Value::String(s) if !s.is_empty() && s.len() <= MAX_SKILL_NAME_LEN => {
             Ok(ClientMessage::GetMetrics { skill: s.clone() })
         }
-        Value::String(s) if s.len() > MAX_SKILL_NAME_LEN => Err(ClientError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "skill name {:?}… is longer than {MAX_SKILL_NAME_LEN} bytes",
-                truncate(s, 32)
-            ),
-        )),
+        Value::String(s) if s.len() > MAX_SKILL_NAME_LEN => {
+            Err(ClientError::new(ErrorCode::BadRequest, name_too_long(s)))
+        }
         _ => Err(ClientError::new(
             ErrorCode::BadRequest,
             format!("get_metrics needs \"{key}\" to be a non-empty skill name"),

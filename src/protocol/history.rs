@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     ClientError, ClientMessage, ErrorCode, MAX_SKILL_NAME_LEN, MAX_SKILLS_PER_SUBSCRIPTION,
-    null_as_default, truncate,
+    name_too_long, null_as_default,
 };
 
 /// Most skills one `history` request may name (as for `subscribe`).
@@ -34,6 +34,7 @@ pub const MAX_HISTORY_SKILLS: usize = MAX_SKILLS_PER_SUBSCRIPTION;
     strum::EnumString,
     strum::IntoStaticStr,
     strum::EnumIter,
+    strum::EnumMessage,
 )]
 pub enum HistoryWindow {
     /// The last hour: 60 buckets of one minute.
@@ -160,7 +161,7 @@ pub(super) fn parse_history(
                 ErrorCode::BadRequest,
                 format!(
                     "unknown history window {:?}; use \"1h\" or \"24h\"",
-                    truncate(w, 32)
+                    crate::text::truncate_chars(w, 32)
                 ),
             )
         })?,
@@ -192,13 +193,7 @@ pub(super) fn parse_history(
                     ));
                 };
                 if s.len() > MAX_SKILL_NAME_LEN {
-                    return Err(ClientError::new(
-                        ErrorCode::BadRequest,
-                        format!(
-                            "skill name {:?}… is longer than {MAX_SKILL_NAME_LEN} bytes",
-                            truncate(s, 32)
-                        ),
-                    ));
+                    return Err(ClientError::new(ErrorCode::BadRequest, name_too_long(s)));
                 }
                 if !s.is_empty() {
                     names.push(s.clone());

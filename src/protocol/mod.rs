@@ -141,6 +141,12 @@ pub struct MetricsUpdate {
     /// the wire.
     #[serde(skip)]
     pub rows: RowReport,
+    /// (team) The frame's team fields when the server is an edge, parsed
+    /// with the rest by [`ServerMessage::parse`]; `None` from a single
+    /// server or session-buddy. Never serialized from here. Boxed: most
+    /// servers are not edges, and every feed event carries this struct.
+    #[serde(skip)]
+    pub team: Option<Box<team::TeamFrame>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -531,6 +537,7 @@ mod tests {
                     }],
                 },
                 rows: RowReport::default(),
+                team: None,
             }),
             ServerMessage::SubscriptionConfirmed(SubscriptionConfirmed::new(
                 json!(""),

@@ -4,6 +4,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use serde_json::value::RawValue;
 
 /// Most `top_skills` rows a client keeps from one `metrics_update`.
 pub const MAX_TOP_SKILLS: usize = 10_000;
@@ -26,7 +27,7 @@ pub struct RowReport {
 
 /// The rows of one array, each still unparsed, at most `cap` of them.
 pub(super) struct CappedRows<'a> {
-    rows: Vec<&'a serde_json::value::RawValue>,
+    rows: Vec<&'a RawValue>,
     over_cap: u64,
 }
 
@@ -108,18 +109,88 @@ pub(super) fn parse_rows<'a, T: Deserialize<'a>>(
     out
 }
 
+/// The top level of a `metrics_update`, each field still unparsed: the
+/// one set of wire slices both the update and its team fields are read
+/// from.
+#[derive(Default)]
+struct Wire<'a> {
+    seq: Option<&'a RawValue>,
+    timestamp: Option<&'a RawValue>,
+    data: Option<&'a RawValue>,
+    /// (team) Present, and not `null`, only from an edge.
+    sources: Option<&'a RawValue>,
+    /// `sources` came more than once: the team view is dropped, the rest
+    /// of the frame is not.
+    sources_repeated: bool,
+}
+
+impl<'de> Deserialize<'de> for Wire<'de> {
+    /// As `#[derive(Deserialize)]` would (a repeated `seq`, `timestamp` or
+    /// `data` fails the frame, other keys are skipped), except that a
+    /// repeated `sources` costs only the team view.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "snake_case")]
+        enum Key {
+            Seq,
+            Timestamp,
+            Data,
+            Sources,
+            #[serde(other)]
+            Other,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Wire<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a metrics_update object")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Wire<'de>, A::Error> {
+                // A derived struct takes an array too, field by field.
+                Ok(Wire {
+                    seq: seq.next_element()?.flatten(),
+                    timestamp: seq.next_element()?.flatten(),
+                    data: seq.next_element()?.flatten(),
+                    ..Wire::default()
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Wire<'de>, A::Error> {
+                let mut w = Wire::default();
+                let mut seen = [false; 4];
+                while let Some(key) = map.next_key::<Key>()? {
+                    let (slot, i, name) = match key {
+                        Key::Seq => (&mut w.seq, 0, "seq"),
+                        Key::Timestamp => (&mut w.timestamp, 1, "timestamp"),
+                        Key::Data => (&mut w.data, 2, "data"),
+                        Key::Sources => (&mut w.sources, 3, "sources"),
+                        Key::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    let repeated = std::mem::replace(&mut seen[i], true);
+                    if repeated && i < 3 {
+                        return Err(serde::de::Error::duplicate_field(name));
+                    }
+                    *slot = map.next_value()?;
+                    w.sources_repeated |= repeated;
+                }
+                Ok(w)
+            }
+        }
+        const FIELDS: &[&str] = &["seq", "timestamp", "data", "sources"];
+        d.deserialize_struct("Wire", FIELDS, V)
+    }
+}
+
 /// The row-tolerant `metrics_update` parse behind [`ServerMessage::parse`].
 pub(super) fn parse_update(text: &str) -> Result<MetricsUpdate, serde_json::Error> {
-    use serde_json::value::RawValue;
-    #[derive(Deserialize)]
-    struct Wire<'a> {
-        #[serde(borrow, default)]
-        seq: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        timestamp: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        data: Option<&'a RawValue>,
-    }
     #[derive(Deserialize, Default)]
     struct WireData<'a> {
         #[serde(borrow, default)]
@@ -152,6 +223,18 @@ pub(super) fn parse_update(text: &str) -> Result<MetricsUpdate, serde_json::Erro
         |a: &Anomaly| &a.skill_name,
         &mut rows,
     );
+    // The team fields ride on the same rows: read them from the same
+    // slices, only when the frame comes from an edge.
+    let team = wire
+        .sources
+        .filter(|r| r.get() != "null" && !wire.sources_repeated)
+        .map(|sources| {
+            Box::new(team::TeamFrame::from_rows(
+                sources,
+                data.top_skills,
+                data.anomalies,
+            ))
+        });
     Ok(MetricsUpdate {
         seq: wire.seq.and_then(|r| serde_json::from_str(r.get()).ok()),
         timestamp: wire
@@ -163,5 +246,6 @@ pub(super) fn parse_update(text: &str) -> Result<MetricsUpdate, serde_json::Erro
             anomalies,
         },
         rows,
+        team,
     })
 }

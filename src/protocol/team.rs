@@ -4,11 +4,14 @@
 //! reads one database never writes them, so its frames are unchanged.
 //!
 //! Owns these types, their encoding next to [`super::EncodedUpdate`]'s and
-//! their tolerant parsing on the client side ([`TeamFrame::parse`]). No I/O.
+//! their tolerant parsing on the client side ([`TeamFrame`], read from the
+//! slices of the one `metrics_update` parse, [`super::ServerMessage::parse`]:
+//! `MetricsUpdate::team`). No I/O.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// One source of the team, as the frame's `sources` list shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,8 +103,8 @@ impl<'a> AnomalyTagger<'a> {
     }
 }
 
-/// The team fields of a received `metrics_update`, parsed from the same
-/// text as [`super::MetricsUpdate`] (tolerant: anything missing is empty).
+/// The team fields of a received `metrics_update`, parsed with it into
+/// [`super::MetricsUpdate::team`] (tolerant: anything missing is empty).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct TeamFrame {
     /// `None` when the server is not an edge.
@@ -140,34 +143,18 @@ struct TeamAnomalyRow {
 }
 
 impl TeamFrame {
-    /// The team fields of a `metrics_update`'s text; `None` when it has
-    /// none (a single server, session-buddy) or does not parse.
-    /// Row by row, as the rest of the frame (issue 8): a bad row (a wrong
-    /// type, a `null` where a value belongs) is dropped, not the team view
-    /// of the whole frame.
-    pub fn parse(text: &str) -> Option<Self> {
-        use serde_json::value::RawValue;
-        #[derive(Deserialize)]
-        struct Wire<'a> {
-            #[serde(borrow, default)]
-            sources: Option<&'a RawValue>,
-            #[serde(borrow, default)]
-            data: Option<&'a RawValue>,
-        }
-        #[derive(Deserialize, Default)]
-        struct WireData<'a> {
-            #[serde(borrow, default)]
-            top_skills: Option<&'a RawValue>,
-            #[serde(borrow, default)]
-            anomalies: Option<&'a RawValue>,
-        }
-        let wire: Wire<'_> = serde_json::from_str(text).ok()?;
-        let sources = wire.sources.filter(|r| r.get() != "null")?;
-        let data: WireData<'_> = wire
-            .data
-            .and_then(|d| serde_json::from_str(d.get()).ok())
-            .unwrap_or_default();
-        // What was dropped is reported by the main parse of the same text.
+    /// The team fields of a `metrics_update` from an edge, read by
+    /// [`super::ServerMessage::parse`] from the frame's own slices: its
+    /// `sources` list and its `data.top_skills` / `data.anomalies` arrays
+    /// (absent or `null`: empty). Row by row, as the rest of the frame:
+    /// a bad row (a wrong type, a `null` where a value belongs)
+    /// is dropped, not the team view of the whole frame.
+    pub(super) fn from_rows(
+        sources: &RawValue,
+        top_skills: Option<&RawValue>,
+        anomalies: Option<&RawValue>,
+    ) -> Self {
+        // What was dropped is reported by the main parse of the same rows.
         let mut report = super::RowReport::default();
         let sources = super::parse_rows(
             Some(sources),
@@ -177,26 +164,26 @@ impl TeamFrame {
             &mut report,
         );
         let top_skills = super::parse_rows(
-            data.top_skills,
+            top_skills,
             super::MAX_TOP_SKILLS,
             "top_skills",
             |s: &TeamSkillRow| &s.skill_name,
             &mut report,
         );
         let anomalies = super::parse_rows(
-            data.anomalies,
+            anomalies,
             super::MAX_ANOMALIES,
             "anomalies",
             |a: &TeamAnomalyRow| &a.skill_name,
             &mut report,
         );
-        Some(Self {
+        Self {
             sources: Some(sources),
             data: TeamData {
                 top_skills,
                 anomalies,
             },
-        })
+        }
     }
 
     /// Skill name → its per-source breakdown.
@@ -258,13 +245,21 @@ impl TeamFrame {
 mod tests {
     use super::*;
 
+    /// The team fields as the client's one parse of the frame reads them.
+    fn parse(text: &str) -> Option<TeamFrame> {
+        match super::super::ServerMessage::parse(text) {
+            Ok(super::super::ServerMessage::MetricsUpdate(u)) => u.team.map(|t| *t),
+            other => panic!("not an update: {other:?}"),
+        }
+    }
+
     #[test]
     fn frame_without_sources_is_not_a_team_frame() {
         assert_eq!(
-            TeamFrame::parse(r#"{"type":"metrics_update","data":{"top_skills":[]}}"#),
+            parse(r#"{"type":"metrics_update","data":{"top_skills":[]}}"#),
             None
         );
-        let t = TeamFrame::parse(
+        let t = parse(
             r#"{"type":"metrics_update","data":{"top_skills":[{"skill_name":"a","sources":[{"source":"x","total_invocations":3,"completion_rate":50.0,"avg_duration_seconds":null}]}],"anomalies":[{"skill_name":"a","team_source":"x"},{}]},"sources":[{"source":"x","updated_at":"2026-01-01T00:00:00Z","stale":true}]}"#,
         )
         .unwrap();
@@ -274,8 +269,25 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_sources_costs_the_team_view_not_the_frame() {
+        let text = r#"{"type":"metrics_update","sources":[],"data":{"top_skills":[{"skill_name":"a","total_invocations":1,"completion_rate":100.0}]},"sources":[{"source":"x"}]}"#;
+        let Ok(super::super::ServerMessage::MetricsUpdate(u)) =
+            super::super::ServerMessage::parse(text)
+        else {
+            panic!("the update must survive a repeated `sources`");
+        };
+        assert_eq!(u.data.top_skills.len(), 1);
+        assert_eq!(u.team, None);
+        // A repeated field of the update itself still fails the frame.
+        assert!(
+            super::super::ServerMessage::parse(r#"{"type":"metrics_update","seq":1,"seq":2}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn a_bad_row_drops_that_row_not_the_team_view() {
-        let t = TeamFrame::parse(
+        let t = parse(
             r#"{"type":"metrics_update","data":{"top_skills":[{"skill_name":5},{"skill_name":"a","sources":[{"source":"x","total_invocations":3,"completion_rate":50.0}]}],"anomalies":[{"skill_name":"a","team_source":7},{"skill_name":"a","team_source":"x"}]},"sources":[{"source":"x","stale":true},{"source":"y","stale":null}]}"#,
         )
         .expect("the good rows still make a team view");
@@ -283,8 +295,7 @@ mod tests {
         assert_eq!(t.breakdown()["a"][0].source, "x");
         assert_eq!(t.anomaly_sources(), vec![Some("x".to_string())]);
         assert_eq!(
-            TeamFrame::parse(r#"{"type":"metrics_update","data":null,"sources":[]}"#)
-                .map(|t| t.counts()),
+            parse(r#"{"type":"metrics_update","data":null,"sources":[]}"#).map(|t| t.counts()),
             Some((0, 0))
         );
     }

@@ -26,6 +26,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::protocol::ClientMessage;
 
+/// A secret file larger than this is not a secret (nothing more is read).
+const MAX_SECRET_FILE: u64 = 16 << 10;
 /// Clock skew allowed past a JWT's `exp`.
 pub const JWT_LEEWAY: Duration = Duration::from_secs(30);
 /// session-buddy's window for the first frame `{"token": ...}`.
@@ -40,6 +42,12 @@ pub const CLOSE_AUTH_FAILED_REASON: &str = "Authentication failed";
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
 
+/// A secret file that cannot be used: the flag, the file and the problem,
+/// never the content.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SecretFileError(String);
+
 impl Secret {
     /// A secret from text (an environment variable); surrounding whitespace
     /// is trimmed. `None` when nothing is left.
@@ -50,14 +58,26 @@ impl Secret {
 
     /// A secret from a file (its content, trimmed), or an error
     /// naming the file and the problem (never its content).
-    pub fn from_file(path: &Path, flag: &str) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{flag} {}: cannot read it: {e}", path.display()))?;
+    pub fn from_file(path: &Path, flag: &str) -> Result<Self, SecretFileError> {
+        use std::io::Read as _;
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_string(&mut text))
+            .map_err(|e| {
+                SecretFileError(format!("{flag} {}: cannot read it: {e}", path.display()))
+            })?;
+        if text.len() as u64 > MAX_SECRET_FILE {
+            return Err(SecretFileError(format!(
+                "{flag} {}: larger than {}; the file holds only the secret",
+                path.display(),
+                crate::size::human(MAX_SECRET_FILE as usize)
+            )));
+        }
         Self::new(&text).ok_or_else(|| {
-            anyhow::anyhow!(
+            SecretFileError(format!(
                 "{flag} {}: the file is empty; put the secret in it",
                 path.display()
-            )
+            ))
         })
     }
 
@@ -104,7 +124,8 @@ impl AuthConfig {
 
 /// Why a token was refused: a fixed word, used in logs and as the
 /// `reason` label of `skillmon_auth_failures_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Failure {
     /// No token at all (no header, or a first frame without one).
     Missing,
@@ -126,18 +147,9 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The fixed word (`missing`, `no_expiry`, `token_in_url`, …).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Failure::Missing => "missing",
-            Failure::Invalid => "invalid",
-            Failure::Expired => "expired",
-            Failure::Algorithm => "algorithm",
-            Failure::NoExpiry => "no_expiry",
-            Failure::Permission => "permission",
-            Failure::Malformed => "malformed",
-            Failure::Timeout => "timeout",
-            Failure::TokenInUrl => "token_in_url",
-        }
+        self.into()
     }
 }
 
@@ -304,6 +316,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_file_is_read_up_to_16_kib() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, "a".repeat(1 << 20)).unwrap();
+        let e = Secret::from_file(&big, "--token-file")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--token-file") && e.contains("16 KiB"), "{e}");
+        assert!(!e.contains("aaaa"), "{e}");
+        let ok = dir.path().join("ok");
+        std::fs::write(&ok, format!("{}\n", "b".repeat(1000))).unwrap();
+        assert!(Secret::from_file(&ok, "--token-file").is_ok());
+    }
 
     #[test]
     fn bearer_header() {

@@ -17,35 +17,81 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::refusals::Cause;
 use super::stats::{self, Stats};
 use super::{
-    HANDSHAKE_TIMEOUT, MAX_MESSAGE_BYTES, MAX_WRITE_BUFFER_BYTES, READ_BUFFER_BYTES, Shared,
-    access, auth, http, session, tls,
+    HANDSHAKE_TIMEOUT, MAX_MESSAGE_BYTES, MAX_WRITE_BUFFER_BYTES, READ_BUFFER_BYTES,
+    REFUSED_LINGER, REFUSED_TLS_HANDSHAKE, Shared, access, auth, http, session, tls,
 };
 
-/// Answer 503 at once, without reading the request, and close.
-pub(super) async fn refuse_busy(mut stream: TcpStream, limit: usize) {
-    let resp = busy_response(limit);
-    http::respond(&mut stream, &resp, false).await;
-}
-
-/// Answer 503 for one address over its limit, without reading the request.
-pub(super) async fn refuse_per_ip(mut stream: TcpStream, limit: usize) {
-    let resp = http::Response::text(
+/// The 503 over `--max-connections-per-ip`: the limit and the flag that
+/// lifts it, on one line.
+pub(super) fn per_ip_response(limit: usize) -> http::Response {
+    http::Response::text(
         503,
         "Service Unavailable",
-        format!("too many connections from your address (limit {limit}, --max-connections-per-ip); retry later\n"),
+        format!(
+            "the server allows {limit} connections per address and yours has them all \
+             (--max-connections-per-ip {limit}); retry later\n"
+        ),
     )
-    .with_header("Retry-After", "5");
-    respond_unread(&mut stream, &resp).await;
+    .with_header("Retry-After", "5")
 }
 
-/// Answer a request that was not read, then read what the client sent
-/// (for at most a second) before closing, so the close is not a reset that
-/// could destroy the answer before the client reads it.
-async fn respond_unread(stream: &mut TcpStream, resp: &http::Response) {
-    http::respond(stream, resp, false).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+/// Answer a socket refused at accept (503, without reading the request):
+/// over TLS on a TLS port (a `wss://` client reads the reason, not a TLS
+/// error), then close within [`REFUSED_LINGER`].
+pub(super) async fn refuse(
+    mut stream: TcpStream,
+    resp: http::Response,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let Some(acceptor) = tls else {
+        respond_unread(&mut stream, &resp).await;
+        return;
+    };
+    match starts_tls(&stream, REFUSED_TLS_HANDSHAKE).await {
+        Some(true) => {}
+        // A plain-text client on the TLS port gets the answer in plain text.
+        Some(false) => {
+            respond_unread(&mut stream, &resp).await;
+            return;
+        }
+        // Silent for a second, or gone: close without an answer.
+        None => return,
+    }
+    if let Ok(Ok(mut stream)) =
+        tokio::time::timeout(REFUSED_TLS_HANDSHAKE, acceptor.accept(stream)).await
+    {
+        respond_unread(&mut stream, &resp).await;
+    }
+}
+
+/// Whether the client's first byte starts a TLS handshake (`None`: nothing
+/// came within `within`, or the socket closed).
+async fn starts_tls(stream: &TcpStream, within: Duration) -> Option<bool> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(within, stream.peek(&mut first)).await {
+        Ok(Ok(1..)) => Some(first[0] == tls::TLS_HANDSHAKE_BYTE),
+        _ => None,
+    }
+}
+
+/// Answer a request that was not read, then read what the client sent (for
+/// at most [`REFUSED_LINGER`], until it closes) before closing, so the
+/// close is rarely a reset that could destroy the answer before the client
+/// reads it, and the socket is not held longer than that.
+async fn respond_unread<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, resp: &http::Response) {
+    let answered = tokio::time::timeout(REFUSED_LINGER, async {
+        let bytes = resp.to_bytes(false);
+        tokio::io::AsyncWriteExt::write_all(stream, &bytes).await?;
+        tokio::io::AsyncWriteExt::shutdown(stream).await
+    })
+    .await;
+    if !matches!(answered, Ok(Ok(()))) {
+        return;
+    }
+    let _ = tokio::time::timeout(REFUSED_LINGER, async {
         let mut sink = [0u8; 1024];
         while matches!(
             tokio::io::AsyncReadExt::read(stream, &mut sink).await,
@@ -63,14 +109,13 @@ pub(super) async fn tls_connection(
     shared: Arc<Shared>,
 ) {
     // A plain-text client on the TLS port gets a plain answer it can read.
-    let mut first = [0u8; 1];
-    let peeked = tokio::select! {
+    let starts = tokio::select! {
         () = shared.shutdown.cancelled() => return,
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)) => r,
+        r = starts_tls(&stream, HANDSHAKE_TIMEOUT) => r,
     };
-    match peeked {
-        Ok(Ok(1..)) if first[0] == tls::TLS_HANDSHAKE_BYTE => {}
-        Ok(Ok(1..)) => {
+    match starts {
+        Some(true) => {}
+        Some(false) => {
             shared.stats.tls_handshake_failed();
             tracing::debug!(%peer, "plain-text request on the TLS port");
             let mut stream = stream;
@@ -82,7 +127,7 @@ pub(super) async fn tls_connection(
             respond_unread(&mut stream, &resp).await;
             return;
         }
-        _ => return,
+        None => return,
     }
     let tls = tokio::select! {
         () = shared.shutdown.cancelled() => return,
@@ -101,7 +146,7 @@ pub(super) async fn tls_connection(
     }
 }
 
-fn busy_response(limit: usize) -> http::Response {
+pub(super) fn busy_response(limit: usize) -> http::Response {
     http::Response::text(
         503,
         "Service Unavailable",
@@ -167,6 +212,10 @@ where
     let head_only = http::is_head(&head);
     let info = http::request_info(&head[..head_end]);
     let stats = &shared.stats;
+    if let Err(resp) = host_gate(&shared, &info, peer) {
+        http::respond(&mut stream, &resp, head_only).await;
+        return;
+    }
     if route != http::Route::Upgrade {
         stats.http_request();
         let resp = plain_route(&shared, route, &info, peer);
@@ -228,9 +277,53 @@ where
     // Every line a session logs carries its id and peer (filter on either);
     // the session enters the span only where it may log (see Session::span).
     let span = tracing::info_span!("session", session = %id, peer = %peer);
-    span.in_scope(|| tracing::debug!(peer = %peer, session = %id, mode = mode.name(), "connected"));
+    span.in_scope(
+        || tracing::debug!(peer = %peer, session = %id, mode = mode.as_str(), "connected"),
+    );
     session::run(ws, shared.clone(), id, mode, gate, span.clone()).await;
     span.in_scope(|| tracing::debug!(peer = %peer, "disconnected"));
+}
+
+/// The host rule (DNS rebinding), on every request the server can parse,
+/// plain routes included.
+fn host_gate(
+    shared: &Shared,
+    info: &http::RequestInfo,
+    peer: SocketAddr,
+) -> Result<(), http::Response> {
+    if !info.parsed {
+        // The route answers 400 for the malformed head.
+        return Ok(());
+    }
+    let (cause, resp) = match shared.hosts.check(&info.hosts, info.http11) {
+        access::HostVerdict::Allowed => return Ok(()),
+        access::HostVerdict::Missing | access::HostVerdict::Malformed => (
+            Cause::BadHost,
+            http::Response::text(
+                400,
+                "Bad Request",
+                "an HTTP/1.1 request needs exactly one Host header naming this server, e.g. \"Host: localhost\"\n",
+            ),
+        ),
+        access::HostVerdict::Refused(name) => (
+            Cause::Host,
+            http::Response::text(
+                403,
+                "Forbidden",
+                // `name` holds only letters, digits, '-', '_' and '.'.
+                format!(
+                    "host {name:?} is not allowed: this server answers to loopback names and IP addresses \
+                     (a guard against DNS rebinding); its operator can allow the name with --allow-host {name}\n"
+                ),
+            ),
+        ),
+    };
+    shared.stats.host_refused(resp.status);
+    // Debug formatting escapes whatever the client put in the header.
+    shared
+        .refusals
+        .refused(cause, Some(peer), || format!("host {:?}", info.hosts));
+    Err(resp)
 }
 
 /// The checks an upgrade request passes before the handshake: no token in
@@ -243,7 +336,9 @@ fn upgrade_gate(
     let stats = &shared.stats;
     if info.token_in_query {
         stats.auth_failed(auth::Failure::TokenInUrl);
-        tracing::warn!(%peer, "refused an upgrade with a token in its URL");
+        shared.refusals.refused(Cause::Token, Some(peer), || {
+            auth::Failure::TokenInUrl.to_string()
+        });
         return Err(http::Response::text(
             400,
             "Bad Request",
@@ -254,14 +349,17 @@ fn upgrade_gate(
     let net = &shared.config.net;
     if !access::origin_allowed(
         info.origin.as_deref(),
-        info.host.as_deref(),
+        info.host(),
         &net.allow_origins,
+        &shared.hosts,
         shared.tls.is_some(),
     ) {
         stats.origin_refused();
         // Debug formatting escapes whatever the client put in the header.
         let origin = info.origin.as_deref().unwrap_or_default();
-        tracing::warn!(%peer, ?origin, "refused a WebSocket from a foreign origin; allow it with --allow-origin");
+        shared
+            .refusals
+            .refused(Cause::Origin, Some(peer), || format!("origin {origin:?}"));
         return Err(http::Response::text(
             403,
             "Forbidden",
@@ -276,7 +374,9 @@ fn upgrade_gate(
         Ok(Some(false)) => Ok(session::Auth::FirstFrame),
         Err(failure) => {
             stats.auth_failed(failure);
-            tracing::info!(%peer, reason = %failure, "refused an upgrade: bad Bearer token");
+            shared
+                .refusals
+                .refused(Cause::Token, Some(peer), || failure.to_string());
             if failure == auth::Failure::Permission {
                 Err(http::Response::text(
                     403,
@@ -313,7 +413,9 @@ fn plain_route(
         // An anonymous health probe is normal; a bad token is a failure.
         if f != auth::Failure::Missing || route == http::Route::Metrics {
             stats.auth_failed(f);
-            tracing::info!(%peer, reason = %f, "refused a token on a plain route");
+            shared
+                .refusals
+                .refused(Cause::Token, Some(peer), || f.to_string());
         }
     }
     let details = authorized.is_ok();

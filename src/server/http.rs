@@ -225,9 +225,21 @@ pub struct RequestInfo {
     /// The raw `Authorization` header (never logged).
     pub authorization: Option<String>,
     pub origin: Option<String>,
-    pub host: Option<String>,
+    /// Every `Host` header sent (one, in a valid HTTP/1.1 request).
+    pub hosts: Vec<String>,
+    /// The request is HTTP/1.1 (where `Host` is required).
+    pub http11: bool,
+    /// The head parsed (else the route already answers 400).
+    pub parsed: bool,
     /// The URL carries a `token` query parameter.
     pub token_in_query: bool,
+}
+
+impl RequestInfo {
+    /// The (first) `Host` header.
+    pub fn host(&self) -> Option<&str> {
+        self.hosts.first().map(String::as_str)
+    }
 }
 
 /// Read the headers [`RequestInfo`] names (the head parsed again: cheap,
@@ -257,7 +269,14 @@ pub fn request_info(head: &[u8]) -> RequestInfo {
     RequestInfo {
         authorization: header("authorization"),
         origin: header("origin"),
-        host: header("host"),
+        hosts: req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("host"))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            .collect(),
+        http11: req.version == Some(1),
+        parsed: true,
         token_in_query,
     }
 }

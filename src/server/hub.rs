@@ -68,8 +68,8 @@ impl Prepared {
     /// Hand every group its frame, waking its sessions; returns the number
     /// of groups. Call it from a runtime worker: the sessions it wakes go
     /// to that worker's own run queue (from a blocking thread they would
-    /// all go through the runtime's shared queue, which cost ~15 % of p99
-    /// latency at 1,000 clients, `docs/BENCHMARKS.md`).
+    /// all go through the runtime's shared queue, a measurable share of the
+    /// broadcast latency: `docs/BENCHMARKS.md`).
     pub fn send(self) -> usize {
         let n = self.frames.len();
         for (tx, frame) in self.frames {
@@ -101,9 +101,7 @@ impl Hub {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave Inner half-updated in
         // a way that matters (values are replaced whole), so recover.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.inner)
     }
 
     fn build(&self, snapshot: &Snapshot, sub: &Subscription, tick: u64) -> Frame {

@@ -6,9 +6,10 @@
 //! This module owns the listener, the tick loop and shutdown; [`hub`] owns
 //! fan-out, [`session`] one client, [`http`] the plain-HTTP routes on the same
 //! port, [`stats`] the counters behind `/metrics` and `/healthz`; [`auth`]
-//! tokens, [`access`] the origin check and per-IP limit, [`tls`] `wss://`,
-//! all at accept/handshake time, off the per-frame path; `conn` one
-//! connection from accept until its session starts.
+//! tokens, [`access`] the host and origin rules and the per-IP limit,
+//! [`refusals`] the summarized log of refusals, [`tls`] `wss://`, all at
+//! accept/handshake time, off the per-frame path; `conn` one connection from
+//! accept until its session starts.
 
 pub(crate) mod access;
 pub mod auth;
@@ -16,6 +17,7 @@ mod conn;
 pub(crate) mod http;
 pub(crate) mod hub;
 pub(crate) mod lag;
+pub(crate) mod refusals;
 pub(crate) mod session;
 pub(crate) mod stats;
 pub mod tls;
@@ -27,7 +29,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,8 +50,39 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sockets allowed beyond `max_connections` (health checks, handshakes in
 /// flight); past that a connection gets 503 before its request is read.
 const SOCKET_SLACK: usize = 128;
+/// Refused sockets held at once while their 503 goes out; past it a refused
+/// socket is closed without an answer.
+pub const MAX_REFUSED_HELD: usize = 64;
+/// How long a refused socket is held after its answer (to read what the
+/// client sent, so the close is not a reset that could destroy the answer).
+const REFUSED_LINGER: Duration = Duration::from_millis(100);
+/// How long a refused socket on a TLS port has for its handshake (the 503
+/// goes out over TLS).
+const REFUSED_TLS_HANDSHAKE: Duration = Duration::from_secs(1);
 /// Sessions get this long to send their 1001 close on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(900);
+
+/// Why a server could not start. Each message names the flag to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address is taken or not ours.
+    #[error(
+        "cannot listen on {addr}: {error}; choose another address with --host/--port (SKILLMON_HOST/SKILLMON_PORT)"
+    )]
+    Bind { addr: String, error: std::io::Error },
+    /// The listener has no local address (a socket that is not bound).
+    #[error("the listener has no local address: {0}")]
+    LocalAddr(std::io::Error),
+    /// A setting that cannot be used (e.g. an `--allow-host` entry).
+    #[error(transparent)]
+    Setting(#[from] crate::error::InvalidValue),
+    /// `--tls-cert` / `--tls-key` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The server's task panicked while stopping.
+    #[error("the server task panicked")]
+    Panicked,
+}
 
 /// Everything `serve` needs to run.
 #[derive(Debug, Clone)]
@@ -67,13 +99,17 @@ pub struct ServeConfig {
     pub net: NetConfig,
 }
 
-/// What it takes to serve beyond a trusted loopback (issue 12).
+/// What it takes to serve beyond a trusted loopback: tokens, origins, TLS.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
     pub auth: auth::AuthConfig,
     /// `--allow-origin`: browser origins allowed besides loopback pages and
-    /// the server's own host (`*`: all).
+    /// the allowed hosts' pages (`*`: all).
     pub allow_origins: Vec<String>,
+    /// `--allow-host`: host names the server answers to besides loopback
+    /// names and IP addresses (`*`: any). Bound beyond loopback, an empty
+    /// list turns the host rule off.
+    pub allow_hosts: Vec<String>,
     /// `--tls-cert` / `--tls-key`: serve `wss://` and `https://`.
     pub tls: Option<tls::TlsFiles>,
     /// Open sockets one client IP may hold; more get 503.
@@ -92,6 +128,7 @@ impl Default for NetConfig {
         Self {
             auth: auth::AuthConfig::default(),
             allow_origins: Vec::new(),
+            allow_hosts: Vec::new(),
             tls: None,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_lag: None,
@@ -130,6 +167,12 @@ pub struct Shared {
     /// `None`: authentication is off.
     pub verifier: Option<auth::Verifier>,
     per_ip: Arc<access::PerIp>,
+    /// Refused sockets still being answered (capped).
+    refusing: Arc<access::Refusing>,
+    /// The `Host` names this server answers to.
+    hosts: access::HostRule,
+    /// Refusals, logged one line per cause per 10 s.
+    refusals: refusals::Refusals,
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// (team) The Redis side of a publisher or an edge (`crate::team`).
     pub team: Option<Arc<TeamStatus>>,
@@ -140,7 +183,7 @@ pub struct Shared {
 pub struct Handle {
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
-    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub task: tokio::task::JoinHandle<()>,
 }
 
 impl Handle {
@@ -157,21 +200,24 @@ impl Handle {
     }
 
     /// Stop: every client is closed with 1001; resolves when all are done.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> Result<(), ServeError> {
         self.shared.shutdown.cancel();
-        self.task.await.context("server task panicked")?
+        self.task.await.map_err(|_| ServeError::Panicked)
     }
 }
 
 /// Bind `host:port` and return a clear error naming the flag on failure.
-pub async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
-    TcpListener::bind((host, port)).await.with_context(|| {
-        format!("cannot listen on {host}:{port}; choose another address with --host/--port (SKILLMON_HOST/SKILLMON_PORT)")
-    })
+pub async fn bind(host: &str, port: u16) -> Result<TcpListener, ServeError> {
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|error| ServeError::Bind {
+            addr: format!("{host}:{port}"),
+            error,
+        })
 }
 
 /// Start serving on an already bound listener, in the background.
-pub async fn start(listener: TcpListener, config: ServeConfig) -> anyhow::Result<Handle> {
+pub async fn start(listener: TcpListener, config: ServeConfig) -> Result<Handle, ServeError> {
     start_team(listener, config, TeamRole::None).await
 }
 
@@ -181,9 +227,10 @@ pub async fn start_team(
     listener: TcpListener,
     config: ServeConfig,
     role: TeamRole,
-) -> anyhow::Result<Handle> {
-    let addr = listener.local_addr()?;
-    let (shared, tracker) = launch(config, role).await?;
+) -> Result<Handle, ServeError> {
+    let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
+    let hosts = access::HostRule::new(addr.ip().is_loopback(), &config.net.allow_hosts)?;
+    let (shared, tracker) = launch(config, role, hosts).await?;
     if shared.verifier.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
             %addr,
@@ -196,10 +243,13 @@ pub async fn start_team(
 
 /// The shared state and the snapshot source (the store's tick loop, plus a
 /// publisher; or an edge), with the first picture already in the hub.
-async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shared>, TaskTracker)> {
+async fn launch(
+    config: ServeConfig,
+    role: TeamRole,
+    hosts: access::HostRule,
+) -> Result<(Arc<Shared>, TaskTracker), ServeError> {
     let tls = config.net.tls.as_ref().map(tls::acceptor).transpose()?;
     let verifier = auth::Verifier::new(&config.net.auth);
-    let team = role.status();
     let shared = Arc::new(Shared {
         hub: Hub::new(config.top),
         stats: Stats::new(),
@@ -207,8 +257,11 @@ async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shar
         next_session: AtomicU64::new(1),
         verifier,
         per_ip: access::PerIp::new(config.net.max_connections_per_ip),
+        refusing: access::Refusing::new(MAX_REFUSED_HELD),
+        hosts,
+        refusals: refusals::Refusals::default(),
         tls,
-        team: team.clone(),
+        team: role.status(),
         config,
     });
     let tracker = TaskTracker::new();
@@ -218,67 +271,157 @@ async fn launch(config: ServeConfig, role: TeamRole) -> anyhow::Result<(Arc<Shar
         closer.shutdown.cancelled().await;
         closer.hub.close();
     });
-    match (role, team) {
-        (TeamRole::Edge(edge_config), Some(status)) => {
-            let sink_shared = shared.clone();
-            let sink: crate::team::edge::Sink = Arc::new(move |snapshot: Arc<Snapshot>| {
-                let t = Instant::now();
-                let prepared = sink_shared.hub.prepare(snapshot);
-                let built = t.elapsed();
-                let shared = sink_shared.clone();
-                Box::new(move || hand_out(&shared, prepared, built))
-            });
-            let edge = crate::team::edge::Edge::new(edge_config, status);
-            let (interval, shutdown) = (shared.config.interval, shared.shutdown.clone());
-            tracker.spawn(edge.start(sink, interval, shutdown).await);
-        }
-        (role, status) => {
+    tracker.spawn(housekeeping(shared.clone()));
+    // Every snapshot source (the store's tick loop, or a team edge) puts its
+    // snapshots in one channel, newest wins; one loop builds the frames.
+    let (snapshots, mut latest) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+    latest.borrow_and_update();
+    match role {
+        #[cfg(feature = "team")]
+        TeamRole::Edge(edge) => spawn_edge(edge, &shared, &tracker, snapshots).await,
+        role => {
             let store = Arc::new(Mutex::new(Store::with_options(
                 shared.config.db.clone(),
                 shared.config.store,
             )));
-            // The first picture is read before the first client is accepted
-            // (and before a publisher's first write: never an empty one).
-            refresh_and_publish(&store, &shared, None).await;
-            let out = match (role, status) {
-                (TeamRole::Publish(p), Some(status)) => {
-                    let (tx, rx) = tokio::sync::watch::channel(store_snapshot(&store));
-                    tracker.spawn(crate::team::publisher::run(
-                        p,
-                        status,
-                        rx,
-                        shared.shutdown.clone(),
-                    ));
-                    Some(tx)
-                }
-                _ => None,
-            };
-            tracker.spawn(tick_loop(shared.clone(), store, out));
+            refresh(&store, &shared, &snapshots).await;
+            spawn_publisher(role, &shared, &tracker, &snapshots);
+            tracker.spawn(tick_loop(shared.clone(), store, snapshots));
         }
     }
+    // The first picture is read before the first client is accepted (and,
+    // for a publisher, before its first write: never an empty one).
+    deliver(&shared, &mut latest).await;
+    tracker.spawn(deliver_loop(shared.clone(), latest));
     Ok((shared, tracker))
 }
 
-fn store_snapshot(store: &Arc<Mutex<Store>>) -> Arc<Snapshot> {
-    store
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .snapshot()
+/// An edge's snapshot source: the team's merged snapshots from Redis.
+#[cfg(feature = "team")]
+async fn spawn_edge(
+    edge: crate::team::EdgeConfig,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    snapshots: Snapshots,
+) {
+    let Some(status) = shared.team.clone() else {
+        return;
+    };
+    let edge = crate::team::edge::Edge::new(edge, status);
+    let (interval, shutdown) = (shared.config.interval, shared.shutdown.clone());
+    tracker.spawn(edge.start(snapshots, interval, shutdown).await);
 }
 
-/// Hand a tick's frames, built in `built`, to the sessions, counting the
-/// tick. Called on a runtime worker (see `hub::Prepared::send`).
-fn hand_out(shared: &Shared, prepared: hub::Prepared, built: Duration) {
-    let t = Instant::now();
-    let groups = prepared.send();
-    shared.stats.published(groups, built + t.elapsed());
+/// Once a second: log the refusals counted in windows that ended, and
+/// after a burst of sockets (a flood) hand the memory it took back to the
+/// operating system.
+async fn housekeeping(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut peak = 0;
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        shared.refusals.flush();
+        let open = shared.stats.sockets() as usize + shared.refusing.held();
+        peak = peak.max(open);
+        if peak >= open + TRIM_AFTER_SOCKETS {
+            peak = open;
+            release_free_memory();
+        }
+    }
+    shared.refusals.flush_all();
+}
+
+/// How many sockets must have closed since the peak before freed memory
+/// is handed back (each held a connection task of a few KiB).
+const TRIM_AFTER_SOCKETS: usize = 64;
+
+/// Return the allocator's free memory to the operating system: glibc keeps
+/// what a burst of connection tasks freed in its arenas (RSS stayed ~20 %
+/// up after a flood without this). Costs well under a millisecond on a
+/// small heap; runs at most once a second, only after sockets closed.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// A publisher's writer (`--publish`), fed by the same snapshot channel as
+/// the hub; nothing for a single server.
+#[cfg(feature = "team")]
+fn spawn_publisher(
+    role: TeamRole,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    snapshots: &Snapshots,
+) {
+    if let (TeamRole::Publish(p), Some(status)) = (role, shared.team.clone()) {
+        tracker.spawn(crate::team::publisher::run(
+            p,
+            status,
+            snapshots.subscribe(),
+            shared.shutdown.clone(),
+        ));
+    }
+}
+
+/// Without the `team` feature there is no publisher.
+#[cfg(not(feature = "team"))]
+fn spawn_publisher(role: TeamRole, _: &Arc<Shared>, _: &TaskTracker, _: &Snapshots) {
+    let TeamRole::None = role;
+}
+
+/// Where a snapshot source puts its snapshots (see [`deliver_loop`]).
+pub(crate) type Snapshots = tokio::sync::watch::Sender<Arc<Snapshot>>;
+
+/// Build every group's frame from the newest snapshot on a blocking thread
+/// (JSON is CPU work), then hand the frames out from this task: from a
+/// runtime worker, the sessions it wakes go to that worker's own run queue
+/// (see `hub::Prepared::send`).
+async fn deliver(shared: &Arc<Shared>, latest: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>) {
+    let snapshot = latest.borrow_and_update().clone();
+    let blocking_shared = shared.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let prepared = blocking_shared.hub.prepare(snapshot);
+        (prepared, t.elapsed())
+    })
+    .await;
+    if let Ok((prepared, built)) = built {
+        let t = Instant::now();
+        let groups = prepared.send();
+        shared.stats.published(groups, built + t.elapsed());
+    } else {
+        tracing::error!("building the frames panicked; keeping the last ones");
+    }
+}
+
+/// Deliver each new snapshot until shutdown (or every source is gone).
+async fn deliver_loop(
+    shared: Arc<Shared>,
+    mut latest: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+) {
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            changed = latest.changed() => match changed {
+                Ok(()) => deliver(&shared, &mut latest).await,
+                Err(_) => return,
+            },
+        }
+    }
 }
 
 /// A publisher without WebSocket clients (`serve --publish … --no-listen`):
 /// the store's tick loop and the publisher until SIGINT/SIGTERM.
-pub async fn run_publisher_only(config: ServeConfig, role: TeamRole) -> anyhow::Result<()> {
+pub async fn run_publisher_only(config: ServeConfig, role: TeamRole) -> Result<(), ServeError> {
     let signal = crate::signal::shutdown();
-    let (shared, tracker) = launch(config, role).await?;
+    let (shared, tracker) = launch(config, role, access::HostRule::default()).await?;
     tracing::info!("skillmon serve: publishing only (--no-listen)");
     signal.await;
     shared.shutdown.cancel();
@@ -288,7 +431,10 @@ pub async fn run_publisher_only(config: ServeConfig, role: TeamRole) -> anyhow::
 }
 
 /// Serve until SIGINT/SIGTERM, then close every client with 1001.
-pub async fn run_until_signal(listener: TcpListener, config: ServeConfig) -> anyhow::Result<()> {
+pub async fn run_until_signal(
+    listener: TcpListener,
+    config: ServeConfig,
+) -> Result<(), ServeError> {
     run_team_until_signal(listener, config, TeamRole::None).await
 }
 
@@ -297,18 +443,15 @@ pub async fn run_team_until_signal(
     listener: TcpListener,
     config: ServeConfig,
     role: TeamRole,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let handle = start_team(listener, config, role).await?;
     // The SIGTERM handler is in place before anyone can read "listening".
     let signal = crate::signal::shutdown();
     tracing::info!(
-        "skillmon serve: listening on {} (health: {base}/healthz, readiness: {base}/readyz, metrics: {base}/metrics; authentication {})",
+        "skillmon serve: listening on {} (health: {base}/healthz, readiness: {base}/readyz, metrics: {base}/metrics; authentication {}; host check {})",
         handle.url(),
-        if handle.shared.verifier.is_some() {
-            "on"
-        } else {
-            "off"
-        },
+        on_off(handle.shared.verifier.is_some()),
+        on_off(handle.shared.hosts.is_on()),
         base = handle.http_base(),
     );
     signal.await;
@@ -316,69 +459,71 @@ pub async fn run_team_until_signal(
     handle.stop().await
 }
 
-/// One tick: refresh the store and build every group's frame, both on a
-/// blocking thread (SQLite and JSON are CPU work), then hand the frames out
-/// from here. The database counters are recorded before the frames go out,
-/// so a client that sees new data also sees the query that read it in
-/// `/metrics`.
-async fn refresh_and_publish(
-    store: &Arc<Mutex<Store>>,
-    shared: &Arc<Shared>,
-    out: Option<&tokio::sync::watch::Sender<Arc<Snapshot>>>,
-) {
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+/// One tick of the store: refresh it on a blocking thread (SQLite is
+/// blocking work) and put the snapshot in `snapshots`. The database
+/// counters are recorded before the snapshot goes on, so a client that sees
+/// new data also sees the query that read it in `/metrics`.
+async fn refresh(store: &Arc<Mutex<Store>>, shared: &Arc<Shared>, snapshots: &Snapshots) {
     let store = store.clone();
-    let out = out.cloned();
+    let snapshots = snapshots.clone();
     let blocking_shared = shared.clone();
     let done = tokio::task::spawn_blocking(move || {
-        let shared = blocking_shared;
-        let stats = &shared.stats;
         let started = Instant::now();
         let (refresh, status) = {
-            let mut s = store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut s = crate::sync::lock(&store);
             let r = s.refresh();
             (r, s.status())
         };
-        stats.db_refreshed(refresh.queried.then(|| started.elapsed()), status);
-        if let Some(out) = &out {
-            out.send_replace(refresh.snapshot.clone());
-        }
-        let t = Instant::now();
-        let prepared = shared.hub.prepare(refresh.snapshot);
-        (prepared, t.elapsed())
+        let queried = refresh.queried.then(|| started.elapsed());
+        blocking_shared.stats.db_refreshed(queried, status);
+        snapshots.send_replace(refresh.snapshot);
     })
     .await;
-    // The frames are handed out from this task, on a runtime worker (see
-    // hub::Prepared::send).
-    if let Ok((prepared, built)) = done {
-        hand_out(shared, prepared, built);
-    } else {
+    if done.is_err() {
         tracing::error!("database refresh panicked; keeping the last snapshot");
     }
 }
 
-async fn tick_loop(
-    shared: Arc<Shared>,
-    store: Arc<Mutex<Store>>,
-    out: Option<tokio::sync::watch::Sender<Arc<Snapshot>>>,
-) {
+async fn tick_loop(shared: Arc<Shared>, store: Arc<Mutex<Store>>, snapshots: Snapshots) {
     let period = shared.config.interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,
-            _ = ticker.tick() => refresh_and_publish(&store, &shared, out.as_ref()).await,
+            _ = ticker.tick() => refresh(&store, &shared, &snapshots).await,
         }
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    tracker: TaskTracker,
-) -> anyhow::Result<()> {
+/// Answer a refused socket (503) in a task of its own, held at most
+/// [`MAX_REFUSED_HELD`] at once; past that it is closed without an answer.
+fn refuse(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    resp: http::Response,
+) {
+    let Some(held) = shared.refusing.hold() else {
+        shared.stats.refused_dropped();
+        shared
+            .refusals
+            .refused(refusals::Cause::Dropped, Some(peer), String::new);
+        return;
+    };
+    let tls = shared.tls.clone();
+    tracker.spawn(async move {
+        conn::refuse(stream, resp, tls).await;
+        drop(held);
+    });
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => break,
@@ -391,14 +536,17 @@ async fn accept_loop(
                     if open >= shared.config.max_connections + SOCKET_SLACK {
                         shared.stats.socket_closed();
                         shared.stats.connection_limit_refused();
-                        tracker.spawn(conn::refuse_busy(stream, shared.config.max_connections));
+                        shared.refusals.refused(refusals::Cause::Busy, Some(peer), String::new);
+                        let resp = conn::busy_response(shared.config.max_connections);
+                        refuse(&shared, &tracker, stream, peer, resp);
                         continue;
                     }
                     let Some(slot) = shared.per_ip.acquire(peer.ip()) else {
                         shared.stats.socket_closed();
                         shared.stats.per_ip_refused();
-                        tracing::warn!(%peer, limit = shared.config.net.max_connections_per_ip, "refused: too many connections from this address");
-                        tracker.spawn(conn::refuse_per_ip(stream, shared.config.net.max_connections_per_ip));
+                        shared.refusals.refused(refusals::Cause::PerIp, Some(peer), String::new);
+                        let resp = conn::per_ip_response(shared.config.net.max_connections_per_ip);
+                        refuse(&shared, &tracker, stream, peer, resp);
                         continue;
                     };
                     let shared = shared.clone();
@@ -420,7 +568,7 @@ async fn accept_loop(
                 }
                 Err(e) => {
                     // e.g. EMFILE: back off briefly instead of spinning.
-                    tracing::warn!("accept failed: {e}");
+                    shared.refusals.refused(refusals::Cause::Accept, None, || e.to_string());
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -434,5 +582,4 @@ async fn accept_loop(
     {
         tracing::warn!("some connections did not close in time");
     }
-    Ok(())
 }

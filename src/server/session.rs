@@ -51,7 +51,8 @@ const RATE_PER_SEC: f64 = 20.0;
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Which frame order a client gets, decided once at the handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Mode {
     /// No `skillmon.v1` offered: session-buddy's order. After `connected`
     /// the first frame is the reply to the client's first request, or the
@@ -63,11 +64,9 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Compat => "compat",
-            Mode::Ext => "ext",
-        }
+    /// `compat` or `ext`, as the log says it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -158,7 +157,8 @@ struct Session<S> {
     lag: Lag,
     /// The session's log span (its id and peer). Entered around what may
     /// log (a client's message, a close), not around every tick's write:
-    /// entering it on each poll cost ~8 % of the server's user-space CPU.
+    /// entering it on each poll showed up in the fan-out's CPU profile
+    /// (`docs/BENCHMARKS.md`).
     /// (tungstenite's own debug lines while reading, such as "Received
     /// close frame", come without it.)
     span: tracing::Span,
@@ -646,7 +646,8 @@ where
         }
         let frame = CloseFrame {
             code,
-            reason: truncate_reason(reason).into(),
+            // A close reason must fit a control frame (123 bytes).
+            reason: crate::text::truncate_bytes(reason, 120).into(),
         };
         let span = self.span.clone();
         let sent = tokio::time::timeout_at(deadline, self.ws.close(Some(frame)))
@@ -656,16 +657,4 @@ where
             self.shared.stats.slow_closed(matches!(sent, Ok(Ok(()))));
         }
     }
-}
-
-/// Close reasons must fit a control frame (123 bytes).
-fn truncate_reason(reason: &str) -> String {
-    let mut out = String::new();
-    for c in reason.chars() {
-        if out.len() + c.len_utf8() > 120 {
-            break;
-        }
-        out.push(c);
-    }
-    out
 }

@@ -27,9 +27,6 @@ type F64Gauge = Gauge<f64, AtomicU64>;
 /// The `Content-Type` of `/metrics` (Prometheus text format 0.0.4).
 pub const METRICS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-/// The database states, in the order `/metrics` lists them.
-const DB_STATES: [&str; 6] = ["starting", "ok", "missing", "no_tables", "locked", "error"];
-
 #[derive(Debug)]
 pub struct Stats {
     started: Instant,
@@ -55,7 +52,9 @@ pub struct Stats {
     db_state: Family<Label, Gauge>,
     auth_failures: Family<Label, Counter>,
     origin_rejections: Counter,
+    host_rejections: Family<Label, Counter>,
     per_ip_rejections: Counter,
+    refused_dropped: Counter,
     connection_limit_rejections: Counter,
     tls_handshake_failures: Counter,
     db: Mutex<DbStatus>,
@@ -194,6 +193,18 @@ impl Stats {
                 "Upgrades refused with 403 for their Origin",
                 Counter::default(),
             ),
+            host_rejections: reg(
+                &mut r,
+                "host_rejections",
+                "Requests refused for their Host header (DNS-rebinding guard): status 403 (a name not allowed, --allow-host) or 400 (missing or malformed)",
+                Family::default(),
+            ),
+            refused_dropped: reg(
+                &mut r,
+                "refused_dropped",
+                "Refused connections closed without an answer: too many refused sockets were being answered already",
+                Counter::default(),
+            ),
             per_ip_rejections: reg(
                 &mut r,
                 "per_ip_rejections",
@@ -234,6 +245,11 @@ impl Stats {
 
     pub fn socket_closed(&self) {
         self.sockets.fetch_sub(1, Relaxed);
+    }
+
+    /// TCP sockets open now (refused ones not counted).
+    pub fn sockets(&self) -> u64 {
+        self.sockets.load(Relaxed)
     }
 
     /// An upgrade request takes a connection slot; returns how many were
@@ -301,7 +317,7 @@ impl Stats {
         {
             *t = Some(Instant::now());
         }
-        self.set_db_state(status.state.name());
+        self.set_db_state(status.state.as_str());
         if let Ok(mut g) = self.db.lock() {
             *g = status;
         }
@@ -323,6 +339,18 @@ impl Stats {
         self.origin_rejections.inc();
     }
 
+    /// A request refused for its `Host` with `status` (403 or 400).
+    pub fn host_refused(&self, status: u16) {
+        let status = if status == 403 { "403" } else { "400" };
+        self.host_rejections
+            .get_or_create(&[("status", status)])
+            .inc();
+    }
+
+    pub fn refused_dropped(&self) {
+        self.refused_dropped.inc();
+    }
+
     pub fn per_ip_refused(&self) {
         self.per_ip_rejections.inc();
     }
@@ -336,7 +364,7 @@ impl Stats {
     }
 
     fn set_db_state(&self, current: &str) {
-        for s in DB_STATES {
+        for &s in <DbState as strum::VariantNames>::VARIANTS {
             self.db_state
                 .get_or_create(&[("state", s)])
                 .set(i64::from(s == current));
@@ -423,7 +451,7 @@ impl Stats {
         let body = serde_json::json!({
             "status": if healthy { "ok" } else { "degraded" },
             "server": crate::SERVER_NAME,
-            "db": db.state.name(),
+            "db": db.state.as_str(),
             "db_detail": db.detail,
             "connections": self.connections(),
             "uptime_seconds": (self.uptime_secs() * 10.0).round() / 10.0,

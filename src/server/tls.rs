@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context as _, anyhow};
 use rustls::ServerConfig;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -38,22 +37,29 @@ fn pem_problem(e: &pem::Error) -> String {
     }
 }
 
-fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let flag = || format!("--tls-cert {}", path.display());
+/// Why the certificate or key cannot be used; the message names the flag,
+/// the file and the problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(String);
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let problem =
+        |e: &pem::Error| TlsError(format!("--tls-cert {}: {}", path.display(), pem_problem(e)));
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| anyhow!("{}: {}", flag(), pem_problem(&e)))?
+        .map_err(|e| problem(&e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!("{}: {}", flag(), pem_problem(&e)))?;
+        .map_err(|e| problem(&e))?;
     if certs.is_empty() {
-        return Err(anyhow!(
-            "{}: no \"BEGIN CERTIFICATE\" block found; give the PEM certificate chain",
-            flag()
-        ));
+        return Err(TlsError(format!(
+            "--tls-cert {}: no \"BEGIN CERTIFICATE\" block found; give the PEM certificate chain",
+            path.display()
+        )));
     }
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| {
         let problem = match e {
             pem::Error::NoItemsFound => {
@@ -61,27 +67,27 @@ fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
             }
             e => pem_problem(&e),
         };
-        anyhow!("--tls-key {}: {problem}", path.display())
+        TlsError(format!("--tls-key {}: {problem}", path.display()))
     })
 }
 
 /// Load the certificate and key and build the acceptor; every failure names
 /// the file and the problem.
-pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     let certs = load_certs(&files.cert)?;
     let key = load_key(&files.key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .context("TLS set-up")?
+        .map_err(|e| TlsError(format!("TLS set-up: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| {
-            anyhow!(
+            TlsError(format!(
                 "--tls-cert {} / --tls-key {}: {e} (does the key belong to the certificate?)",
                 files.cert.display(),
                 files.key.display()
-            )
+            ))
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))

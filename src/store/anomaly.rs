@@ -34,7 +34,8 @@ pub struct Sample {
 }
 
 /// The kinds of live anomaly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Kind {
     PerformanceDrop,
     PerformanceSpike,
@@ -42,12 +43,9 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The wire's `anomaly_type` (`performance_drop`, …).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::PerformanceDrop => "performance_drop",
-            Kind::PerformanceSpike => "performance_spike",
-            Kind::DurationSpike => "duration_spike",
-        }
+        self.into()
     }
 }
 

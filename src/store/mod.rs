@@ -93,7 +93,7 @@ impl Default for StoreOptions {
 }
 
 /// What the database looks like from here.
-#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
 #[strum(serialize_all = "snake_case")]
 pub enum DbState {
     /// Not read yet.
@@ -112,7 +112,7 @@ pub enum DbState {
 
 impl DbState {
     /// Short machine-friendly name (health endpoint, metrics label).
-    pub fn name(&self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         self.into()
     }
 

@@ -20,20 +20,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::merge::{Input, merge};
 use super::payload::SourcePayload;
-use super::{Backoff, CHANNEL, EdgeConfig, KEY_PREFIX, STALE_INTERVALS, TeamStatus};
+use super::{CHANNEL, EdgeConfig, KEY_PREFIX, STALE_INTERVALS, TeamStatus};
 use crate::store::Snapshot;
 
 /// Connecting, subscribing and the first read may take this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Where the edge's snapshots go (the server's hub). Called off the
-/// runtime, with the merge; what it returns is called back on the runtime
-/// (the server builds its frames in the first half and hands them out in
-/// the second, from a runtime worker).
-pub type Sink = Arc<dyn Fn(Arc<Snapshot>) -> Handout + Send + Sync>;
-
-/// The second half of a [`Sink`] call.
-pub type Handout = Box<dyn FnOnce() + Send>;
+/// Where the edge puts each merged snapshot: the server's one snapshot
+/// channel (newest wins), the same one the store's tick loop feeds.
+pub type Sink = tokio::sync::watch::Sender<Arc<Snapshot>>;
 
 struct Held {
     payload: SourcePayload,
@@ -60,9 +55,7 @@ impl Edge {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
-        self.held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.held)
     }
 
     /// Connect, subscribe and read every source's key. `None` (and the
@@ -232,15 +225,13 @@ impl Edge {
         Arc::new(snapshot)
     }
 
-    /// Merge and hand to `sink`, off the runtime.
+    /// Merge off the runtime (CPU work) and put the result in `sink`.
     async fn publish(self: &Arc<Self>, sink: &Sink, frozen: bool) {
         let edge = self.clone();
         let sink = sink.clone();
-        let done = tokio::task::spawn_blocking(move || sink(edge.rebuild(frozen))).await;
-        if let Ok(handout) = done {
-            // On this worker: see `Sink`.
-            handout();
-        } else {
+        let done =
+            tokio::task::spawn_blocking(move || sink.send_replace(edge.rebuild(frozen))).await;
+        if done.is_err() {
             tracing::error!("team merge panicked; keeping the last snapshot");
         }
     }
@@ -267,7 +258,7 @@ impl Edge {
         tick: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut backoff = Backoff::default();
+        let mut backoff = super::backoff();
         let mut ticker = tokio::time::interval_at(Instant::now() + tick, tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry_at = Instant::now();

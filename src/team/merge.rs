@@ -5,7 +5,7 @@
 //! completed invocations; `last_invoked_at` is the latest. Ranking (and so
 //! the top N) comes after merging. Anomalies are the union, newest first,
 //! each tagged with its source. Each skill keeps its per-source breakdown.
-//! History (issue 9): per skill, the sources' one-minute counts add up
+//! History: per skill, the sources' one-minute counts add up
 //! minute by minute, and the day's anomaly log is the union of theirs.
 
 use std::collections::{BTreeMap, HashMap};

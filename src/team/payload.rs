@@ -3,11 +3,12 @@
 //! it was taken and its interval. The same JSON is the key's value and the
 //! channel message. Pure data, no I/O.
 //!
-//! Since issue 9's history it also carries each skill's one-minute buckets
+//! For `history` at an edge it also carries each skill's one-minute buckets
 //! of the last day and the day's anomaly log, so `history` works at an
 //! edge; both are serde-defaulted, so an older publisher's payload (without
 //! them) still parses.
 
+use crate::error::InvalidValue;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -163,13 +164,13 @@ pub fn body(snapshot: &Snapshot) -> (Vec<SkillStat>, Vec<PayloadAnomaly>) {
 }
 
 impl SourcePayload {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
         let p: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if p.v != VERSION {
-            return Err(format!(
+            return Err(InvalidValue(format!(
                 "payload version {} (this edge reads {VERSION})",
                 p.v
-            ));
+            )));
         }
         super::validate_source(&p.source)?;
         Ok(p)

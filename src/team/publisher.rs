@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::payload::{MAX_HISTORY_SKILLS, SourcePayload, VERSION, body, history_body};
-use super::{Backoff, CHANNEL, KEY_EXPIRY_SECS, KEY_PREFIX, PublishConfig, TeamStatus};
+use super::{CHANNEL, KEY_EXPIRY_SECS, KEY_PREFIX, PublishConfig, TeamStatus};
 use crate::store::Snapshot;
 
 /// One Redis round trip may take this long before it counts as a failure.
@@ -52,7 +52,7 @@ pub async fn run(
     let mut seq = 0u64;
     let mut last_body: Option<String> = None;
     let mut heartbeat = Instant::now();
-    let mut backoff = Backoff::default();
+    let mut backoff = super::backoff();
     let key = format!("{KEY_PREFIX}{}", config.source);
     let mut said_left_out = false;
     loop {

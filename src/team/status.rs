@@ -60,9 +60,7 @@ impl TeamStatus {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.inner)
     }
 
     pub fn is_edge(&self) -> bool {
@@ -116,16 +114,19 @@ impl TeamStatus {
         self.lock().up == Some(true)
     }
 
+    #[cfg(feature = "team")]
     pub(crate) fn published(&self, at: DateTime<Utc>) {
         let mut g = self.lock();
         g.publishes += 1;
         g.last_publish = Some(at);
     }
 
+    #[cfg(feature = "team")]
     pub(crate) fn received(&self) {
         self.lock().received += 1;
     }
 
+    #[cfg(feature = "team")]
     /// The edge's sources after a merge; stale and dropped transitions are
     /// logged by the edge.
     pub(crate) fn set_sources(&self, sources: Vec<SourceInfo>) {

@@ -2,6 +2,7 @@
 //! the footer hint bar and the help overlay. Owns key parsing ("Ctrl-c",
 //! "PgUp", "?"), config overrides and duplicate detection. It does no I/O.
 
+use crate::error::InvalidValue;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -52,7 +53,7 @@ impl Action {
     }
 
     /// The name used in the config file's `[keys]` table.
-    pub fn name(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         self.into()
     }
 
@@ -150,7 +151,7 @@ impl Key {
     }
 
     /// Parse "q", "?", "Ctrl-c", "Alt-x", "Esc", "Enter", "Up", "PgDn", "F1", "Space".
-    pub fn parse(s: &str) -> Result<Key, String> {
+    pub fn parse(s: &str) -> Result<Key, InvalidValue> {
         let mut ctrl = false;
         let mut alt = false;
         let mut rest = s;
@@ -196,9 +197,9 @@ impl Key {
                     KeyCode::F(f[1..].parse().unwrap_or(1))
                 }
                 _ => {
-                    return Err(format!(
+                    return Err(InvalidValue(format!(
                         "{s:?} is not a key; use e.g. q, ?, Ctrl-c, Esc, Enter, Up, PgDn, F1"
-                    ));
+                    )));
                 }
             },
         };
@@ -272,13 +273,13 @@ impl Keymap {
     pub fn with_overrides(overrides: &BTreeMap<String, Vec<String>>) -> Result<Self, KeymapError> {
         for name in overrides.keys() {
             if Action::from_name(name).is_none() {
-                let known: Vec<&str> = Action::all().map(Action::name).collect();
+                let known: Vec<&str> = Action::all().map(Action::as_str).collect();
                 return Err(KeymapError::UnknownAction(name.clone(), known.join(", ")));
             }
         }
         let mut bindings: Vec<(Key, Action)> = Vec::new();
         for action in Action::all() {
-            let keys: Vec<String> = match overrides.get(action.name()) {
+            let keys: Vec<String> = match overrides.get(action.as_str()) {
                 Some(v) => v.clone(),
                 None => action
                     .default_keys()
@@ -288,14 +289,14 @@ impl Keymap {
             };
             for k in keys {
                 let key = Key::parse(&k).map_err(|message| KeymapError::BadKey {
-                    action: action.name().to_string(),
-                    message,
+                    action: action.as_str().to_string(),
+                    message: message.to_string(),
                 })?;
                 if let Some((_, first)) = bindings.iter().find(|(b, _)| *b == key) {
                     return Err(KeymapError::Duplicate {
                         key: key.to_string(),
-                        first: first.name().to_string(),
-                        second: action.name().to_string(),
+                        first: first.as_str().to_string(),
+                        second: action.as_str().to_string(),
                     });
                 }
                 bindings.push((key, action));
@@ -326,7 +327,7 @@ impl Keymap {
         Action::all()
             .map(|a| {
                 (
-                    a.name(),
+                    a.as_str(),
                     self.keys_for(a)
                         .iter()
                         .map(std::string::ToString::to_string)
@@ -440,7 +441,7 @@ mod tests {
 
     #[test]
     fn config_names_are_unchanged() {
-        let names: Vec<&str> = Action::all().map(Action::name).collect();
+        let names: Vec<&str> = Action::all().map(Action::as_str).collect();
         assert_eq!(
             names,
             [
@@ -464,7 +465,7 @@ mod tests {
             ]
         );
         for a in Action::all() {
-            assert_eq!(Action::from_name(a.name()), Some(a));
+            assert_eq!(Action::from_name(a.as_str()), Some(a));
         }
         assert_eq!(Action::from_name("sort_next"), None);
         assert_eq!(Action::from_name("Quit"), None);

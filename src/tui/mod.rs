@@ -7,20 +7,20 @@
 //! and unwinding drops `Screen` (mouse reporting off, cursor shown).
 //! The loop feeds terminal events, feed events and a 1 s clock tick into
 //! [`app::App::update`] and redraws only when the app is dirty, at most
-//! ~30 frames per second. Its select is biased: a signal (caught by its own
-//! task, never lost), then input, then the clock and the feed; the feed
-//! arrives in batches with only the newest update
-//! ([`crate::watch::latest`]), so the work per turn is bounded whatever
-//! the server sends. State lives in [`app`], geometry in [`layout`],
-//! drawing in [`view`].
+//! ~30 frames per second. Its select is biased: a signal (the feed handle's
+//! stop token, cancelled by `watch`'s own task, never lost), then input,
+//! then the clock and the feed; the feed arrives in batches with only the
+//! newest update ([`FeedHandle`]), so the work per turn is bounded whatever
+//! the server sends. It neither starts nor closes the feed (`watch` does).
+//! State lives in [`app`], geometry in [`layout`], drawing in [`view`].
 //!
 //! With `--bell`, the loop writes one BEL byte when the app says a new
 //! anomaly arrived (`App::attention`); rendering never writes it.
 //!
 //! Test hook: with `SKILLMON_TEST_PANIC_ON_KEY=<char>` in the environment,
 //! pressing that key panics inside the loop, so that a test can check the
-//! panic path restores the terminal (`tests/watch_pty.rs`). Nothing else
-//! reads that variable.
+//! panic path restores the terminal (`tests/it/watch_pty.rs`). Nothing else
+//! reads that variable, and only a debug build (`debug_assertions`) does.
 
 pub mod app;
 pub(crate) mod keymap;
@@ -39,10 +39,7 @@ use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::time::Instant;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::client::{Feed, FeedEvent};
-use crate::watch::latest::Latest;
+use crate::client::{FeedEvent, FeedHandle};
 use app::{App, Event};
 
 /// Shortest time between two frames (~30 fps).
@@ -80,7 +77,16 @@ impl Drop for Screen {
     }
 }
 
+/// The key of the panic test hook, if set to a single character. Debug
+/// builds only (the tests run the debug binary): a release build, what
+/// `cargo install` ships, never reads the variable.
+#[cfg(not(debug_assertions))]
+fn test_panic_key() -> Option<char> {
+    None
+}
+
 /// The key of the panic test hook, if set to a single character.
+#[cfg(debug_assertions)]
 fn test_panic_key() -> Option<char> {
     let v = std::env::var(TEST_PANIC_ENV).ok()?;
     let mut chars = v.chars();
@@ -90,40 +96,14 @@ fn test_panic_key() -> Option<char> {
     }
 }
 
-/// Run the dashboard until the user quits or a signal arrives.
-pub async fn run(mut app: App, connect: crate::client::ConnectOptions) -> anyhow::Result<()> {
-    // The first SIGINT/SIGTERM (handlers installed here) is caught by its
-    // own task, so it is never lost while the loop is busy; the loop checks
-    // it first.
-    let stop = CancellationToken::new();
-    let signal_task = tokio::spawn({
-        let (stop, signal) = (stop.clone(), crate::signal::shutdown());
-        async move {
-            if signal.await == crate::signal::Shutdown::Terminate {
-                tracing::info!("SIGTERM: quitting");
-            }
-            stop.cancel();
-        }
-    });
-    let (feed, feed_rx) = Feed::spawn_with(app.url.clone(), app.subscription.clone(), connect);
-    // Latest update wins: a burst of frames costs one update's work.
-    let latest = Latest::spawn(feed_rx);
-    let result = event_loop(&mut app, &feed, &latest, &stop).await;
-    signal_task.abort();
-    match latest.into_receiver().await {
-        Some(rx) => feed.close(rx).await,
-        None => feed.task.abort(),
-    }
-    result
+/// Run the dashboard on `feed` until the user quits or a signal arrives
+/// (`feed.stop()`).
+pub async fn run(mut app: App, feed: &FeedHandle) -> anyhow::Result<()> {
+    event_loop(&mut app, feed).await
 }
 
 /// The loop proper; the terminal is restored when it returns (`Screen`).
-async fn event_loop(
-    app: &mut App,
-    feed: &Feed,
-    latest: &Latest,
-    stop: &CancellationToken,
-) -> anyhow::Result<()> {
+async fn event_loop(app: &mut App, feed: &FeedHandle) -> anyhow::Result<()> {
     let panic_key = test_panic_key();
     let mut screen = Screen::enter()?;
     if let Ok(size) = screen.terminal.size() {
@@ -158,7 +138,7 @@ async fn event_loop(
         // feed, so `q` and Ctrl-C are answered whatever the server sends.
         tokio::select! {
             biased;
-            () = stop.cancelled() => break,
+            () = feed.stop().cancelled() => break,
             ev = events.next() => match ev {
                 Some(Ok(ev)) => {
                     if let (Some(c), crossterm::event::Event::Key(k)) = (panic_key, &ev)
@@ -180,7 +160,7 @@ async fn event_loop(
                     None => std::future::pending().await,
                 }
             } => {}
-            batch = latest.next_batch(), if feed_open => if let Some(batch) = batch {
+            batch = feed.next_batch(), if feed_open => if let Some(batch) = batch {
                     // At most one update per batch (the newest), plus the
                     // small events in order.
                     if batch.skipped > 0 || batch.dropped > 0 {
@@ -213,7 +193,7 @@ async fn event_loop(
             },
         }
         for cmd in app.outbox.drain(..) {
-            if feed.commands.try_send(cmd).is_err() {
+            if feed.commands().try_send(cmd).is_err() {
                 tracing::warn!(
                     "feed is busy or gone; a command for it (subscribe or history) was dropped"
                 );

@@ -72,6 +72,7 @@ pub fn update(
                 anomalies,
             },
             rows: crate::protocol::RowReport::default(),
+            team: None,
         },
         raw: tokio_tungstenite::tungstenite::Utf8Bytes::default(),
         at,

@@ -2,6 +2,7 @@
 //! terminals) and mono (NO_COLOR: bold / reverse / underline only).
 //! Every background is the terminal's own (`Color::Reset`).
 
+use crate::error::InvalidValue;
 use ratatui::style::{Color, Modifier, Style};
 
 /// Colour theme of the dashboard. Its names (and their aliases) are parsed
@@ -40,10 +41,10 @@ impl ThemeName {
 
     /// Parse a theme name or alias, ignoring case and surrounding blanks;
     /// the error names the accepted words.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         s.trim()
             .parse()
-            .map_err(|_| format!("{s:?} is not a theme; use dark, light or mono"))
+            .map_err(|_| InvalidValue(format!("{s:?} is not a theme; use dark, light or mono")))
     }
 }
 

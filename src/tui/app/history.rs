@@ -1,4 +1,4 @@
-//! The server's memory on screen (ext, issue 9): `history` frames turned
+//! The server's memory on screen (ext): `history` frames turned
 //! into bounded per-skill series for the Trend column (1 h) and the detail
 //! view (1 h and 24 h), extended by live updates, plus what to ask for and
 //! when. Pure: the requests go out as [`FeedCommand::History`] through

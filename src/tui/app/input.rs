@@ -45,7 +45,7 @@ impl App {
                             self.input.split(',').map(|s| s.trim().to_string()),
                         );
                         if let Err(e) = sub.validate() {
-                            self.status = Some(e);
+                            self.status = Some(e.to_string());
                             self.dirty = true;
                             return;
                         }

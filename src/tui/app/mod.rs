@@ -2,7 +2,8 @@
 //! mouse, resizes, feed events and clock ticks go in; the state, a dirty
 //! flag, a quit flag and commands for the feed come out. No I/O, no clock:
 //! "now" is whatever the last event said it was, so rendering is
-//! deterministic.
+//! deterministic. No JSON either: feed events come parsed (an edge's team
+//! fields in `MetricsUpdate::team`).
 //!
 //! The parts live beside it: the data reducer in `data`, connection health
 //! counters in `health`, sort/filter/selection in `selection`; geometry is
@@ -74,8 +75,9 @@ pub enum ConnState {
     },
 }
 
-/// The header badge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The header badge; its word is the variant's name in capitals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "UPPERCASE")]
 pub enum Badge {
     Connecting,
     Live,
@@ -85,14 +87,9 @@ pub enum Badge {
 }
 
 impl Badge {
-    pub fn label(self) -> &'static str {
-        match self {
-            Badge::Connecting => "CONNECTING",
-            Badge::Live => "LIVE",
-            Badge::Stale => "STALE",
-            Badge::Reconnecting => "RECONNECTING",
-            Badge::Failed => "FAILED",
-        }
+    /// `LIVE`, `STALE`, …: what the header shows.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 /// Keyboard input mode.
@@ -155,7 +152,7 @@ pub struct App {
     /// What `order` was computed for.
     order_key: Option<selection::OrderKey>,
     /// (team) The latest update's team fields when the server is an edge.
-    pub team: Option<crate::protocol::team::TeamFrame>,
+    pub team: Option<Box<crate::protocol::team::TeamFrame>>,
 }
 
 impl App {
@@ -304,9 +301,10 @@ impl App {
                 h.message(at);
                 self.history.receive(history);
             }
-            FeedEvent::Update { update, at, raw } => {
+            FeedEvent::Update { update, at, .. } => {
                 h.message(at);
-                self.team = crate::protocol::team::TeamFrame::parse(raw.as_str());
+                // Parsed with the frame by the client: no JSON here.
+                self.team = update.team;
                 if let Some(seq) = update.seq {
                     h.seq(seq);
                 }

@@ -33,7 +33,8 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    pub fn label(self) -> &'static str {
+    /// The header's word for the column.
+    pub fn as_str(self) -> &'static str {
         self.into()
     }
 

@@ -18,7 +18,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let badge = app.badge();
     let mut state = vec![
         label("State"),
-        Span::styled(format!(" {} ", badge.label()), badge_style(theme, badge)),
+        Span::styled(format!(" {} ", badge.as_str()), badge_style(theme, badge)),
     ];
     match &app.conn {
         ConnState::Reconnecting { retry_at, attempt } => {

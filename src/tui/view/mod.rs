@@ -80,7 +80,7 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let sep = Span::styled(" │ ", theme.border);
     let mut spans = vec![
         Span::styled(" skillmon ", theme.title),
-        Span::styled(format!(" {} ", badge.label()), badge_style(theme, badge)),
+        Span::styled(format!(" {} ", badge.as_str()), badge_style(theme, badge)),
     ];
     if app.frozen.is_some() {
         spans.push(Span::raw(" "));
@@ -118,7 +118,7 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     spans.push(Span::styled(
         format!(
             "sort: {} {}",
-            app.sort.label(),
+            app.sort.as_str(),
             if app.ascending() { "▲" } else { "▼" }
         ),
         theme.base,

@@ -429,6 +429,7 @@ fn snapshot_new_anomalies_ask_for_attention() {
                 anomalies: list,
             },
             rows: crate::protocol::RowReport::default(),
+            team: None,
         },
         raw: Default::default(),
         at: secs(3),

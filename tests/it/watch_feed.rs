@@ -1,0 +1,202 @@
+//! The feed (connection supervisor) against real servers: reconnect with
+//! resubscription after `serve` restarts, no retry on an auth failure,
+//! retry on "try later", and round-trip times from session-buddy's bare pong.
+
+use crate::support;
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use skillmon::client::{Feed, FeedEvent};
+use skillmon::protocol::Subscription;
+use support::*;
+use tokio::sync::mpsc::Receiver;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// The next event matching `pred`, skipping others; fails after 10 s.
+async fn next_matching(
+    rx: &mut Receiver<FeedEvent>,
+    what: &str,
+    pred: impl Fn(&FeedEvent) -> bool,
+) -> FeedEvent {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Some(ev) if pred(&ev) => return ev,
+                Some(_) => continue,
+                None => panic!("feed ended while waiting for {what}"),
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(10), wait).await {
+        Ok(ev) => ev,
+        Err(tokio::time::error::Elapsed { .. }) => panic!("no {what} within 10 s"),
+    }
+}
+
+fn update_skills(ev: &FeedEvent) -> Option<Vec<String>> {
+    match ev {
+        FeedEvent::Update { update, .. } => Some(
+            update
+                .data
+                .top_skills
+                .iter()
+                .map(|s| s.skill_name.clone())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_serve_restarts_and_resubscribes() {
+    let db = make_db();
+    let server = serve(&db.path, WATCH_INTERVAL).await;
+    let addr = server.addr;
+    let (feed, mut rx) = Feed::spawn(server.url(), Subscription::from_names(["mypy"]));
+    next_matching(&mut rx, "connected", |e| {
+        matches!(e, FeedEvent::Connected { .. })
+    })
+    .await;
+    // Every update the feed lets through is for the subscription only.
+    let ev = next_matching(&mut rx, "an update", |e| update_skills(e).is_some()).await;
+    assert_eq!(update_skills(&ev), Some(vec!["mypy".to_string()]));
+    let ev = next_matching(&mut rx, "a pong", |e| matches!(e, FeedEvent::Pong { .. })).await;
+    assert!(matches!(ev, FeedEvent::Pong { rtt: Some(_), .. }), "{ev:?}");
+
+    server.stop().await.expect("stop");
+    let ev = next_matching(&mut rx, "the 1001 close", |e| {
+        matches!(e, FeedEvent::Disconnected { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            ev,
+            FeedEvent::Disconnected {
+                code: Some(1001),
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+
+    // Same address again: the feed must find it by itself.
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+    let config = skillmon::server::ServeConfig {
+        interval: Duration::from_millis(200),
+        ..skillmon::server::ServeConfig::new(&db.path)
+    };
+    let server = skillmon::server::start(listener, config)
+        .await
+        .expect("restart");
+    next_matching(&mut rx, "reconnected", |e| {
+        matches!(e, FeedEvent::Connected { .. })
+    })
+    .await;
+    for _ in 0..3 {
+        let ev = next_matching(&mut rx, "an update", |e| update_skills(e).is_some()).await;
+        assert_eq!(update_skills(&ev), Some(vec!["mypy".to_string()]));
+    }
+    drop(feed);
+    server.stop().await.expect("stop");
+}
+
+/// A server that accepts the upgrade and closes at once with `code`.
+async fn closing_server(code: u16, reason: &'static str) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let _ = ws
+                    .send(Message::Close(Some(CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    })))
+                    .await;
+                // Let the close handshake finish.
+                use futures_util::StreamExt;
+                while let Some(Ok(_)) = ws.next().await {}
+            });
+        }
+    });
+    (url, task)
+}
+
+/// A feed on a [`closing_server`]: the feed, its events, the server task and
+/// the first `Failed` or `Disconnected` event.
+async fn feed_closed_with(
+    code: u16,
+    reason: &'static str,
+) -> (
+    Feed,
+    Receiver<FeedEvent>,
+    tokio::task::JoinHandle<()>,
+    FeedEvent,
+) {
+    let (url, task) = closing_server(code, reason).await;
+    let (feed, mut rx) = Feed::spawn(url, Subscription::All);
+    let ev = next_matching(&mut rx, "the failure or disconnect", |e| {
+        matches!(e, FeedEvent::Failed { .. } | FeedEvent::Disconnected { .. })
+    })
+    .await;
+    (feed, rx, task, ev)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_failure_is_final() {
+    let (_feed, mut rx, task, ev) = feed_closed_with(4001, "Authentication failed").await;
+    match ev {
+        FeedEvent::Failed { code, reason, .. } => {
+            assert_eq!(code, Some(4001));
+            // The server's reason, then the fix (issue 12).
+            assert!(reason.starts_with("Authentication failed; "), "{reason}");
+            assert!(
+                reason.contains("pass --token-file or set SKILLMON_TOKEN"),
+                "{reason}"
+            );
+        }
+        other => panic!("retried a 4001: {other:?}"),
+    }
+    // The feed has ended: the channel closes, no new attempt.
+    let end = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_later_is_retried() {
+    let (_feed, mut rx, task, ev) = feed_closed_with(1013, "overloaded").await;
+    match ev {
+        FeedEvent::Disconnected { code, retry_in, .. } => {
+            assert_eq!(code, Some(1013));
+            assert!(retry_in <= Duration::from_millis(250), "{retry_in:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    next_matching(&mut rx, "attempt 2", |e| {
+        matches!(e, FeedEvent::Connecting { attempt: 2, .. })
+    })
+    .await;
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_pong_from_session_buddy_gives_a_round_trip_time() {
+    let sb = session_buddy(Duration::from_millis(200)).await;
+    let (_feed, mut rx) = Feed::spawn(sb.url.clone(), Subscription::All);
+    let ev = next_matching(&mut rx, "a pong", |e| matches!(e, FeedEvent::Pong { .. })).await;
+    assert!(matches!(ev, FeedEvent::Pong { rtt: Some(_), .. }), "{ev:?}");
+    let ev = next_matching(&mut rx, "an update", |e| update_skills(e).is_some()).await;
+    if let FeedEvent::Update { update, .. } = ev {
+        assert_eq!(update.seq, None);
+        assert_eq!(update.data.anomalies.len(), 1);
+    }
+}
