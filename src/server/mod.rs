@@ -4,7 +4,8 @@
 //! Store (blocking thread) ──Snapshot──▶ Hub ──Frame per group──▶ Session ──▶ socket
 //! ```
 //! This module owns the listener, the tick loop and shutdown; [`hub`] owns
-//! fan-out, [`session`] one client, [`http`] the plain-HTTP routes on the same
+//! fan-out, [`session`] one client ([`lag`]: how far behind it is,
+//! `--max-lag`), [`http`] the plain-HTTP routes on the same
 //! port, [`stats`] the counters behind `/metrics` and `/healthz`; [`auth`]
 //! tokens, [`access`] the host and origin rules and the per-IP limit,
 //! [`refusals`] the summarized log of refusals, [`tls`] `wss://`, all at
