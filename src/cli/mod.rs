@@ -51,7 +51,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a session-buddy skills database over WebSocket (read-only).
-    Serve(ServeArgs),
+    // Boxed: the largest by far (every network flag), parsed once.
+    Serve(Box<ServeArgs>),
     /// Generated live data, a server and the dashboard in one command.
     Demo(DemoArgs),
     /// The live terminal dashboard (or --json / --once for scripts).

@@ -1,4 +1,5 @@
-//! `serve`'s network flags: tokens, origins, hosts, TLS, per-IP limit.
+//! `serve`'s network flags: tokens, origins, hosts, TLS, per-IP limit,
+//! how far behind a client may fall (`--max-lag`).
 //! Secrets come from files or the environment, never from a flag's value.
 
 use std::path::PathBuf;
@@ -55,6 +56,15 @@ pub struct NetArgs {
     /// Most open connections from one client IP; more get HTTP 503.
     #[arg(long, env = "SKILLMON_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_ip: u32,
+    /// Close (1013) a client more than this many bytes behind, e.g. 4MiB [default: 10 frames or 1MiB, whichever is larger].
+    #[arg(long, value_name = "SIZE", env = "SKILLMON_MAX_LAG", value_parser = parse_max_lag)]
+    pub max_lag: Option<usize>,
+}
+
+/// `--max-lag`: a byte size from 16 KiB to 1 GiB (the crate's one size
+/// parser, shared with `watch --max-frame`).
+fn parse_max_lag(s: &str) -> Result<usize, skillmon::error::InvalidValue> {
+    skillmon::size::parse_within(s, (16 << 10)..=(1 << 30))
 }
 
 impl NetArgs {
@@ -89,6 +99,7 @@ impl NetArgs {
                 .zip(self.tls_key.clone())
                 .map(|(cert, key)| skillmon::server::tls::TlsFiles { cert, key }),
             max_connections_per_ip: self.max_connections_per_ip as usize,
+            max_lag: self.max_lag,
         })
     }
 }

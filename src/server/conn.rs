@@ -183,7 +183,7 @@ fn bearer_check(shared: &Shared, info: &http::RequestInfo) -> Result<Option<bool
 /// plain HTTP or run a WebSocket session.
 pub(super) async fn connection<S>(mut stream: S, peer: SocketAddr, shared: Arc<Shared>)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + std::os::fd::AsRawFd,
 {
     let mut head = Vec::with_capacity(1024);
     let read = tokio::select! {
@@ -280,10 +280,10 @@ where
     // the session enters the span only where it may log (see Session::span).
     let span = tracing::info_span!("session", session = %id, peer = %peer);
     span.in_scope(
-        || tracing::info!(peer = %peer, session = %id, mode = mode.as_str(), "connected"),
+        || tracing::debug!(peer = %peer, session = %id, mode = mode.as_str(), "connected"),
     );
     session::run(ws, shared.clone(), id, mode, gate, span.clone()).await;
-    span.in_scope(|| tracing::info!(peer = %peer, "disconnected"));
+    span.in_scope(|| tracing::debug!(peer = %peer, "disconnected"));
 }
 
 /// The host rule (DNS rebinding), on every request the server can parse,
@@ -521,6 +521,13 @@ impl<S> Replay<S> {
         buf.put_slice(&rest[..n]);
         c.set_position((pos + n) as u64);
         true
+    }
+}
+
+/// The socket's own fd (the session asks the kernel how much it holds).
+impl<S: std::os::fd::AsRawFd> std::os::fd::AsRawFd for Replay<S> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.inner.as_raw_fd()
     }
 }
 

@@ -4,7 +4,8 @@
 //! Store (blocking thread) ──Snapshot──▶ Hub ──Frame per group──▶ Session ──▶ socket
 //! ```
 //! This module owns the listener, the tick loop and shutdown; [`hub`] owns
-//! fan-out, [`session`] one client, [`http`] the plain-HTTP routes on the same
+//! fan-out, [`session`] one client ([`lag`]: how far behind it is,
+//! `--max-lag`), [`http`] the plain-HTTP routes on the same
 //! port, [`stats`] the counters behind `/metrics` and `/healthz`; [`auth`]
 //! tokens, [`access`] the host and origin rules and the per-IP limit,
 //! [`refusals`] the summarized log of refusals, [`tls`] `wss://`, all at
@@ -16,6 +17,7 @@ pub mod auth;
 mod conn;
 pub(crate) mod http;
 pub(crate) mod hub;
+pub(crate) mod lag;
 pub(crate) mod refusals;
 pub(crate) mod session;
 pub(crate) mod stats;
@@ -113,6 +115,10 @@ pub struct NetConfig {
     pub tls: Option<tls::TlsFiles>,
     /// Open sockets one client IP may hold; more get 503.
     pub max_connections_per_ip: usize,
+    /// `--max-lag`: bytes a client may be behind (written to its socket,
+    /// not taken; the kernel's queue counted) before it is closed with
+    /// 1013. `None`: 10 frames' worth or 1 MiB, whichever is larger.
+    pub max_lag: Option<usize>,
 }
 
 /// `--max-connections-per-ip` default.
@@ -126,6 +132,7 @@ impl Default for NetConfig {
             allow_hosts: Vec::new(),
             tls: None,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_lag: None,
         }
     }
 }

@@ -6,13 +6,16 @@
 //! waits on two things at once: its group's newest frame (the channel
 //! closes when the server stops, `Hub::close`) and the client's next
 //! message; it never touches another session, and the hub never waits for
-//! it. Every write is bounded by the write timeout: a client that cannot
-//! take a frame in time is closed with 1013, so a stuck peer costs at most
-//! one frame of memory. A frame is never cut by another: a write that
-//! started is finished (within the close timeout) before a close frame
-//! goes out, or the connection is dropped without one.
+//! it. A client is closed with 1013 when it is more than `--max-lag`
+//! bytes behind before an update (the kernel's queue counted, [`lag`]) or
+//! cannot take a frame within the write timeout, so a stuck peer costs at
+//! most `--max-lag` and one frame of memory. A frame is never cut by
+//! another: a write that started is finished (within the close timeout)
+//! before a close frame goes out, or the connection is dropped without one
+//! (counted as dropped, not as a 1013 it never got).
 
 use std::future::Future as _;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -32,6 +35,7 @@ use tracing::Instrument as _;
 
 use super::Shared;
 use super::hub::Frame;
+use super::lag::{self, Lag};
 use super::write::{self, Head};
 use crate::protocol::{
     ClientError, ClientMessage, Connected, ErrorCode, MetricsResponse, PROTOCOL_VERSION, Pong,
@@ -129,6 +133,9 @@ enum End {
     /// The server is stopping and the write that was blocked finished:
     /// close with 1001 by `deadline`.
     Shutdown { deadline: Instant },
+    /// Before an update, the client was `behind` bytes behind, more than
+    /// `max` (`--max-lag`); nothing of a frame is out unfinished.
+    Lagging { behind: u64, max: u64 },
 }
 
 struct Session<S> {
@@ -146,6 +153,8 @@ struct Session<S> {
     tokens: f64,
     refilled: Instant,
     last_rate_error: Option<Instant>,
+    /// Bytes out and how many the client has not taken (`--max-lag`).
+    lag: Lag,
     /// The session's log span (its id and peer). Entered around what may
     /// log (a client's message, a close), not around every tick's write:
     /// entering it on each poll showed up in the fan-out's CPU profile
@@ -176,7 +185,7 @@ pub(crate) async fn run<S>(
     auth: Auth,
     span: tracing::Span,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + AsRawFd,
 {
     let mut s = Session {
         ws,
@@ -189,6 +198,7 @@ pub(crate) async fn run<S>(
         tokens: RATE_BURST,
         refilled: Instant::now(),
         last_rate_error: None,
+        lag: Lag::default(),
         span,
     };
     let authenticated = match auth {
@@ -240,8 +250,9 @@ pub(crate) async fn run<S>(
             });
             if cut {
                 // Half a frame is out: a close frame now would land inside
-                // it. The connection is dropped without one.
-                s.shared.stats.closed(CloseCode::Again.into());
+                // it. The connection is dropped without one, and counted
+                // so: the client never gets a 1013.
+                s.shared.stats.slow_closed(false);
             } else {
                 s.close_by(
                     CloseCode::Again,
@@ -251,12 +262,27 @@ pub(crate) async fn run<S>(
                 .await;
             }
         }
+        Err(End::Lagging { behind, max }) => {
+            s.span.in_scope(|| {
+                tracing::info!(
+                    close = 1013,
+                    behind,
+                    max_lag = max,
+                    "closing a client more than --max-lag bytes behind"
+                );
+            });
+            let reason = format!(
+                "too slow: more than {} unread (--max-lag)",
+                crate::size::human(usize::try_from(max).unwrap_or(usize::MAX))
+            );
+            s.close(CloseCode::Again, &reason).await;
+        }
     }
 }
 
 impl<S> Session<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + AsRawFd,
 {
     async fn serve(&mut self, session_id: String, authenticated: bool) -> Result<(), End> {
         let hello = ServerMessage::Connected(Connected {
@@ -512,21 +538,36 @@ where
             Head::update(start, self.seq, rest.len())
         }
         .map_err(|_| End::Gone)?;
-        self.send_frame(&head, rest.as_bytes()).await
+        // Behind by more than --max-lag: closed before this frame starts.
+        // (Asks the kernel only when the running bound says it may be.)
+        let max = lag::limit(
+            self.shared.config.net.max_lag,
+            head.as_bytes().len() + rest.len(),
+        );
+        if let Some(behind) = self.lag.over(self.ws.get_ref().as_raw_fd(), max) {
+            return Err(End::Lagging { behind, max });
+        }
+        self.send_frame(&head, rest.as_bytes(), false).await
     }
 
+    /// Send a frame that answers the client (or greets it): not lag while
+    /// it is the last one (a `history` larger than --max-lag is no reason
+    /// to close).
     async fn send_text(&mut self, text: &str) -> Result<(), End> {
         let head = Head::text(b"", text.len()).map_err(|_| End::Gone)?;
-        self.send_frame(&head, text.as_bytes()).await
+        self.send_frame(&head, text.as_bytes(), true).await
     }
 
     /// Write one text frame (`head`, then `body`), bounded by the write
     /// timeout. Most writes complete at once and take that path alone: no
     /// timer is set and the shutdown token is not polled. A write that has
     /// started is never abandoned halfway for a close frame (see [`End`]).
-    async fn send_frame(&mut self, head: &Head, body: &[u8]) -> Result<(), End> {
+    async fn send_frame(&mut self, head: &Head, body: &[u8], reply: bool) -> Result<(), End> {
         let payload_len = head.payload_len();
-        let Self { ws, shared, .. } = self;
+        let frame_len = head.as_bytes().len() + body.len();
+        let Self {
+            ws, shared, lag, ..
+        } = self;
         // Bytes of this frame on the socket so far.
         let written = std::sync::atomic::AtomicUsize::new(0);
         let send = async {
@@ -556,7 +597,10 @@ where
                     let deadline = Instant::now() + CLOSE_TIMEOUT;
                     if written.load(std::sync::atomic::Ordering::Relaxed) > 0 {
                         match tokio::time::timeout_at(deadline, &mut send).await {
-                            Ok(Ok(())) => shared.stats.frame_sent(payload_len),
+                            Ok(Ok(())) => {
+                                shared.stats.frame_sent(payload_len);
+                                lag.wrote(frame_len, reply);
+                            }
                             Ok(Err(())) => return Err(End::Gone),
                             Err(_) if matches!(wait, Wait::Stopping) => return Err(End::Gone),
                             Err(_) => {
@@ -580,6 +624,7 @@ where
         match sent {
             Ok(()) => {
                 shared.stats.frame_sent(payload_len);
+                lag.wrote(frame_len, reply);
                 Ok(())
             }
             Err(()) => Err(End::Gone),
@@ -592,16 +637,24 @@ where
     }
 
     /// [`Self::close`], the close frame given until `deadline` to go out.
+    /// A 1013 is counted once its fate is known: sent, or (the peer took
+    /// nothing more in time) dropped without it; other codes when decided.
     async fn close_by(&mut self, code: CloseCode, reason: &str, deadline: Instant) {
-        self.shared.stats.closed(code.into());
+        let slow = code == CloseCode::Again;
+        if !slow {
+            self.shared.stats.closed(code.into());
+        }
         let frame = CloseFrame {
             code,
             // A close reason must fit a control frame (123 bytes).
             reason: crate::text::truncate_bytes(reason, 120).into(),
         };
         let span = self.span.clone();
-        let _ = tokio::time::timeout_at(deadline, self.ws.close(Some(frame)))
+        let sent = tokio::time::timeout_at(deadline, self.ws.close(Some(frame)))
             .instrument(span)
             .await;
+        if slow {
+            self.shared.stats.slow_closed(matches!(sent, Ok(Ok(()))));
+        }
     }
 }

@@ -39,6 +39,7 @@ pub struct Stats {
     bytes_sent: Counter,
     updates_skipped: Counter,
     slow_closes: Counter,
+    slow_drops: Counter,
     closes: Family<Label, Counter>,
     error_frames: Counter,
     http_requests: Counter,
@@ -116,7 +117,13 @@ impl Stats {
             slow_closes: reg(
                 &mut r,
                 "slow_client_closes",
-                "Clients closed for not taking a frame within the write timeout (with a 1013 close frame, or without one when a frame was cut short)",
+                "Slow clients closed with a 1013 close frame: more than --max-lag bytes behind, or a frame not taken within the write timeout",
+                Counter::default(),
+            ),
+            slow_drops: reg(
+                &mut r,
+                "slow_client_drops",
+                "Slow clients dropped without a close frame: a frame cut short by the write timeout, or the 1013 itself not taken within the close timeout",
                 Counter::default(),
             ),
             closes: reg(
@@ -269,11 +276,21 @@ impl Stats {
         self.updates_skipped.inc_by(n);
     }
 
-    /// The server closed a session with `code`.
-    pub fn closed(&self, code: u16) {
-        if code == 1013 {
+    /// The server closed a slow client (`--max-lag`, write timeout):
+    /// `delivered`, with its 1013 close frame written; else dropped
+    /// without one.
+    pub fn slow_closed(&self, delivered: bool) {
+        if delivered {
             self.slow_closes.inc();
+            self.closed(1013);
+        } else {
+            self.slow_drops.inc();
         }
+    }
+
+    /// The server closed a session with `code` (a slow client: see
+    /// [`Stats::slow_closed`]).
+    pub fn closed(&self, code: u16) {
         self.closes
             .get_or_create(&[("code", close_code_label(code))])
             .inc();
@@ -374,8 +391,19 @@ impl Stats {
         self.updates_skipped.get()
     }
 
+    /// Slow clients closed with a 1013 close frame.
     pub fn slow_closes(&self) -> u64 {
         self.slow_closes.get()
+    }
+
+    /// Slow clients dropped without a close frame.
+    pub fn slow_drops(&self) -> u64 {
+        self.slow_drops.get()
+    }
+
+    /// Slow clients ended either way.
+    pub fn slow_clients(&self) -> u64 {
+        self.slow_closes() + self.slow_drops()
     }
 
     pub fn ticks(&self) -> u64 {

@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::sync::mpsc;
 
 use serde_json::Value;
-use support::{Client, DEADLINE, make_db, spawn_logging, terminate};
+use support::{Client, DEADLINE, make_db, spawn_logging, spawn_logging_at, terminate};
 use tokio_tungstenite::MaybeTlsStream;
 
 /// The next stderr line, parsed: every line must be one JSON object.
@@ -62,7 +62,8 @@ async fn serve_json_lines_carry_the_sessions_fields() {
         OsStr::new("--db"),
         db.path.as_os_str(),
     ];
-    let (child, lines) = spawn_logging(home.path(), &args);
+    // `connected` / `disconnected` are debug lines (a flood at info).
+    let (child, lines) = spawn_logging_at(home.path(), &args, "info,skillmon=debug");
     let url = listening_url(&lines);
     let (client, _) = Client::connect(&url).await;
     let MaybeTlsStream::Plain(tcp) = client.ws.get_ref() else {

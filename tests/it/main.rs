@@ -27,6 +27,7 @@ mod serve_flood;
 mod serve_history;
 mod serve_host;
 mod serve_http;
+mod serve_lag;
 mod serve_protocol;
 mod serve_slow;
 mod serve_tls;

@@ -153,10 +153,19 @@ pub fn send_lines<T: Send + 'static>(
 /// Spawn `skillmon ARGS` (home `home`) logging at `info` to stderr, stdout
 /// discarded: the child and its stderr lines.
 pub fn spawn_logging(home: &Path, args: &[&OsStr]) -> (Spawned, mpsc::Receiver<String>) {
+    spawn_logging_at(home, args, "info")
+}
+
+/// [`spawn_logging`] with the `SKILLMON_LOG` filter `filter`.
+pub fn spawn_logging_at(
+    home: &Path,
+    args: &[&OsStr],
+    filter: &str,
+) -> (Spawned, mpsc::Receiver<String>) {
     let mut child = Spawned::spawn(
         command(home)
             .args(args)
-            .env("SKILLMON_LOG", "info")
+            .env("SKILLMON_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );

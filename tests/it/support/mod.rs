@@ -15,7 +15,9 @@
 //! - [`serve_bin`]: the real `serve` binary on port 0, killed on drop;
 //! - [`pki`]: a test CA and a server certificate for localhost (rcgen);
 //! - [`flood`]: a bounded connection flood from 127.0.0.1 and the /proc
-//!   readings (descriptors, RSS) it is judged by.
+//!   readings (descriptors, RSS) it is judged by;
+//! - [`stall`]: a raw client that stops reading, and a parser for what it
+//!   finally reads.
 //!
 //! It owns no test: the assertions stay in the test files.
 #![allow(dead_code, unused_imports)] // each test crate uses a different subset
@@ -30,6 +32,7 @@ pub mod pty;
 pub mod serve_bin;
 pub mod server;
 pub mod session_buddy;
+pub mod stall;
 pub mod ws;
 
 use std::time::Duration;
@@ -44,6 +47,7 @@ pub use pty::*;
 pub use serve_bin::*;
 pub use server::*;
 pub use session_buddy::*;
+pub use stall::*;
 pub use ws::*;
 
 /// How long any single awaited event may take before the test fails. Generous
