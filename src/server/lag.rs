@@ -22,13 +22,13 @@ use std::os::fd::RawFd;
 
 /// The default limit's floor: `--max-lag` defaults to 10 frames or this,
 /// whichever is larger.
-pub const DEFAULT_MIN_MAX_LAG: usize = 1 << 20;
+pub(crate) const DEFAULT_MIN_MAX_LAG: usize = 1 << 20;
 /// How many of a client's current frames the default limit allows.
-pub const DEFAULT_FRAMES: usize = 10;
+pub(crate) const DEFAULT_FRAMES: usize = 10;
 
 /// The limit for a frame of `frame_len` bytes: `max_lag`, or by default 10
 /// frames' worth or 1 MiB, whichever is larger.
-pub fn limit(max_lag: Option<usize>, frame_len: usize) -> u64 {
+pub(crate) fn limit(max_lag: Option<usize>, frame_len: usize) -> u64 {
     max_lag.unwrap_or_else(|| {
         frame_len
             .saturating_mul(DEFAULT_FRAMES)

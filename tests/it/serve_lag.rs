@@ -55,7 +55,7 @@ async fn next_in_order(c: &mut Client) -> serde_json::Value {
 async fn a_reader_that_never_reads_is_closed_with_1013_once_more_than_max_lag_behind() {
     const MAX_LAG: usize = 256 * 1024;
     let (_db, server) = serve_lag(SKILLS, MAX_LAG).await;
-    let stats = &server.shared.stats;
+    let stats = server.stats();
     let (mut good, first) = Client::connect_and_update(&server.url()).await;
     let frame = first.to_string().len();
     assert!(frame > 10_000, "{frame} B frames");
@@ -114,7 +114,7 @@ async fn a_history_reply_larger_than_max_lag_is_no_reason_to_close() {
     const MAX_LAG: usize = 32 * 1024;
     // Small updates (top 10), a big history (every skill, 24 h).
     let (_db, server) = serve_lag(10, MAX_LAG).await;
-    let stats = &server.shared.stats;
+    let stats = server.stats();
     let (mut ticker, _) = Client::connect_and_update(&server.url()).await;
 
     // A client with a small receive buffer, so the reply waits in the
@@ -185,7 +185,7 @@ async fn a_client_cut_off_without_a_close_frame_is_counted_as_dropped_not_as_a_1
     cfg.write_timeout = Duration::from_millis(300);
     cfg.net.max_lag = Some(1 << 30);
     let server = start(cfg).await;
-    let stats = &server.shared.stats;
+    let stats = server.stats();
     let (mut good, _) = Client::connect_and_update(&server.url()).await;
     let raw = stuck_client(server.addr).await;
     while stats.slow_clients() == 0 {
