@@ -282,7 +282,7 @@ where
     span.in_scope(
         || tracing::debug!(peer = %peer, session = %id, mode = mode.as_str(), "connected"),
     );
-    session::run(ws, shared.clone(), id, mode, gate, span.clone()).await;
+    session::run(ws, shared.clone(), id, mode, gate, peer, span.clone()).await;
     span.in_scope(|| tracing::debug!(peer = %peer, "disconnected"));
 }
 

@@ -37,6 +37,8 @@ pub enum Cause {
     Token,
     /// `accept` failed (e.g. out of file descriptors).
     Accept,
+    /// 1013 (or dropped): a client that did not read its frames.
+    Slow,
 }
 
 impl Cause {
@@ -57,8 +59,13 @@ impl Cause {
             Cause::Dropped => {
                 "closed a connection without an answer: too many refused connections still being answered"
             }
-            Cause::Token => "refused a bad token",
+            Cause::Token => {
+                "refused a bad token (Bearer header 401/403, or first frame: close 4001)"
+            }
             Cause::Accept => "accept failed (out of file descriptors?); raise the open-file limit",
+            Cause::Slow => {
+                "closed (1013) a client that did not read its frames (over --max-lag, or not within the write timeout)"
+            }
         }
     }
 
