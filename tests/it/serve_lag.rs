@@ -92,12 +92,7 @@ async fn a_reader_that_never_reads_is_closed_with_1013_once_more_than_max_lag_be
     }
 
     // What the stuck client finally reads: whole updates, then the 1013.
-    let mut bytes = Vec::new();
-    tokio::time::timeout(DEADLINE, { raw }.read_to_end(&mut bytes))
-        .await
-        .expect("the server ends the connection")
-        .expect("read");
-    let (texts, end) = ws_frames(&bytes);
+    let (texts, end) = read_to_close(raw).await;
     assert!(matches!(end, StreamEnd::Close(1013)), "{end:?}");
     assert!(texts >= 2, "{texts}");
 
@@ -191,12 +186,7 @@ async fn a_client_cut_off_without_a_close_frame_is_counted_as_dropped_not_as_a_1
     while stats.slow_clients() == 0 {
         good.next_update().await;
     }
-    let mut bytes = Vec::new();
-    tokio::time::timeout(DEADLINE, { raw }.read_to_end(&mut bytes))
-        .await
-        .expect("the server ends the connection")
-        .expect("read");
-    let (texts, end) = ws_frames(&bytes);
+    let (texts, end) = read_to_close(raw).await;
     let metrics = http_get(server.addr, "/metrics").await.body;
     let counted_1013 = metrics
         .lines()
@@ -223,4 +213,15 @@ async fn a_client_cut_off_without_a_close_frame_is_counted_as_dropped_not_as_a_1
         other @ StreamEnd::Close(_) => panic!("{other:?}"),
     }
     server.stop().await.unwrap();
+}
+
+/// Everything a raw client reads until the server ends the connection:
+/// how many whole text frames, and how the stream ended.
+async fn read_to_close(mut raw: tokio::net::TcpStream) -> (usize, StreamEnd) {
+    let mut bytes = Vec::new();
+    tokio::time::timeout(DEADLINE, raw.read_to_end(&mut bytes))
+        .await
+        .expect("the server ends the connection")
+        .expect("read");
+    ws_frames(&bytes)
 }
