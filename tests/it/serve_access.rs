@@ -148,23 +148,7 @@ async fn per_ip_limit_answers_503_and_counts() {
     assert_eq!(metric(&server, "skillmon_per_ip_rejections_total"), "2");
     // The first clients are unaffected; when one leaves, a new one gets in.
     assert_eq!(a.ping(json!(1)).await["type"], "pong");
-    a.ws.close(None).await.unwrap();
-    assert!(matches!(
-        a.next_event().await,
-        Event::Close(..) | Event::Ended(_)
-    ));
-    drop(a);
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        match connect_with(&server.url(), &[]).await {
-            Ok(_) => break,
-            Err(503) => {
-                assert!(tokio::time::Instant::now() < until, "slot never freed");
-                tokio::task::yield_now().await;
-            }
-            Err(s) => panic!("{s}"),
-        }
-    }
+    close_and_await_slot(a, &server.url()).await;
     server.stop().await.unwrap();
 }
 

@@ -229,24 +229,7 @@ async fn past_the_connection_limit_gets_503() {
     assert_eq!(health(server.addr).await.0, 200);
     // The first client is unaffected; once it leaves, a new one gets in.
     a.ping(serde_json::json!(1)).await;
-    a.ws.close(None).await.unwrap();
-    assert!(matches!(
-        a.next_event().await,
-        Event::Close(..) | Event::Ended(_)
-    ));
-    drop(a);
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        // The slot frees when the server notices the close; retry on 503.
-        match tokio_tungstenite::connect_async(server.url()).await {
-            Ok(_) => break,
-            Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 503 => {
-                assert!(tokio::time::Instant::now() < until, "slot never freed");
-                tokio::task::yield_now().await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    close_and_await_slot(a, &server.url()).await;
     server.stop().await.unwrap();
 }
 

@@ -307,3 +307,26 @@ pub async fn next_parsed_update(ws: &mut Ws) -> MetricsUpdate {
         .await
         .unwrap_or_else(|_| panic!("no update within {DEADLINE:?}"))
 }
+
+/// Close `client` and wait until the server has freed its place: a new
+/// connection to `url` is no longer refused with 503 (the slot frees when
+/// the server notices the close, so this retries until [`DEADLINE`]).
+pub async fn close_and_await_slot(mut client: Client, url: &str) {
+    client.ws.close(None).await.expect("close");
+    assert!(matches!(
+        client.next_event().await,
+        Event::Close(..) | Event::Ended(_)
+    ));
+    drop(client);
+    let until = tokio::time::Instant::now() + super::DEADLINE;
+    loop {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok(_) => return,
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 503 => {
+                assert!(tokio::time::Instant::now() < until, "slot never freed");
+                tokio::task::yield_now().await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
