@@ -23,18 +23,24 @@ pub(crate) fn raise_nofile(needed: u64, fewer: &str) -> (u64, Option<String>) {
         return (current, None);
     }
     let hard = lim.rlim_max as u64;
-    let target = needed.min(hard);
-    if target > current {
+    let mut target = needed.min(hard);
+    // Some systems cap the soft limit below the hard one (macOS: OPEN_MAX):
+    // halve the step until it is taken, so the limit rises as far as it can.
+    while target > current {
         lim.rlim_cur = target as libc::rlim_t;
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) } != 0 {
-            return (
-                current,
-                Some(format!(
-                    "cannot raise the open-file limit from {current} to {target}; \
-                     run `ulimit -n {needed}` first or {fewer}"
-                )),
-            );
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) } == 0 {
+            break;
         }
+        target = current + (target - current) / 2;
+    }
+    if target <= current && current < needed {
+        return (
+            current,
+            Some(format!(
+                "cannot raise the open-file limit from {current}; \
+                 run `ulimit -n {needed}` first or {fewer}"
+            )),
+        );
     }
     if target < needed {
         return (

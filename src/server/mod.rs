@@ -487,10 +487,17 @@ pub async fn run_team_until_signal(
     // Every socket is a descriptor: the configured maximum, the sockets
     // allowed past it, the refused ones held while answered, and a few of
     // our own. Short of that, accept fails for everyone once it is reached.
+    // Best effort for the slack; a warning only when even the configured
+    // connections cannot all be held.
     let needed = (config.max_connections + SOCKET_SLACK + MAX_REFUSED_HELD + 64) as u64;
-    let (_, warning) = crate::rlimit::raise_nofile(needed, "lower --max-connections");
-    if let Some(w) = warning {
-        tracing::warn!("{w}");
+    let (limit, _) = crate::rlimit::raise_nofile(needed, "");
+    if limit < config.max_connections as u64 {
+        tracing::warn!(
+            limit,
+            max_connections = config.max_connections,
+            "the open-file limit holds about {} connections, fewer than --max-connections: past that, connections are refused; raise the limit (ulimit -n, LimitNOFILE=) or lower --max-connections",
+            limit.saturating_sub(64)
+        );
     }
     let handle = start_team(listener, config, role).await?;
     // The SIGTERM handler is in place before anyone can read "listening".
@@ -630,4 +637,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
     {
         tracing::warn!("some connections did not close in time");
     }
+    // Sessions count refusals (bad first frames, slow closes) until they
+    // end: what they counted after housekeeping's last flush is logged here.
+    shared.refusals.flush_all();
 }
