@@ -14,6 +14,7 @@ pub(crate) mod backoff;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod deflate;
 pub mod demo;
 pub mod duration;
 pub mod error;

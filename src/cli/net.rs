@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use skillmon::deflate::Compression;
 
 /// `serve` beyond loopback: tokens, origins, TLS, per-IP limit.
 /// Secrets come from files or the environment, never from a flag's value.
@@ -59,6 +60,9 @@ pub struct NetArgs {
     /// Close (1013) a client more than this many bytes behind, e.g. 4MiB [default: 10 frames or 1MiB, whichever is larger].
     #[arg(long, value_name = "SIZE", env = "SKILLMON_MAX_LAG", value_parser = parse_max_lag)]
     pub max_lag: Option<usize>,
+    /// permessage-deflate (RFC 7692) with every client that offers it (browsers, Python websockets, Node ws, watch), or off.
+    #[arg(long, value_name = "MODE", env = "SKILLMON_COMPRESSION", ignore_case = true, default_value_t = Compression::Deflate, value_parser = super::names::<Compression>())]
+    pub compression: Compression,
 }
 
 /// `--max-lag`: a byte size from 16 KiB to 1 GiB (the crate's one size
@@ -100,6 +104,7 @@ impl NetArgs {
                 .map(|(cert, key)| skillmon::server::tls::TlsFiles { cert, key }),
             max_connections_per_ip: self.max_connections_per_ip as usize,
             max_lag: self.max_lag,
+            compression: self.compression,
         })
     }
 }

@@ -23,6 +23,7 @@ use super::{
     HANDSHAKE_TIMEOUT, MAX_MESSAGE_BYTES, MAX_WRITE_BUFFER_BYTES, READ_BUFFER_BYTES,
     REFUSED_LINGER, REFUSED_TLS_HANDSHAKE, Shared, access, auth, http, session, tls,
 };
+use crate::deflate::inflate::{self, Inflating};
 
 /// The 503 over `--max-connections-per-ip`: the limit and the flag that
 /// lifts it, on one line.
@@ -253,16 +254,19 @@ where
     // replayed only after the handshake, as the start of the WebSocket stream.
     let tail = head.split_off(head_end);
     head.shrink_to_fit();
-    let io = Replay {
+    // Under tungstenite, the inflating adapter (passing bytes through
+    // until the handshake agrees permessage-deflate).
+    let io = Inflating::new(Replay {
         head: std::io::Cursor::new(head),
         tail: std::io::Cursor::new(tail),
         inner: stream,
-    };
+    });
+    let compression = shared.config.net.compression;
     let ws = tokio::select! {
         () = shared.shutdown.cancelled() => return,
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, session::handshake(io, ws_config())) => r,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, session::handshake(io, ws_config(), compression)) => r,
     };
-    let (ws, mode) = match ws {
+    let (mut ws, agreement) = match ws {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             tracing::debug!(peer = %peer, "handshake failed: {e}");
@@ -270,6 +274,13 @@ where
         }
         Err(_) => return,
     };
+    if agreement.deflate.is_some() {
+        // The server asked for client_no_context_takeover: each message
+        // inflates on its own, bounded like any message.
+        ws.get_mut()
+            .enable(inflate::Role::Server, false, MAX_MESSAGE_BYTES);
+    }
+    let mode = agreement.mode;
     stats.session_started();
     let id = format!(
         "{}-{}",
@@ -280,9 +291,9 @@ where
     // the session enters the span only where it may log (see Session::span).
     let span = tracing::info_span!("session", session = %id, peer = %peer);
     span.in_scope(
-        || tracing::debug!(peer = %peer, session = %id, mode = mode.as_str(), "connected"),
+        || tracing::debug!(peer = %peer, session = %id, mode = mode.as_str(), deflate = agreement.deflate.is_some(), "connected"),
     );
-    session::run(ws, shared.clone(), id, mode, gate, peer, span.clone()).await;
+    session::run(ws, shared.clone(), id, agreement, gate, peer, span.clone()).await;
     span.in_scope(|| tracing::debug!(peer = %peer, "disconnected"));
 }
 

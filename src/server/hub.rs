@@ -14,12 +14,14 @@
 //! each tick).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::Utc;
 use tokio::sync::{OnceCell, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::deflate::compress::{self, Deflated};
 use crate::protocol::{
     EncodedUpdate, ErrorCode, ErrorFrame, HistoryWindow, MAX_HISTORY_SKILLS, ServerMessage,
     SkillStat, Subscription, format_timestamp,
@@ -47,6 +49,56 @@ pub struct Frame {
     /// than one skipped updates.
     pub tick: u64,
     pub update: EncodedUpdate,
+    /// Its compressed forms, for deflate sessions.
+    pub(crate) packed: Arc<Packed>,
+}
+
+/// A frame's compressed forms (`crate::deflate::compress`), each made by
+/// the first deflate session that needs it and shared by the rest: at most
+/// two compressions per group and tick, none when no client of the group
+/// negotiated deflate.
+#[derive(Debug)]
+pub(crate) struct Packed {
+    /// Unique among the hub's frames (never 0): a session that got this
+    /// frame compressed at the fixed `seq` width is "in step" for the
+    /// group's next frame.
+    pub(crate) id: u64,
+    /// The group's previous frame: its id and update.
+    prev: Option<(u64, EncodedUpdate)>,
+    /// Compressed with the previous update as the dictionary.
+    dict: OnceLock<Option<Deflated>>,
+    /// Compressed on its own.
+    free: OnceLock<Option<Deflated>>,
+}
+
+impl Packed {
+    /// The id of the group's previous frame, if there was one.
+    pub(crate) fn prev_id(&self) -> Option<u64> {
+        self.prev.as_ref().map(|(id, _)| *id)
+    }
+
+    /// The frame compressed against the previous one (`update`: this
+    /// frame's update); `None` when there is no previous frame or zlib
+    /// failed.
+    pub(crate) fn dict(&self, update: &EncodedUpdate) -> Option<&Deflated> {
+        self.dict
+            .get_or_init(|| {
+                let (_, prev) = self.prev.as_ref()?;
+                let (start, prev_rest) = prev.seq_parts();
+                if start.is_empty() {
+                    return None;
+                }
+                compress::update(Some(prev_rest), update.seq_parts().1)
+            })
+            .as_ref()
+    }
+
+    /// The frame compressed on its own.
+    pub(crate) fn free(&self, update: &EncodedUpdate) -> Option<&Deflated> {
+        self.free
+            .get_or_init(|| compress::update(None, update.seq_parts().1))
+            .as_ref()
+    }
 }
 
 struct Inner {
@@ -82,6 +134,8 @@ impl Prepared {
 pub struct Hub {
     top_n: usize,
     inner: Mutex<Inner>,
+    /// The last frame id handed out ([`Packed::id`]).
+    frame_ids: AtomicU64,
 }
 
 impl Hub {
@@ -95,6 +149,7 @@ impl Hub {
                 closed: false,
                 histories: HashMap::new(),
             }),
+            frame_ids: AtomicU64::new(0),
         }
     }
 
@@ -104,12 +159,25 @@ impl Hub {
         crate::sync::lock(&self.inner)
     }
 
-    fn build(&self, snapshot: &Snapshot, sub: &Subscription, tick: u64) -> Frame {
+    /// A group's frame for `tick`; `prev`: the group's previous frame.
+    fn build(
+        &self,
+        snapshot: &Snapshot,
+        sub: &Subscription,
+        tick: u64,
+        prev: Option<&Frame>,
+    ) -> Frame {
         let now = Utc::now();
         let data = snapshot.view(sub, self.top_n, now);
         Frame {
             tick,
             update: EncodedUpdate::from_parts_team(&format_timestamp(now), &data, snapshot.team()),
+            packed: Arc::new(Packed {
+                id: self.frame_ids.fetch_add(1, Relaxed) + 1,
+                prev: prev.map(|f| (f.packed.id, f.update.clone())),
+                dict: OnceLock::new(),
+                free: OnceLock::new(),
+            }),
         }
     }
 
@@ -129,7 +197,7 @@ impl Hub {
         if let Some(tx) = inner.groups.get(sub) {
             return tx.subscribe();
         }
-        let frame = self.build(&inner.snapshot, sub, inner.tick);
+        let frame = self.build(&inner.snapshot, sub, inner.tick, None);
         let (tx, rx) = watch::channel(frame);
         if !inner.closed {
             inner.groups.insert(sub.clone(), tx);
@@ -181,7 +249,9 @@ impl Hub {
             frames: groups
                 .into_iter()
                 .map(|(sub, tx)| {
-                    let frame = self.build(&snapshot, &sub, tick);
+                    // Cloned (two Arcs), not borrowed across the build.
+                    let prev = tx.borrow().clone();
+                    let frame = self.build(&snapshot, &sub, tick, Some(&prev));
                     (tx, frame)
                 })
                 .collect(),

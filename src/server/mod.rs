@@ -119,6 +119,8 @@ pub struct NetConfig {
     /// not taken; the kernel's queue counted) before it is closed with
     /// 1013. `None`: 10 frames' worth or 1 MiB, whichever is larger.
     pub max_lag: Option<usize>,
+    /// `--compression`: permessage-deflate with clients that offer it.
+    pub compression: crate::deflate::Compression,
 }
 
 /// `--max-connections-per-ip` default.
@@ -133,6 +135,7 @@ impl Default for NetConfig {
             tls: None,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_lag: None,
+            compression: crate::deflate::Compression::default(),
         }
     }
 }

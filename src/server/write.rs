@@ -29,9 +29,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// Room for the longest header (10 bytes, server frames are unmasked) plus
-/// the longest prefix a session adds (`{"type":"metrics_update","seq":` and
-/// 20 digits and a comma: 52 bytes).
-const HEAD_CAP: usize = 80;
+/// the longest prefix a session adds: `{"type":"metrics_update","seq":` and
+/// 20 digits and a comma (52 bytes), or a compressed update's shared start
+/// (at most ~40 bytes: its fixed prefix compressed alone) and stored `seq`
+/// (24 bytes).
+const HEAD_CAP: usize = 96;
 
 /// Frames up to this size go out in one plain write from a per-thread
 /// scratch copy.
@@ -54,19 +56,7 @@ impl Head {
     /// `prefix` then `body_len` more bytes; `prefix` must be short (it and
     /// the header fit in [`HEAD_CAP`]).
     pub(super) fn text(prefix: &[u8], body_len: usize) -> io::Result<Self> {
-        let header = FrameHeader {
-            opcode: OpCode::Data(Data::Text),
-            ..FrameHeader::default()
-        };
-        let mut buf = [0u8; HEAD_CAP];
-        let mut w = io::Cursor::new(&mut buf[..]);
-        let payload = prefix.len() + body_len;
-        header
-            .format(payload as u64, &mut w)
-            .map_err(io::Error::other)?;
-        io::Write::write_all(&mut w, prefix)?;
-        let len = w.position() as usize;
-        Ok(Self { buf, len, payload })
+        Self::build(false, &[prefix], body_len)
     }
 
     /// [`Self::text`] for a `metrics_update` whose `seq` is `seq`: the
@@ -74,16 +64,38 @@ impl Head {
     pub(super) fn update(prefix: &str, seq: u64, body_len: usize) -> io::Result<Self> {
         let mut digits = itoa::Buffer::new();
         let seq = digits.format(seq).as_bytes();
-        let parts: [&[u8]; 4] = [prefix.as_bytes(), b"\"seq\":", seq, b","];
-        let mut p = [0u8; HEAD_CAP];
-        let mut n = 0;
+        Self::build(
+            false,
+            &[prefix.as_bytes(), b"\"seq\":", seq, b","],
+            body_len,
+        )
+    }
+
+    /// A compressed text frame (RSV1 set, RFC 7692): its payload is the
+    /// parts (the shared compressed start, the client's stored `seq`)
+    /// then `body_len` more bytes.
+    pub(super) fn deflated(parts: &[&[u8]], body_len: usize) -> io::Result<Self> {
+        Self::build(true, parts, body_len)
+    }
+
+    fn build(rsv1: bool, parts: &[&[u8]], body_len: usize) -> io::Result<Self> {
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            rsv1,
+            ..FrameHeader::default()
+        };
+        let prefix_len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut buf = [0u8; HEAD_CAP];
+        let mut w = io::Cursor::new(&mut buf[..]);
+        let payload = prefix_len + body_len;
+        header
+            .format(payload as u64, &mut w)
+            .map_err(io::Error::other)?;
         for part in parts {
-            p.get_mut(n..n + part.len())
-                .ok_or(io::ErrorKind::InvalidInput)?
-                .copy_from_slice(part);
-            n += part.len();
+            io::Write::write_all(&mut w, part)?;
         }
-        Self::text(&p[..n], body_len)
+        let len = w.position() as usize;
+        Ok(Self { buf, len, payload })
     }
 
     pub(super) fn as_bytes(&self) -> &[u8] {

@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::deflate::{Agreed, Compression};
 use crate::protocol::{SUBPROTOCOL, offers_subprotocol};
 
 /// Which frame order a client gets, decided once at the handshake.
@@ -31,17 +32,30 @@ impl Mode {
     }
 }
 
+/// What the handshake settled for a session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Agreement {
+    pub(crate) mode: Mode,
+    /// permessage-deflate, when the client offered it (and `--compression`
+    /// is `deflate`).
+    pub(crate) deflate: Option<Agreed>,
+}
+
 /// Run the server side of the WebSocket handshake on `io`, echoing
 /// [`SUBPROTOCOL`] when (and only when) the client offers it. A client
-/// offering only other subprotocols gets none echoed and is compat.
+/// offering only other subprotocols gets none echoed and is compat. With
+/// `compression` on, the first permessage-deflate offer the server can
+/// honour is accepted (`crate::deflate::negotiate`); others are declined.
 pub(crate) async fn handshake<S>(
     io: S,
     config: WebSocketConfig,
-) -> Result<(WebSocketStream<S>, Mode), WsError>
+    compression: Compression,
+) -> Result<(WebSocketStream<S>, Agreement), WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut mode = Mode::Compat;
+    let mut deflate = None;
     // The callback type is tungstenite's; its error type is not ours to shrink.
     #[allow(clippy::result_large_err)]
     let negotiate = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
@@ -57,10 +71,23 @@ where
             );
             mode = Mode::Ext;
         }
+        if compression == Compression::Deflate {
+            let offers = req
+                .headers()
+                .get_all("Sec-WebSocket-Extensions")
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            if let Some(agreed) = crate::deflate::negotiate(offers) {
+                if let Ok(value) = HeaderValue::from_str(&agreed.response()) {
+                    resp.headers_mut().insert("Sec-WebSocket-Extensions", value);
+                    deflate = Some(agreed);
+                }
+            }
+        }
         Ok(resp)
     };
     let ws = tokio_tungstenite::accept_hdr_async_with_config(io, negotiate, Some(config)).await?;
-    Ok((ws, mode))
+    Ok((ws, Agreement { mode, deflate }))
 }
 
 /// The frame order for a client whose `Sec-WebSocket-Protocol` headers

@@ -175,7 +175,7 @@ where
                     skills.unwrap_or_else(|| self.shared.hub.visible_skills(&self.subscription));
                 tracing::debug!(skills = skills.len(), %window, "history");
                 let text = self.shared.hub.history(skills, window).await;
-                self.send_text(&text).await?;
+                self.send_large(&text).await?;
                 Ok(None)
             }
             Ok(ClientMessage::Auth { .. }) => {

@@ -31,12 +31,13 @@ mod handshake;
 mod messages;
 mod send;
 
-pub(crate) use handshake::{Mode, handshake};
+pub(crate) use handshake::{Agreement, Mode, handshake};
 
 use super::Shared;
 use super::hub::Frame;
 use super::lag::Lag;
 use super::refusals::Cause;
+use crate::deflate::Agreed;
 use crate::protocol::{Connected, PROTOCOL_VERSION, ServerMessage, Subscription, now_timestamp};
 
 /// How long a close frame may take to go out.
@@ -81,6 +82,14 @@ struct Session<S> {
     ws: WebSocketStream<S>,
     shared: Arc<Shared>,
     mode: Mode,
+    /// permessage-deflate, when agreed at the handshake.
+    deflate: Option<Agreed>,
+    /// The id of the update this client got last as a compressed message
+    /// at the fixed `seq` width, with no compressed message since (0:
+    /// none): the client's inflater window then ends with that update,
+    /// and it can take the group's next frame compressed against it
+    /// (`crate::deflate::compress`).
+    in_step: u64,
     /// A compat session gets a picture at once only right after a
     /// `subscription_confirmed` (otherwise at the next tick); cleared by
     /// `unsubscribe`, which has no reply.
@@ -119,7 +128,7 @@ pub(crate) async fn run<S>(
     ws: WebSocketStream<S>,
     shared: Arc<Shared>,
     session_id: String,
-    mode: Mode,
+    agreement: Agreement,
     auth: Auth,
     peer: std::net::SocketAddr,
     span: tracing::Span,
@@ -129,7 +138,9 @@ pub(crate) async fn run<S>(
     let mut s = Session {
         ws,
         shared,
-        mode,
+        mode: agreement.mode,
+        deflate: agreement.deflate,
+        in_step: 0,
         confirmed_once: false,
         subscription: Subscription::All,
         seq: 0,
@@ -230,7 +241,8 @@ where
         // Join the hub before `connected` goes out, so a tick that follows
         // the client seeing `connected` always reaches it.
         let mut rx = self.join(&Subscription::All);
-        self.send_text(&hello.encode()).await?;
+        // Compressed for a deflate client: nothing is in its window yet.
+        self.send_large(&hello.encode()).await?;
         // Shutdown reaches a session through its group's channel: the hub
         // drops every sender when the server stops (`Hub::close`), so the
         // loop waits on two things, as the bare fan-out does, and no poll

@@ -15,6 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::Instrument as _;
 
 use super::{CLOSE_TIMEOUT, End, Session, Wait};
+use crate::deflate::Agreed;
+use crate::deflate::compress::{self, Deflated};
 use crate::server::hub::Frame;
 use crate::server::lag;
 use crate::server::write::{self, Head};
@@ -27,6 +29,18 @@ fn skipped(last: Option<u64>, tick: u64) -> u64 {
         Some(t) if tick > t + 1 => tick - t - 1,
         _ => 0,
     }
+}
+
+/// The compressed form of `frame` for a client that agreed `agreed` and
+/// is in step with frame `in_step` (0: none): see `Session::compressed`.
+fn choose(agreed: Agreed, in_step: u64, frame: &Frame) -> Option<&Deflated> {
+    let packed = &frame.packed;
+    let in_step = !agreed.no_context_takeover && in_step != 0 && packed.prev_id() == Some(in_step);
+    in_step
+        .then(|| packed.dict(&frame.update))
+        .flatten()
+        .filter(|d| agreed.fits(d.reach))
+        .or_else(|| packed.free(&frame.update).filter(|d| agreed.fits(d.reach)))
 }
 
 impl<S> Session<S>
@@ -43,30 +57,81 @@ where
         self.seq += 1 + skipped;
         self.last_tick = Some(frame.tick);
         let (start, rest) = frame.update.seq_parts();
-        let head = if start.is_empty() {
-            Head::text(b"", rest.len())
+        let compressed = if start.is_empty() {
+            None
         } else {
-            Head::update(start, self.seq, rest.len())
-        }
-        .map_err(|_| End::Gone)?;
+            self.compressed(frame)
+        };
+        let (head, body, fixed) = match compressed {
+            Some(d) => {
+                // The shared start, this client's seq as a stored block,
+                // the shared rest (`crate::deflate::compress`).
+                let mut stored = [0u8; 24];
+                let (n, fixed) = compress::stored_seq(self.seq, &mut stored);
+                let head = Head::deflated(&[&d.head, &stored[..n]], d.body.len());
+                (head, &d.body[..], fixed)
+            }
+            None if start.is_empty() => (Head::text(b"", rest.len()), rest.as_bytes(), false),
+            None => (
+                Head::update(start, self.seq, rest.len()),
+                rest.as_bytes(),
+                false,
+            ),
+        };
+        let head = head.map_err(|_| End::Gone)?;
         // Behind by more than --max-lag: closed before this frame starts.
         // (Asks the kernel only when the running bound says it may be.)
         let max = lag::limit(
             self.shared.config.net.max_lag,
-            head.as_bytes().len() + rest.len(),
+            head.as_bytes().len() + body.len(),
         );
         if let Some(behind) = self.lag.over(self.ws.get_ref().as_raw_fd(), max) {
             return Err(End::Lagging { behind, max });
         }
-        self.send_frame(&head, rest.as_bytes(), false).await
+        self.send_frame(&head, body, false).await?;
+        if compressed.is_some() {
+            // The client's window now ends with this update (at the fixed
+            // seq width, or it cannot take the next dictionary frame).
+            self.in_step = if fixed { frame.packed.id } else { 0 };
+        }
+        Ok(())
+    }
+
+    /// The compressed form of `frame` this client can take, if it
+    /// negotiated deflate: the one against the group's previous update
+    /// when the client is in step with it (got it last, compressed, at the
+    /// fixed seq width), keeps its window and the window reaches that far;
+    /// else the one on its own, when the window allows; else none (the
+    /// update goes uncompressed, which RFC 7692 allows per message).
+    fn compressed<'f>(&self, frame: &'f Frame) -> Option<&'f Deflated> {
+        choose(self.deflate?, self.in_step, frame)
     }
 
     /// Send a frame that answers the client (or greets it): not lag while
     /// it is the last one (a `history` larger than --max-lag is no reason
-    /// to close).
+    /// to close). Sent uncompressed: it leaves a deflate client's window
+    /// as it was, so the client stays in step.
     pub(super) async fn send_text(&mut self, text: &str) -> Result<(), End> {
         let head = Head::text(b"", text.len()).map_err(|_| End::Gone)?;
         self.send_frame(&head, text.as_bytes(), true).await
+    }
+
+    /// [`Self::send_text`] for a large reply (a `history`, `connected`):
+    /// compressed on its own for a deflate client whose window takes it,
+    /// when that makes it smaller (which puts the client out of step: its
+    /// window now ends with this reply).
+    pub(super) async fn send_large(&mut self, text: &str) -> Result<(), End> {
+        let packed = self
+            .deflate
+            .filter(|a| a.fits(text.len().min(1 << 15)))
+            .and_then(|_| compress::whole(text))
+            .filter(|c| c.len() < text.len());
+        let Some(body) = packed else {
+            return self.send_text(text).await;
+        };
+        let head = Head::deflated(&[], body.len()).map_err(|_| End::Gone)?;
+        self.in_step = 0;
+        self.send_frame(&head, &body, true).await
     }
 
     /// Write one text frame (`head`, then `body`), bounded by the write
@@ -185,5 +250,138 @@ mod tests {
         assert_eq!(skipped(Some(6), 7), 0);
         assert_eq!(skipped(Some(3), 7), 3);
         assert_eq!(skipped(Some(7), 7), 0, "a repeat (a rejoin) is no gap");
+    }
+
+    use crate::deflate::compress::tests::Reference;
+    use crate::deflate::compress::{SEQ_PREFIX, SEQ_WIDTH, stored_seq};
+    use crate::protocol::{SkillStat, Subscription};
+    use crate::server::hub::Hub;
+    use crate::store::Snapshot;
+    use std::sync::Arc;
+
+    /// Tick `i`'s data: counts that move, a row that comes and goes.
+    fn snapshot(i: u64) -> Arc<Snapshot> {
+        let stat = |name: &str, n: u64| SkillStat {
+            skill_name: name.into(),
+            total_invocations: n,
+            completion_rate: 50.0 + (n % 50) as f64,
+            avg_duration_seconds: Some(n as f64 / 7.0),
+            invocations_1h: Some(n % 13),
+            invocations_24h: Some(n % 101),
+            last_invoked_at: None,
+        };
+        let mut rows = vec![
+            stat("pytest-run", 700 + i / 3),
+            stat("ruff-check", 400 + i / 7),
+        ];
+        if i % 5 == 0 {
+            rows.push(stat("mypy", i));
+        }
+        Arc::new(Snapshot::new(rows, vec![]))
+    }
+
+    /// What a client must inflate for `frame` at `seq`: `seq` padded to the
+    /// fixed width, as the compressed form carries it.
+    fn expected(frame: &Frame, seq: u64) -> String {
+        let mut digits = seq.to_string();
+        while digits.len() < SEQ_WIDTH {
+            digits.push(' ');
+        }
+        format!("{SEQ_PREFIX}{digits},{}", frame.update.seq_parts().1)
+    }
+
+    /// A simulated deflate client of one group, over `ticks` ticks: it
+    /// misses some updates, gets uncompressed pongs (nothing for its
+    /// inflater) and compressed history replies at random points, and
+    /// every compressed update must inflate to exactly the frame.
+    /// Returns (dictionary frames, frames on their own, uncompressed).
+    fn run_client(agreed: Agreed, ticks: u64, seed: u64) -> (u64, u64, u64) {
+        let hub = Hub::new(10);
+        let mut rx = hub.subscribe(&Subscription::All);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut client = Reference::new(agreed.window_bits, agreed.no_context_takeover);
+        let (mut in_step, mut seq) = (0u64, 0u64);
+        let (mut dict, mut free, mut plain) = (0, 0, 0);
+        for i in 0..ticks {
+            hub.publish(snapshot(i));
+            match rng.u8(..20) {
+                // The session was busy: this update is skipped.
+                0 | 1 => continue,
+                // A pong: uncompressed, the window stays as it was.
+                2 => {}
+                // A history reply: compressed on its own.
+                3 => {
+                    let h = format!(r#"{{"type":"history","n":{i},"skills":[]}}"#);
+                    let packed = compress::whole(&h).unwrap();
+                    assert_eq!(client.inflate(&packed).unwrap(), h);
+                    in_step = 0;
+                }
+                _ => {}
+            }
+            let frame = rx.borrow_and_update().clone();
+            seq += 1;
+            let Some(d) = choose(agreed, in_step, &frame) else {
+                plain += 1;
+                continue;
+            };
+            if frame.packed.prev_id() == Some(in_step)
+                && in_step != 0
+                && !agreed.no_context_takeover
+                && agreed.window_bits == 15
+            {
+                dict += 1;
+            } else {
+                free += 1;
+            }
+            let mut stored = [0u8; 24];
+            let (n, fixed) = stored_seq(seq, &mut stored);
+            let payload = [&d.head[..], &stored[..n], &d.body[..]].concat();
+            let got = client
+                .inflate(&payload)
+                .unwrap_or_else(|e| panic!("tick {i}: {e}"));
+            assert_eq!(got, expected(&frame, seq), "tick {i}");
+            in_step = if fixed { frame.packed.id } else { 0 };
+        }
+        (dict, free, plain)
+    }
+
+    #[test]
+    fn a_thousand_updates_with_skips_pongs_and_histories_all_inflate_exactly() {
+        for seed in [1, 2, 3] {
+            let agreed = Agreed {
+                no_context_takeover: false,
+                window_bits: 15,
+            };
+            let (dict, free, plain) = run_client(agreed, 1000, seed);
+            assert_eq!(plain, 0);
+            assert!(dict > 600 && free > 50, "dict {dict}, free {free}");
+        }
+    }
+
+    #[test]
+    fn without_context_takeover_or_with_a_small_window_frames_stand_alone() {
+        let no_takeover = Agreed {
+            no_context_takeover: true,
+            window_bits: 15,
+        };
+        let (dict, free, _) = run_client(no_takeover, 300, 4);
+        assert_eq!(dict, 0);
+        assert!(free > 200);
+        // 512 bytes: smaller than these frames, which then go uncompressed.
+        let small = Agreed {
+            no_context_takeover: false,
+            window_bits: 9,
+        };
+        let (_, free, plain) = run_client(small, 300, 5);
+        assert_eq!(free, 0);
+        assert!(plain > 200);
+        // 2 KiB: a frame alone fits, a frame and its dictionary do not.
+        let mid = Agreed {
+            no_context_takeover: false,
+            window_bits: 11,
+        };
+        let (_, free, plain) = run_client(mid, 300, 6);
+        assert!(free > 200, "free {free}");
+        assert_eq!(plain, 0);
     }
 }
