@@ -23,6 +23,7 @@ mod serve_auth;
 mod serve_cli;
 mod serve_compat_order;
 mod serve_db;
+mod serve_deflate;
 mod serve_flood;
 mod serve_history;
 mod serve_host;

@@ -24,6 +24,7 @@
 
 pub mod bin;
 pub mod db;
+pub mod deflate;
 pub mod flood;
 pub mod hostile;
 pub mod http;
