@@ -20,6 +20,7 @@ mod install;
 mod log_format;
 mod serve_access;
 mod serve_auth;
+mod serve_browser;
 mod serve_cli;
 mod serve_compat_order;
 mod serve_db;
