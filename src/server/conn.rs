@@ -275,6 +275,7 @@ where
         Err(_) => return,
     };
     if agreement.deflate.is_some() {
+        stats.deflate_session();
         // The server asked for client_no_context_takeover: each message
         // inflates on its own, bounded like any message.
         ws.get_mut()

@@ -612,7 +612,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
                     // carry the (much larger) TLS state in its future.
                     if let Some(acceptor) = shared.tls.clone() {
                         tracker.spawn(async move {
-                            conn::tls_connection(acceptor, stream, peer, shared.clone()).await;
+                            // Boxed: the TLS handshake's state is large, and
+                            // a task's future is allocated whole.
+                            Box::pin(conn::tls_connection(acceptor, stream, peer, shared.clone()))
+                                .await;
                             drop(slot);
                             shared.stats.socket_closed();
                         });

@@ -80,7 +80,7 @@ async fn a_thousand_updates_inflate_exactly_with_pongs_histories_and_skips_betwe
     plain.next_update().await;
 
     let mut rng = fastrand::Rng::with_seed(20);
-    let (mut last_seq, mut n, mut small, mut updates, mut sizes) = (1u64, 0u64, 0, 0, 0usize);
+    let (mut last_seq, mut n, mut small, mut updates, mut sizes) = (1u64, 0u64, 0u32, 0u32, 0usize);
     let (mut pongs, mut histories) = (0, 0);
     for round in 0..1000u64 {
         // Now and then a burst of ticks: the session may skip some.
@@ -165,6 +165,16 @@ async fn a_thousand_updates_inflate_exactly_with_pongs_histories_and_skips_betwe
     eprintln!(
         "{updates} updates, {:.0} B on the wire on average",
         sizes as f64 / f64::from(updates)
+    );
+    // The server's own count agrees (/metrics: skillmon_updates_compressed).
+    let (previous, alone) = server.stats().compressed();
+    assert!(
+        previous + alone >= u64::from(updates),
+        "{previous} + {alone}"
+    );
+    assert!(
+        previous > alone * 3,
+        "{previous} against the previous, {alone} alone"
     );
     server.stop().await.unwrap();
 }

@@ -33,14 +33,22 @@ fn skipped(last: Option<u64>, tick: u64) -> u64 {
 
 /// The compressed form of `frame` for a client that agreed `agreed` and
 /// is in step with frame `in_step` (0: none): see `Session::compressed`.
-fn choose(agreed: Agreed, in_step: u64, frame: &Frame) -> Option<&Deflated> {
+/// The second value says which: `true` for the form against the previous
+/// update.
+fn choose(agreed: Agreed, in_step: u64, frame: &Frame) -> Option<(&Deflated, bool)> {
     let packed = &frame.packed;
     let in_step = !agreed.no_context_takeover && in_step != 0 && packed.prev_id() == Some(in_step);
     in_step
         .then(|| packed.dict(&frame.update))
         .flatten()
         .filter(|d| agreed.fits(d.reach))
-        .or_else(|| packed.free(&frame.update).filter(|d| agreed.fits(d.reach)))
+        .map(|d| (d, true))
+        .or_else(|| {
+            packed
+                .free(&frame.update)
+                .filter(|d| agreed.fits(d.reach))
+                .map(|d| (d, false))
+        })
 }
 
 impl<S> Session<S>
@@ -63,7 +71,8 @@ where
             self.compressed(frame)
         };
         let (head, body, fixed) = match compressed {
-            Some(d) => {
+            Some((d, dict)) => {
+                self.shared.stats.update_compressed(dict);
                 // The shared start, this client's seq as a stored block,
                 // the shared rest (`crate::deflate::compress`).
                 let mut stored = [0u8; 24];
@@ -103,7 +112,7 @@ where
     /// fixed seq width), keeps its window and the window reaches that far;
     /// else the one on its own, when the window allows; else none (the
     /// update goes uncompressed, which RFC 7692 allows per message).
-    fn compressed<'f>(&self, frame: &'f Frame) -> Option<&'f Deflated> {
+    fn compressed<'f>(&self, frame: &'f Frame) -> Option<(&'f Deflated, bool)> {
         choose(self.deflate?, self.in_step, frame)
     }
 
@@ -320,15 +329,11 @@ mod tests {
             }
             let frame = rx.borrow_and_update().clone();
             seq += 1;
-            let Some(d) = choose(agreed, in_step, &frame) else {
+            let Some((d, against_previous)) = choose(agreed, in_step, &frame) else {
                 plain += 1;
                 continue;
             };
-            if frame.packed.prev_id() == Some(in_step)
-                && in_step != 0
-                && !agreed.no_context_takeover
-                && agreed.window_bits == 15
-            {
+            if against_previous {
                 dict += 1;
             } else {
                 free += 1;
@@ -375,13 +380,14 @@ mod tests {
         let (_, free, plain) = run_client(small, 300, 5);
         assert_eq!(free, 0);
         assert!(plain > 200);
-        // 2 KiB: a frame alone fits, a frame and its dictionary do not.
+        // 2 KiB: a frame alone always fits, a frame and its dictionary
+        // only when both are small.
         let mid = Agreed {
             no_context_takeover: false,
             window_bits: 11,
         };
-        let (_, free, plain) = run_client(mid, 300, 6);
-        assert!(free > 200, "free {free}");
+        let (dict, free, plain) = run_client(mid, 300, 6);
+        assert!(free > 20 && dict > 20, "dict {dict}, free {free}");
         assert_eq!(plain, 0);
     }
 }

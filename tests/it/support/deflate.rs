@@ -104,13 +104,12 @@ impl DeflateClient {
 
     async fn fill(&mut self, n: usize) -> bool {
         while self.buf.len() < n {
-            let mut chunk = [0u8; 16384];
-            let read = tokio::time::timeout(DEADLINE, self.stream.read(&mut chunk))
+            self.buf.reserve(16384);
+            let read = tokio::time::timeout(DEADLINE, self.stream.read_buf(&mut self.buf))
                 .await
                 .expect("a frame within the deadline");
-            match read {
-                Ok(0) | Err(_) => return false,
-                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+            if matches!(read, Ok(0) | Err(_)) {
+                return false;
             }
         }
         true
@@ -235,15 +234,15 @@ impl DeflateClient {
 
     /// Send one frame, masked, with the given first byte's bits.
     pub async fn send_frame(&mut self, fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) {
-        let mut frame = vec![u8::from(fin) << 7 | u8::from(rsv1) << 6 | opcode];
+        let mut frame = vec![(u8::from(fin) << 7) | (u8::from(rsv1) << 6) | opcode];
         match payload.len() {
             n if n < 126 => frame.push(0x80 | n as u8),
             n if n <= 0xFFFF => {
-                frame.push(0x80 | 126);
+                frame.push(0x80 | 0x7e);
                 frame.extend_from_slice(&(n as u16).to_be_bytes());
             }
             n => {
-                frame.push(0x80 | 127);
+                frame.push(0x80 | 0x7f);
                 frame.extend_from_slice(&(n as u64).to_be_bytes());
             }
         }
