@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub token_file: Option<PathBuf>,
     pub ca_cert: Option<PathBuf>,
     pub max_frame: Option<String>,
+    /// `deflate` (the default) or `off`.
+    pub compression: Option<String>,
 }
 
 /// One key or a list of keys.
@@ -121,6 +123,8 @@ pub struct WatchOptions {
     pub token: Option<(crate::client::TokenSource, Source)>,
     pub ca_cert: Option<(PathBuf, Source)>,
     pub max_frame: Option<(usize, Source)>,
+    /// `--compression` / `SKILLMON_COMPRESSION`.
+    pub compression: Option<(crate::deflate::Compression, Source)>,
     /// Send no token whatever the config file says (`demo`: its own
     /// loopback server needs none).
     pub no_token: bool,

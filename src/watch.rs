@@ -133,6 +133,7 @@ fn connect_options(net: &config::NetConfig, tls: bool) -> anyhow::Result<Connect
         token,
         tls,
         max_frame: net.max_frame,
+        compression: net.compression,
     })
 }
 

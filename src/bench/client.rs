@@ -12,18 +12,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use crate::client::connect::Token;
+use crate::client::handshake::{self, Offer};
+use crate::deflate::Compression;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Deserialize;
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 /// The subprotocol `--protocol ext` offers.
@@ -35,7 +36,12 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Receive buffer of a stalled client's socket, so the server feels it soon.
 const STALLED_RCVBUF: u32 = 4096;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// The largest message a bench client reads (inflated or not).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// The client's own upgrade (shared with `watch`): it offers
+/// permessage-deflate and inflates below tungstenite.
+type Ws = handshake::Ws;
 
 /// Where and how to connect; shared by every client of a run.
 pub(crate) struct Endpoint {
@@ -44,9 +50,12 @@ pub(crate) struct Endpoint {
     addrs: Vec<SocketAddr>,
     /// The address that last took a connection (tried first).
     preferred: AtomicUsize,
-    connector: Connector,
+    host: String,
+    /// Trust for `wss://` (`None`: plain `ws://`).
+    tls: Option<Arc<rustls::ClientConfig>>,
     token: Option<Token>,
     offer_ext: bool,
+    compression: Compression,
     /// Connections the run opens (named in the fix of a per-address 503).
     connections: usize,
 }
@@ -67,7 +76,7 @@ impl Endpoint {
     pub(crate) async fn resolve(
         url: &str,
         token: Option<Token>,
-        offer_ext: bool,
+        offer: Offer,
         connections: usize,
     ) -> anyhow::Result<Self> {
         let req = url.into_client_request().with_context(|| {
@@ -93,7 +102,7 @@ impl Endpoint {
         if addrs.is_empty() {
             anyhow::bail!("{host} resolves to no address");
         }
-        let connector = if tls {
+        let tls = if tls {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(cert);
@@ -106,17 +115,19 @@ impl Endpoint {
                 .context("cannot set up TLS for wss://")?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-            Connector::Rustls(Arc::new(config))
+            Some(Arc::new(config))
         } else {
-            Connector::Plain
+            None
         };
         Ok(Self {
             url: url.to_string(),
             addrs,
             preferred: AtomicUsize::new(0),
-            connector,
+            host,
+            tls,
             token,
-            offer_ext,
+            offer_ext: offer.ext,
+            compression: offer.compression,
             connections,
         })
     }
@@ -155,9 +166,9 @@ impl Endpoint {
         Err(failed.join("; "))
     }
 
-    /// One connection attempt; `Err` is a short description. Returns the
-    /// subprotocol the server chose, if any.
-    async fn connect(&self, rcvbuf: Option<u32>) -> Result<(Ws, Option<String>), String> {
+    /// One connection attempt; `Err` is a short description. Returns what
+    /// the server agreed.
+    async fn connect(&self, rcvbuf: Option<u32>) -> Result<(Ws, handshake::Agreed), String> {
         let mut req = self
             .url
             .as_str()
@@ -167,31 +178,31 @@ impl Endpoint {
             let value = token.header().map_err(|e| e.to_string())?;
             req.headers_mut().insert("Authorization", value);
         }
-        if self.offer_ext {
-            req.headers_mut().insert(
-                "Sec-WebSocket-Protocol",
-                HeaderValue::from_static(EXT_PROTOCOL),
-            );
-        }
         let stream = self.tcp_connect(rcvbuf).await?;
         let _ = stream.set_nodelay(true);
+        let stream = match &self.tls {
+            Some(tls) => handshake::secure_stream(stream, &self.host, Some(tls.clone()))
+                .await
+                .map_err(|e| describe(&e))?,
+            None => MaybeTlsStream::Plain(stream),
+        };
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
-            .write_buffer_size(0);
-        let (ws, resp) = tokio_tungstenite::client_async_tls_with_config(
-            req,
-            stream,
-            Some(config),
-            Some(self.connector.clone()),
-        )
-        .await
-        .map_err(|e| self.describe(&e))?;
-        let negotiated = resp
-            .headers()
-            .get("Sec-WebSocket-Protocol")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Ok((ws, negotiated))
+            .write_buffer_size(0)
+            .max_message_size(Some(MAX_MESSAGE));
+        let offer = Offer {
+            ext: self.offer_ext,
+            compression: self.compression,
+        };
+        let (ws, agreed) = handshake::over(stream, &req, offer, config)
+            .await
+            .map_err(|e| self.describe(&e))?;
+        if self.offer_ext && !agreed.ext {
+            return Err(format!(
+                "the server chose no subprotocol (it does not speak {EXT_PROTOCOL}); use --protocol compat"
+            ));
+        }
+        Ok((ws, agreed))
     }
 
     /// Connect with up to `retries` retries; the first frame is the token
@@ -205,9 +216,10 @@ impl Endpoint {
         loop {
             let start = Instant::now();
             let err = match tokio::time::timeout(CONNECT_TIMEOUT, self.connect(rcvbuf)).await {
-                Ok(Ok((mut ws, negotiated))) => {
+                Ok(Ok((mut ws, agreed))) => {
                     out.us = Some(start.elapsed().as_micros() as u64);
-                    out.negotiated = negotiated;
+                    out.negotiated = agreed.ext.then(|| EXT_PROTOCOL.to_string());
+                    out.deflate = agreed.deflate;
                     match &self.token {
                         None => return Some(ws),
                         Some(t) => match ws.send(Message::text(t.first_frame())).await {
@@ -261,13 +273,7 @@ fn limit_in(body: &str, before: &str, after: &str) -> Option<u64> {
 }
 
 fn describe(e: &tungstenite::Error) -> String {
-    use tungstenite::error::{ProtocolError, SubProtocolError};
     match e {
-        tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
-            SubProtocolError::NoSubProtocol,
-        )) => format!(
-            "the server chose no subprotocol (it does not speak {EXT_PROTOCOL}); use --protocol compat"
-        ),
         tungstenite::Error::Io(io) => io.to_string(),
         tungstenite::Error::Http(resp) => format!("HTTP {}", resp.status()),
         other => other.to_string(),
@@ -297,6 +303,9 @@ pub(crate) struct Rec {
     pub seq: Option<u64>,
     /// Payload bytes (the JSON text).
     pub bytes: u32,
+    /// Bytes on the wire: the frame as sent (compressed or not, its head
+    /// included).
+    pub wire: u32,
 }
 
 #[derive(Debug, Default)]
@@ -305,6 +314,8 @@ pub(crate) struct Connect {
     pub retries: u32,
     pub error: Option<String>,
     pub negotiated: Option<String>,
+    /// The server agreed permessage-deflate.
+    pub deflate: bool,
 }
 
 /// Everything one healthy client saw.
@@ -386,6 +397,8 @@ pub(crate) async fn healthy(
         awaiting_confirm = true;
     }
     let mut welcome: Option<Instant> = None;
+    // Socket bytes read so far (counted only under permessage-deflate).
+    let mut read = ws.get_ref().bytes().0;
     loop {
         let msg = tokio::select! {
             biased;
@@ -413,6 +426,17 @@ pub(crate) async fn healthy(
         };
         // Receipt time before any parsing, so latency is the server's.
         let recv = now_us();
+        // On the wire: what the socket delivered since the last message
+        // (under deflate; reads that span frames even out over a window),
+        // else the frame itself.
+        let wire = if r.connect.deflate {
+            let now = ws.get_ref().bytes().0;
+            let since = now.saturating_sub(read);
+            read = now;
+            since
+        } else {
+            (text.len() + frame_head(text.len())) as u64
+        };
         let Ok(head) = serde_json::from_str::<Head<'_>>(text.as_str()) else {
             r.bad_frames += 1;
             continue;
@@ -435,6 +459,7 @@ pub(crate) async fn healthy(
                     recv,
                     seq: head.seq,
                     bytes: u32::try_from(text.len()).unwrap_or(u32::MAX),
+                    wire: u32::try_from(wire).unwrap_or(u32::MAX),
                 };
                 if sh.recording.load(Relaxed) {
                     r.frames.push(rec);
@@ -451,6 +476,15 @@ pub(crate) async fn healthy(
     mark_ready(&mut ready);
     r.clean_close = close_normally(&mut ws).await.is_some();
     r
+}
+
+/// The head of an unmasked server frame with a `len`-byte payload.
+fn frame_head(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=65535 => 4,
+        _ => 10,
+    }
 }
 
 /// Send close 1000 and read until the server answers it; `Some(n)` when it
@@ -532,9 +566,11 @@ mod tests {
             url: "ws://localhost/ws".into(),
             addrs,
             preferred: AtomicUsize::new(0),
-            connector: Connector::Plain,
+            host: "localhost".into(),
+            tls: None,
             token: None,
             offer_ext: false,
+            compression: Compression::Deflate,
             connections,
         }
     }

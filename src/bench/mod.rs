@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::client::connect::{Token, TokenSource};
+use crate::deflate::Compression;
 use client::{Endpoint, Shared};
 use report::{Report, RunMeta, ServerReport};
 
@@ -146,6 +147,8 @@ pub struct BenchConfig {
     /// With `spawn`: its `--interval`.
     pub interval: Duration,
     pub protocol: Protocol,
+    /// Offer permessage-deflate, or not.
+    pub compression: Compression,
     /// A file holding the token (sent as `Authorization: Bearer` and as the
     /// first frame).
     pub token_file: Option<PathBuf>,
@@ -173,6 +176,7 @@ impl Default for BenchConfig {
             db: None,
             interval: Duration::from_secs(1),
             protocol: Protocol::Compat,
+            compression: Compression::Deflate,
             token_file: None,
             json: false,
         }
@@ -204,7 +208,10 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
         .map(|p| Token::load(&TokenSource::File(p.clone())))
         .transpose()
         .map_err(|e| anyhow::anyhow!("--token-file: {e}"))?;
-    let offer_ext = cfg.protocol == Protocol::Ext;
+    let offer = crate::client::handshake::Offer {
+        ext: cfg.protocol == Protocol::Ext,
+        compression: cfg.compression,
+    };
 
     let mut spawned = None;
     let url_a = match (&cfg.url, cfg.spawn) {
@@ -233,11 +240,9 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     // the spawned server is always stopped (an early `?` would orphan it).
     let result: anyhow::Result<()> = async {
         let wanted = cfg.clients + cfg.stalled;
-        let a = Arc::new(Endpoint::resolve(&url_a, token.clone(), offer_ext, wanted).await?);
+        let a = Arc::new(Endpoint::resolve(&url_a, token.clone(), offer, wanted).await?);
         let b = match &cfg.compare {
-            Some(u) => Some(Arc::new(
-                Endpoint::resolve(u, token, offer_ext, wanted).await?,
-            )),
+            Some(u) => Some(Arc::new(Endpoint::resolve(u, token, offer, wanted).await?)),
             None => None,
         };
         for round in 1..=rounds {
@@ -456,6 +461,7 @@ async fn run_once(
         url: ep.url.clone(),
         round,
         protocol: cfg.protocol.to_string(),
+        compression: cfg.compression.to_string(),
         subscribe: cfg.subscribe.to_string(),
         warmup_s: cfg.warmup.as_secs_f64(),
         duration_s: cfg.duration.as_secs_f64(),

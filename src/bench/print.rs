@@ -63,6 +63,11 @@ fn rows(r: &Report) -> Vec<Row> {
         row("ticks in window", n(r.ticks), 0),
         row("frames delivered", n(r.delivered), 0),
         row("frame size mean (B)", r.frame_bytes.map(|b| b.mean), 0),
+        row(
+            "on the wire per frame (B)",
+            r.frame_bytes.map(|b| b.wire_mean),
+            1,
+        ),
         row("frames expected", n(r.expected), 0),
         row("delivery", Some(r.delivery), 4),
         row("gaps", n(r.gaps), 0),
@@ -112,7 +117,7 @@ fn fmt(v: Option<f64>, decimals: usize) -> String {
 
 fn header(r: &Report) -> String {
     format!(
-        "{} clients (+{} stalled), subscribe {}, protocol {}{}, warm-up {}s, window {}s, grace {}s; gaps by {}",
+        "{} clients (+{} stalled), subscribe {}, protocol {}{}, compression {}{}, warm-up {}s, window {}s, grace {}s; gaps by {}",
         r.clients,
         r.stalled.clients,
         r.subscribe,
@@ -121,6 +126,12 @@ fn header(r: &Report) -> String {
             .as_deref()
             .map(|p| format!(" (server chose {})", short(p)))
             .unwrap_or_default(),
+        r.compression,
+        if r.compression == "off" {
+            String::new()
+        } else {
+            format!(" (agreed by {} clients)", r.deflate_clients)
+        },
         r.warmup_s,
         r.duration_s,
         r.grace_s,

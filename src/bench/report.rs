@@ -78,6 +78,9 @@ pub(crate) struct ServerReport {
 pub(crate) struct FrameBytes {
     pub mean: f64,
     pub max: u32,
+    /// Bytes on the wire per frame per client (compressed when the
+    /// server agreed permessage-deflate; frame heads included).
+    pub wire_mean: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +100,10 @@ pub(crate) struct Report {
     pub protocol: String,
     /// The subprotocol the server chose, if any.
     pub negotiated_protocol: Option<String>,
+    /// What the clients offered: `deflate` or `off`.
+    pub compression: String,
+    /// Connected clients with which the server agreed permessage-deflate.
+    pub deflate_clients: usize,
     pub subscribe: String,
     pub clients: usize,
     pub warmup_s: f64,
@@ -152,6 +159,7 @@ pub(crate) struct RunMeta {
     pub url: String,
     pub round: u32,
     pub protocol: String,
+    pub compression: String,
     pub subscribe: String,
     pub warmup_s: f64,
     pub duration_s: f64,
@@ -189,6 +197,8 @@ pub(crate) fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledR
     let mut any_seq = false;
     // (sum, max, count) of in-window frame sizes; counted with `latency`.
     let mut frame_bytes = (0u64, 0u32, 0u64);
+    let mut wire_bytes = 0u64;
+    let mut deflate_clients = 0;
     for c in clients {
         retries += u64::from(c.connect.retries);
         if let Some(us) = c.connect.us {
@@ -203,6 +213,7 @@ pub(crate) fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledR
         if negotiated.is_none() {
             negotiated.clone_from(&c.connect.negotiated);
         }
+        deflate_clients += usize::from(c.connect.deflate);
         match c.first_update_us {
             Some(us) => first_us.push(us as i64),
             None => no_first += 1,
@@ -225,6 +236,7 @@ pub(crate) fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledR
             frame_bytes.0 += u64::from(r.bytes);
             frame_bytes.1 = frame_bytes.1.max(r.bytes);
             frame_bytes.2 += 1;
+            wire_bytes += u64::from(r.wire);
             let e = ticks.entry((c.group, r.ts)).or_insert((r.recv, r.recv));
             e.0 = e.0.min(r.recv);
             e.1 = e.1.max(r.recv);
@@ -335,6 +347,8 @@ pub(crate) fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledR
         round: meta.round,
         protocol: meta.protocol,
         negotiated_protocol: negotiated,
+        compression: meta.compression,
+        deflate_clients,
         subscribe: meta.subscribe,
         clients: clients.len(),
         warmup_s: meta.warmup_s,
@@ -358,6 +372,7 @@ pub(crate) fn build(meta: RunMeta, clients: &[ClientResult], stalled: &[StalledR
         frame_bytes: (frame_bytes.2 > 0).then(|| FrameBytes {
             mean: frame_bytes.0 as f64 / frame_bytes.2 as f64,
             max: frame_bytes.1,
+            wire_mean: wire_bytes as f64 / frame_bytes.2 as f64,
         }),
         expected,
         delivery: if expected == 0 {
@@ -408,6 +423,7 @@ mod tests {
                     recv,
                     seq,
                     bytes: 100,
+                    wire: 50,
                 })
                 .collect(),
             clean_close: true,
@@ -421,6 +437,7 @@ mod tests {
             url: "ws://x".into(),
             round: 1,
             protocol: "compat".into(),
+            compression: "deflate".into(),
             subscribe: "all".into(),
             warmup_s: 1.0,
             duration_s: 1.0,
@@ -440,6 +457,7 @@ mod tests {
             recv: 1_000_000,
             seq: Some(u64::MAX),
             bytes: 100,
+            wire: 50,
         };
         let mut c = client(0, &[(1_500_000, 1_500_000, Some(u64::MAX))]);
         c.pre = Some(pre);
@@ -461,6 +479,7 @@ mod tests {
             recv: 1_000_000,
             seq: None,
             bytes: 100,
+            wire: 50,
         });
         let r = build(meta(), &[c], &[]);
         assert_eq!(r.gap_method, "timestamp");

@@ -291,6 +291,10 @@ pub struct WatchArgs {
     /// connection is closed with 1009 [config `max_frame`; default 4MiB].
     #[arg(long, value_name = "SIZE", env = "SKILLMON_MAX_FRAME", value_parser = skillmon::client::connect::parse_byte_size)]
     pub max_frame: Option<usize>,
+    /// Offer permessage-deflate (RFC 7692) so the server can send compressed
+    /// frames, or not [config `compression`; default deflate].
+    #[arg(long, value_name = "MODE", env = "SKILLMON_COMPRESSION", ignore_case = true, value_parser = names::<skillmon::deflate::Compression>())]
+    pub compression: Option<skillmon::deflate::Compression>,
 }
 
 impl WatchArgs {
@@ -327,6 +331,7 @@ impl WatchArgs {
             },
             ca_cert: self.ca_cert.clone().map(|p| (p, source("ca_cert"))),
             max_frame: self.max_frame.map(|n| (n, source("max_frame"))),
+            compression: self.compression.map(|c| (c, source("compression"))),
             no_token: false,
         }
     }
@@ -402,6 +407,9 @@ pub struct BenchArgs {
     /// compat offers no subprotocol (like session-buddy clients); ext offers skillmon.v1.
     #[arg(long, default_value_t = skillmon::bench::Protocol::Compat, value_parser = names::<skillmon::bench::Protocol>())]
     pub protocol: skillmon::bench::Protocol,
+    /// Offer permessage-deflate (RFC 7692), as browsers and Python/Node clients do, or not.
+    #[arg(long, value_name = "MODE", ignore_case = true, default_value_t = skillmon::deflate::Compression::Deflate, value_parser = names::<skillmon::deflate::Compression>())]
+    pub compression: skillmon::deflate::Compression,
     /// File holding the server's token (sent as Authorization: Bearer and as the first frame).
     #[arg(long, value_name = "PATH", env = "SKILLMON_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -439,6 +447,7 @@ impl BenchArgs {
             db: self.db.clone(),
             interval: self.interval,
             protocol: self.protocol,
+            compression: self.compression,
             token_file: self.token_file.clone(),
             json: self.json,
         }

@@ -8,18 +8,17 @@
 //! Owns no connection state: the supervisor in [`crate::client`] calls
 //! [`connect`] and the `fatal_*` classifiers. Must not print or log a token.
 
+use crate::deflate::Compression;
 use crate::error::InvalidValue;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri, header::AUTHORIZATION};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, error::TlsError};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The environment variable holding a token (a value, not a path).
 pub const TOKEN_ENV: &str = "SKILLMON_TOKEN";
@@ -143,8 +142,11 @@ pub struct ConnectOptions {
     pub token: Option<Token>,
     /// Trust for `wss://` ([`tls_config`]); `None` refuses `wss://` URLs.
     pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// The largest message accepted; over it the feed closes with 1009.
+    /// The largest message accepted (after inflating); over it the feed
+    /// closes with 1009.
     pub max_frame: usize,
+    /// Offer permessage-deflate (`--compression`).
+    pub compression: Compression,
 }
 
 impl Default for ConnectOptions {
@@ -153,6 +155,7 @@ impl Default for ConnectOptions {
             token: None,
             tls: None,
             max_frame: DEFAULT_MAX_FRAME,
+            compression: Compression::default(),
         }
     }
 }
@@ -163,6 +166,7 @@ impl fmt::Debug for ConnectOptions {
             .field("token", &self.token)
             .field("tls", &self.tls.is_some())
             .field("max_frame", &self.max_frame)
+            .field("compression", &self.compression)
             .finish()
     }
 }
@@ -242,17 +246,15 @@ fn request(url: &str, token: Option<&Token>) -> Result<Request, tungstenite::Err
     Ok(req)
 }
 
-pub(crate) type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 /// TCP, TLS for `wss://`, and the WebSocket upgrade offering `skillmon.v1`
-/// ([`super::handshake`]). Returns the stream and whether the server took
-/// the offer (ext).
+/// and permessage-deflate ([`super::handshake`]). Returns the stream and
+/// what the server took.
 pub(crate) async fn connect(
     url: &str,
     opts: &ConnectOptions,
-) -> Result<(Stream, bool), tungstenite::Error> {
+) -> Result<(super::handshake::Ws, super::handshake::Agreed), tungstenite::Error> {
     let req = request(url, opts.token.as_ref())?;
-    super::handshake::connect(req, opts.tls.clone(), ws_config(opts.max_frame)).await
+    super::handshake::connect(req, opts.tls.clone(), opts.max_frame, opts.compression).await
 }
 
 /// The host part of `url`, for messages.
@@ -322,7 +324,18 @@ pub fn fatal_connect_error(
                 _ => None,
             }
         }
-        tungstenite::Error::Io(io) => tls_error(io).map(|t| describe_tls_error(t, url)),
+        tungstenite::Error::Io(io) => {
+            if let Some(bad) = io
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<super::handshake::BadExtensions>())
+            {
+                return Some(format!(
+                    "{}: the upgrade broke RFC 7692; --compression off connects without offering compression",
+                    crate::text::sanitize_line(&bad.0, 200)
+                ));
+            }
+            tls_error(io).map(|t| describe_tls_error(t, url))
+        }
         _ => None,
     }
 }

@@ -7,6 +7,7 @@
 //! connections.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,9 +16,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message, protocol::CloseFrame};
 
+use super::handshake::Agreed;
 use super::{
     CONFIRM_TIMEOUT, ConnectOptions, FeedCommand, FeedEvent, PING_INTERVAL, PONG_TIMEOUT,
-    SEND_TIMEOUT, stable_after, subscribe_message,
+    SEND_TIMEOUT, TrafficCounters, stable_after, subscribe_message,
 };
 use crate::protocol::{ClientMessage, ErrorCode, ServerMessage, Subscription};
 
@@ -30,19 +32,24 @@ pub(super) enum Ended {
     Fatal(Option<u16>, String),
 }
 
-/// What one connection achieved, for the backoff.
+/// What one connection agreed, what it achieved (for the backoff) and
+/// where it counts what it received.
 pub(super) struct Track {
     since: Instant,
     got_update: bool,
     interval: Duration,
+    agreed: Agreed,
+    traffic: Arc<TrafficCounters>,
 }
 
 impl Track {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(agreed: Agreed, traffic: Arc<TrafficCounters>) -> Self {
         Track {
             since: Instant::now(),
             got_update: false,
             interval: Duration::from_secs(1),
+            agreed,
+            traffic,
         }
     }
 
@@ -77,11 +84,11 @@ pub(super) async fn run_connection<S>(
     tx: &mpsc::Sender<FeedEvent>,
     cmd_rx: &mut mpsc::Receiver<FeedCommand>,
     track: &mut Track,
-    ext: bool,
 ) -> Ended
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let (ext, deflate) = (track.agreed.ext, track.agreed.deflate);
     let (mut sink, mut stream) = ws.split();
     // session-buddy's auth: the token is the first frame, before anything
     // else (skillmon serve also took it from the upgrade's header).
@@ -139,6 +146,7 @@ where
                     // alive: only a `pong` to our own pings does.
                     _ => continue,
                 };
+                track.traffic.message(text.len(), deflate);
                 let at = Utc::now();
                 let event = match ServerMessage::parse(text.as_str()) {
                     Err(e) => {
@@ -293,7 +301,11 @@ mod tests {
             stable_after(Duration::from_secs(5)),
             Duration::from_secs(15)
         );
-        let mut t = Track::new();
+        let agreed = Agreed {
+            ext: false,
+            deflate: false,
+        };
+        let mut t = Track::new(agreed, Arc::default());
         t.interval = Duration::ZERO;
         t.since = Instant::now() - Duration::from_secs(11);
         assert!(!t.stable(), "no update yet");

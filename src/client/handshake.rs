@@ -11,6 +11,14 @@
 //! tokio-tungstenite as an established client stream: one connection
 //! whatever the server. Failures use tungstenite's error values, so
 //! [`super::connect::fatal_connect_error`] classifies them as before.
+//!
+//! With `--compression deflate` (the default) the request also offers
+//! RFC 7692 permessage-deflate ([`crate::deflate::OFFER`]); when the
+//! server accepts, the socket goes to tungstenite through
+//! [`Inflating`], which inflates each compressed message (keeping its
+//! window across messages unless the server said
+//! `server_no_context_takeover`) under the same `--max-frame` bound and
+//! counts the bytes on the wire.
 
 use std::sync::Arc;
 
@@ -24,21 +32,65 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error, error::TlsError};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::deflate::inflate::{self, Inflating};
+use crate::deflate::{self, Compression};
 use crate::protocol::SUBPROTOCOL;
 
-pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<Inflating<MaybeTlsStream<TcpStream>>>;
+
+/// What the upgrade agreed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Agreed {
+    /// The server took `skillmon.v1`.
+    pub ext: bool,
+    /// The server accepted permessage-deflate.
+    pub deflate: bool,
+}
+
+/// A server's `Sec-WebSocket-Extensions` answer that RFC 7692 does not
+/// allow for our offer (carried inside an I/O error so that
+/// [`super::connect::fatal_connect_error`] can name the fix).
+#[derive(Debug)]
+pub(crate) struct BadExtensions(pub String);
+
+impl std::fmt::Display for BadExtensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadExtensions {}
 
 /// Largest upgrade response head accepted.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
-/// Open `req`'s URL (TLS for `wss://` with `tls`), offer `skillmon.v1`,
-/// and upgrade. Returns the stream and whether the server took the offer.
+/// Open `req`'s URL (TLS for `wss://` with `tls`), offer `skillmon.v1`
+/// (and permessage-deflate unless `compression` is off), and upgrade.
+/// Messages, inflated or not, may be up to `max_frame` bytes.
 pub(super) async fn connect(
     req: Request,
     tls: Option<Arc<rustls::ClientConfig>>,
-    config: WebSocketConfig,
-) -> Result<(Ws, bool), Error> {
-    let uri = req.uri().clone();
+    max_frame: usize,
+    compression: Compression,
+) -> Result<(Ws, Agreed), Error> {
+    let (host, port, secure) = endpoint(&req)?;
+    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    let _ = tcp.set_nodelay(true);
+    let stream = if secure {
+        secure_stream(tcp, &host, tls).await?
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    let offer = Offer {
+        ext: true,
+        compression,
+    };
+    over(stream, &req, offer, super::connect::ws_config(max_frame)).await
+}
+
+/// `req`'s host (brackets off), port and whether it is `wss://`.
+pub(crate) fn endpoint(req: &Request) -> Result<(String, u16, bool), Error> {
+    let uri = req.uri();
     // Schemes are case-insensitive (RFC 3986), and `watch` accepts `WS://`.
     let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
     let secure = match scheme.as_deref() {
@@ -53,7 +105,43 @@ pub(super) async fn connect(
         .trim_end_matches(']')
         .to_owned();
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    Ok((host, port, secure))
+}
+
+/// TLS over `tcp` for `host` (`wss://`), with `tls`'s trust.
+pub(crate) async fn secure_stream(
+    tcp: TcpStream,
+    host: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<MaybeTlsStream<TcpStream>, Error> {
+    let tls = tls.ok_or(Error::Url(UrlError::TlsFeatureNotEnabled))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|_| Error::Tls(TlsError::InvalidDnsName))?;
+    let tls_stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await?;
+    Ok(MaybeTlsStream::Rustls(tls_stream))
+}
+
+/// What the upgrade request offers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Offer {
+    /// The `skillmon.v1` subprotocol.
+    pub ext: bool,
+    /// permessage-deflate, or not.
+    pub compression: Compression,
+}
+
+/// The upgrade over an open stream (TCP, or TLS for `wss://`): `req`'s
+/// headers plus what `offer` says, the response checked, the socket handed
+/// to tungstenite with `config` (its message limit also bounds inflating).
+pub(crate) async fn over(
+    mut stream: MaybeTlsStream<TcpStream>,
+    req: &Request,
+    offer: Offer,
+    config: WebSocketConfig,
+) -> Result<(Ws, Agreed), Error> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let key = req
         .headers()
         .get("Sec-WebSocket-Key")
@@ -67,39 +155,61 @@ pub(super) async fn connect(
         })?;
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!("Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"));
-
-    let tcp = TcpStream::connect((host.as_str(), port)).await?;
-    let _ = tcp.set_nodelay(true);
-    let mut stream = if secure {
-        let tls = tls.ok_or(Error::Url(UrlError::TlsFeatureNotEnabled))?;
-        let name = rustls::pki_types::ServerName::try_from(host)
-            .map_err(|_| Error::Tls(TlsError::InvalidDnsName))?;
-        let tls_stream = tokio_rustls::TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await?;
-        MaybeTlsStream::Rustls(tls_stream)
-    } else {
-        MaybeTlsStream::Plain(tcp)
+    if offer.compression == Compression::Deflate {
+        head.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", deflate::OFFER));
+    }
+    if offer.ext {
+        head.push_str(&format!("Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n"));
+    }
+    head.push_str("\r\n");
+    let (ext, extensions, rest) = upgrade(&mut stream, &head, &key).await?;
+    let takeover = deflate::accepted(extensions.iter().map(String::as_str))
+        .and_then(|t| match (t, offer.compression) {
+            (Some(_), Compression::Off) => {
+                Err("the server answered with permessage-deflate, which was not offered".into())
+            }
+            (t, _) => Ok(t),
+        })
+        .map_err(|e| {
+            Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                BadExtensions(e),
+            ))
+        })?;
+    let mut io = Inflating::new(stream);
+    let ws = match takeover {
+        Some(takeover) => {
+            // Frames that came with the response head go through the
+            // inflater too, ahead of the socket.
+            let max = config.max_message_size.unwrap_or(usize::MAX);
+            io.enable(inflate::Role::Client, takeover, max);
+            io.preload(&rest);
+            WebSocketStream::from_raw_socket(io, Role::Client, Some(config)).await
+        }
+        None => WebSocketStream::from_partially_read(io, rest, Role::Client, Some(config)).await,
     };
-    let (ext, rest) = upgrade(&mut stream, &head, &key).await?;
-    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Client, Some(config)).await;
-    Ok((ws, ext))
+    Ok((
+        ws,
+        Agreed {
+            ext,
+            deflate: takeover.is_some(),
+        },
+    ))
 }
 
 /// Write the request head and read and check the response head. Returns
-/// whether `skillmon.v1` was taken and the bytes after the head (the
-/// server's first frames).
+/// whether `skillmon.v1` was taken, the `Sec-WebSocket-Extensions` values
+/// and the bytes after the head (the server's first frames).
 async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     head: &str,
     key: &str,
-) -> Result<(bool, Vec<u8>), Error> {
+) -> Result<(bool, Vec<String>, Vec<u8>), Error> {
     stream.write_all(head.as_bytes()).await?;
     stream.flush().await?;
 
     let mut buf = Vec::with_capacity(1024);
-    let (status, accept, protocol, head_len) = loop {
+    let (status, accept, protocol, extensions, head_len) = loop {
         let mut chunk = [0u8; 1024];
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
@@ -120,6 +230,11 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
                     resp.code.unwrap_or(0),
                     get("Sec-WebSocket-Accept"),
                     get("Sec-WebSocket-Protocol"),
+                    resp.headers
+                        .iter()
+                        .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+                        .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
+                        .collect::<Vec<_>>(),
                     len,
                 );
             }
@@ -154,5 +269,5 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let rest = buf.split_off(head_len);
-    Ok((ext, rest))
+    Ok((ext, extensions, rest))
 }

@@ -11,9 +11,11 @@
 
 pub mod connect;
 mod connection;
-mod handshake;
+pub(crate) mod handshake;
 pub(crate) mod latest;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -130,6 +132,60 @@ impl FeedEvent {
     }
 }
 
+/// What the feed received, over all its connections: the connection
+/// panel's bytes line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes of the messages received (after inflating).
+    pub received: u64,
+    /// Of those, the bytes that came over connections that agreed
+    /// permessage-deflate...
+    pub inflated: u64,
+    /// ...and what those connections read from the socket (frame heads
+    /// included): bytes on the wire.
+    pub wire: u64,
+    /// The current (or last) connection agreed permessage-deflate.
+    pub deflate: bool,
+}
+
+impl Traffic {
+    /// Bytes on the wire per byte received, over the compressed
+    /// connections (`None` before any compressed message).
+    pub fn ratio(&self) -> Option<f64> {
+        (self.inflated > 0).then(|| self.wire as f64 / self.inflated as f64)
+    }
+}
+
+/// The counters behind [`Traffic`], written by the feed's task and read
+/// by the consumer's.
+#[derive(Debug, Default)]
+pub struct TrafficCounters {
+    received: AtomicU64,
+    inflated: AtomicU64,
+    /// Handed to each compressed connection's reader, which adds to it.
+    wire: Arc<AtomicU64>,
+    deflate: AtomicBool,
+}
+
+impl TrafficCounters {
+    pub fn snapshot(&self) -> Traffic {
+        Traffic {
+            received: self.received.load(Relaxed),
+            inflated: self.inflated.load(Relaxed),
+            wire: self.wire.load(Relaxed),
+            deflate: self.deflate.load(Relaxed),
+        }
+    }
+
+    /// A message of `len` bytes arrived, over a compressed connection or not.
+    fn message(&self, len: usize, deflate: bool) {
+        self.received.fetch_add(len as u64, Relaxed);
+        if deflate {
+            self.inflated.fetch_add(len as u64, Relaxed);
+        }
+    }
+}
+
 /// What the dashboard asks the feed to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedCommand {
@@ -157,6 +213,8 @@ const CLOSE_GRACE: Duration = Duration::from_millis(500);
 pub struct Feed {
     pub commands: mpsc::Sender<FeedCommand>,
     pub task: tokio::task::JoinHandle<()>,
+    /// Bytes received, inflated and on the wire.
+    pub traffic: Arc<TrafficCounters>,
 }
 
 impl Feed {
@@ -182,11 +240,20 @@ impl Feed {
     ) -> (Feed, mpsc::Receiver<FeedEvent>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
-        let task = tokio::spawn(supervise(url, opts, subscription, tx, cmd_rx));
+        let traffic = Arc::new(TrafficCounters::default());
+        let task = tokio::spawn(supervise(
+            url,
+            opts,
+            subscription,
+            tx,
+            cmd_rx,
+            traffic.clone(),
+        ));
         (
             Feed {
                 commands: cmd_tx,
                 task,
+                traffic,
             },
             rx,
         )
@@ -231,6 +298,11 @@ impl FeedHandle {
         &self.feed.commands
     }
 
+    /// Bytes received so far, and on the wire when compressed.
+    pub fn traffic(&self) -> Traffic {
+        self.feed.traffic.snapshot()
+    }
+
     /// Cancelled when the consumer must stop (SIGINT / SIGTERM).
     pub fn stop(&self) -> &CancellationToken {
         &self.stop
@@ -252,6 +324,7 @@ async fn supervise(
     mut subscription: Subscription,
     tx: mpsc::Sender<FeedEvent>,
     mut cmd_rx: mpsc::Receiver<FeedCommand>,
+    traffic: Arc<TrafficCounters>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     let mut attempt: u32 = 0;
@@ -291,18 +364,13 @@ async fn supervise(
                 }
                 (None, describe_connect_error(&e))
             }
-            Ok(Ok((ws, ext))) => {
-                let mut track = Track::new();
-                let ended = run_connection(
-                    ws,
-                    &opts,
-                    &mut subscription,
-                    &tx,
-                    &mut cmd_rx,
-                    &mut track,
-                    ext,
-                )
-                .await;
+            Ok(Ok((mut ws, agreed))) => {
+                traffic.deflate.store(agreed.deflate, Relaxed);
+                ws.get_mut().count_into(traffic.wire.clone());
+                let mut track = Track::new(agreed, traffic.clone());
+                let ended =
+                    run_connection(ws, &opts, &mut subscription, &tx, &mut cmd_rx, &mut track)
+                        .await;
                 // Only a connection that delivered data for a while resets
                 // the backoff: accept-then-close servers get the full delays.
                 if track.stable() {

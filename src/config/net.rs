@@ -1,5 +1,6 @@
 //! `watch` over a network, as configured: where the token comes from
-//! (never the token), the extra CA for `wss://`, the message limit; merged
+//! (never the token), the extra CA for `wss://`, the message limit,
+//! whether to offer permessage-deflate; merged
 //! flag/env > file > default like every other setting, and shown by
 //! `--print-config` without the token's value. Reading the token and
 //! building TLS trust is [`crate::client::connect`]'s.
@@ -7,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{ConfigError, FileConfig, Source, WatchOptions, toml_str};
+use crate::deflate::Compression;
 
 /// `watch` over a network: where the token comes from (never the token),
 /// the extra CA for `wss://`, the message limit. Precedence as everywhere:
@@ -20,6 +22,8 @@ pub struct NetConfig {
     pub ca_cert_source: Source,
     pub max_frame: usize,
     pub max_frame_source: Source,
+    pub compression: Compression,
+    pub compression_source: Source,
 }
 
 impl NetConfig {
@@ -57,6 +61,22 @@ impl NetConfig {
             },
             (None, None) => (connect::DEFAULT_MAX_FRAME, Source::Default),
         };
+        let (compression, compression_source) = match (args.compression, &file.compression) {
+            (Some((c, src)), _) => (c, src),
+            (None, Some(text)) => match text.parse::<Compression>() {
+                Ok(c) => (c, Source::File),
+                Err(_) => {
+                    return Err(ConfigError::Invalid {
+                        path: path.map(Path::to_path_buf).unwrap_or_default(),
+                        message: format!(
+                            "key \"compression\": {:?} is not a mode; use \"deflate\" or \"off\"",
+                            crate::text::sanitize_line(text, 40)
+                        ),
+                    });
+                }
+            },
+            (None, None) => (Compression::default(), Source::Default),
+        };
         Ok(NetConfig {
             token,
             token_via,
@@ -64,6 +84,8 @@ impl NetConfig {
             ca_cert_source,
             max_frame,
             max_frame_source,
+            compression,
+            compression_source,
         })
     }
 
@@ -97,6 +119,15 @@ impl NetConfig {
             "max_frame = {}  # {}\n",
             toml_str(&crate::size::human(self.max_frame)),
             self.max_frame_source.as_str()
+        ));
+        out.push_str(&format!(
+            "compression = {}  # {}; {}\n",
+            toml_str(&self.compression.to_string()),
+            self.compression_source.as_str(),
+            match self.compression {
+                Compression::Deflate => "permessage-deflate offered",
+                Compression::Off => "nothing offered",
+            }
         ));
         out
     }
@@ -162,5 +193,45 @@ mod tests {
         let bad = parse_file("max_frame = \"lots\"\n", &p()).unwrap();
         let e = merge(&WatchOptions::default(), bad, Some(p()), true, false).unwrap_err();
         assert!(e.to_string().contains("max_frame"), "{e}");
+    }
+
+    #[test]
+    fn compression_defaults_to_deflate_and_merges() {
+        let c = merge(
+            &WatchOptions::default(),
+            FileConfig::default(),
+            None,
+            true,
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.net.compression, Compression::Deflate);
+        assert!(
+            c.net
+                .to_display()
+                .contains("compression = \"deflate\"  # default; permessage-deflate offered")
+        );
+        let file = parse_file("compression = \"OFF\"\n", &p()).unwrap();
+        let c = merge(
+            &WatchOptions::default(),
+            file.clone(),
+            Some(p()),
+            true,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.net.compression, c.net.compression_source),
+            (Compression::Off, Source::File)
+        );
+        let args = WatchOptions {
+            compression: Some((Compression::Deflate, Source::Env)),
+            ..WatchOptions::default()
+        };
+        let c = merge(&args, file, Some(p()), true, false).unwrap();
+        assert_eq!(c.net.compression, Compression::Deflate);
+        let bad = parse_file("compression = \"gzip\"\n", &p()).unwrap();
+        let e = merge(&WatchOptions::default(), bad, Some(p()), true, false).unwrap_err();
+        assert!(e.to_string().contains("\"deflate\" or \"off\""), "{e}");
     }
 }

@@ -11,6 +11,8 @@
 use std::io;
 use std::io::Cursor;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use flate2::{Decompress, FlushDecompress, Status};
@@ -76,6 +78,8 @@ struct State {
     eof: bool,
     read: u64,
     out: u64,
+    /// Also receives every byte read (a client's traffic figures).
+    counter: Option<Arc<AtomicU64>>,
 }
 
 impl<S> Inflating<S> {
@@ -103,15 +107,31 @@ impl<S> Inflating<S> {
             eof: false,
             read: 0,
             out: 0,
+            counter: None,
         }));
     }
 
-    pub(crate) fn get_ref(&self) -> &S {
-        &self.inner
+    /// Also add every byte read from the socket (those read so far
+    /// included) to `counter`, which another task may read. Only after
+    /// [`Inflating::enable`].
+    pub(crate) fn count_into(&mut self, counter: Arc<AtomicU64>) {
+        if let Some(st) = self.state.as_deref_mut() {
+            counter.fetch_add(st.read, Ordering::Relaxed);
+            st.counter = Some(counter);
+        }
     }
 
-    pub(crate) fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
+    /// Bytes already read from the socket (a client's read of the upgrade
+    /// response may take the server's first frames with it): transformed
+    /// as if just read, ahead of the socket. Only after [`Inflating::enable`];
+    /// a disabled stream hands such bytes to tungstenite directly.
+    pub(crate) fn preload(&mut self, bytes: &[u8]) {
+        if let Some(st) = self.state.as_deref_mut()
+            && !bytes.is_empty()
+        {
+            st.read += bytes.len() as u64;
+            st.feed(bytes);
+        }
     }
 
     /// (bytes read from the socket, bytes handed to tungstenite) so far; `(0, 0)` while
@@ -380,6 +400,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
                 st.eof = true;
             } else {
                 st.read += rb.filled().len() as u64;
+                if let Some(c) = &st.counter {
+                    c.fetch_add(rb.filled().len() as u64, Ordering::Relaxed);
+                }
                 st.feed(rb.filled());
             }
         }

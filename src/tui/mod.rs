@@ -169,6 +169,7 @@ async fn event_loop(app: &mut App, feed: &FeedHandle) -> anyhow::Result<()> {
                             events: batch.dropped,
                         });
                     }
+                    app.update(Event::Traffic(feed.traffic()));
                     for e in batch.events {
                         if let FeedEvent::Update { update, .. } = &e
                             && !rows_logged

@@ -101,6 +101,17 @@ async fn fifty_clients_get_every_tick_from_serve() {
     assert_eq!(u(run, "/clients"), 50);
     assert_eq!(run["subscribe"], "all");
     assert!(u(run, "/nofile_limit") >= 50);
+    // Every client offered permessage-deflate (the default) and got it:
+    // a frame that repeats the last but for its seq costs a few dozen
+    // bytes on the wire.
+    assert_eq!(run["compression"], "deflate", "{run}");
+    assert_eq!(u(run, "/deflate_clients"), 50, "{run}");
+    let wire = run["frame_bytes"]["wire_mean"].as_f64().expect("wire_mean");
+    let mean = run["frame_bytes"]["mean"].as_f64().expect("mean");
+    assert!(
+        wire > 0.0 && wire < mean / 4.0,
+        "{wire} B on the wire per {mean} B frame"
+    );
     let total = server.stats().sessions_started();
     assert_eq!(total, 50, "one connection per client, no retries");
     server.stop().await.expect("stop");
@@ -110,8 +121,15 @@ async fn fifty_clients_get_every_tick_from_serve() {
 async fn stalled_clients_and_mixed_subscriptions_are_reported() {
     let (server, _db, _conn) = serve_seeded(INTERVAL).await;
     let url = server.url();
-    let out = bench_line(&format!("{url} --clients 12 --stalled 2 --subscribe mix:alpha,gamma,all --duration 1s --warmup 200ms --grace 500ms --json")).await;
+    let out = bench_line(&format!("{url} --clients 12 --stalled 2 --subscribe mix:alpha,gamma,all --duration 1s --warmup 200ms --grace 500ms --compression off --json")).await;
     let run = &runs(&out)[0];
+    // Nothing offered, nothing compressed: a frame on the wire is its
+    // text and a 4-byte head (126 to 65,535 bytes of payload).
+    assert_eq!(run["compression"], "off", "{run}");
+    assert_eq!(u(run, "/deflate_clients"), 0, "{run}");
+    let wire = run["frame_bytes"]["wire_mean"].as_f64().expect("wire_mean");
+    let mean = run["frame_bytes"]["mean"].as_f64().expect("mean");
+    assert!((wire - mean - 4.0).abs() < 0.01, "{wire} vs {mean}");
     assert_eq!(u(run, "/stalled/clients"), 2, "{run}");
     assert_eq!(u(run, "/stalled/connected"), 2, "{run}");
     assert_eq!(u(run, "/connect/ok"), 14, "{run}");

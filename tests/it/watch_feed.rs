@@ -200,3 +200,84 @@ async fn bare_pong_from_session_buddy_gives_a_round_trip_time() {
         assert_eq!(update.data.anomalies.len(), 1);
     }
 }
+
+/// `watch` offers permessage-deflate by default. A `serve` that agrees
+/// sends compressed frames (after the first, each against the previous
+/// one), which the feed inflates to exactly the database's values as they
+/// change, at a fraction of the bytes on the wire; a `serve --compression
+/// off` declines, and the same feed reads its plain frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deflate_server_and_one_that_declines_both_feed_the_dashboard() {
+    use serde_json::Value;
+    use skillmon::deflate::Compression;
+    for compression in [Compression::Deflate, Compression::Off] {
+        let (db, conn) = TestDb::seeded();
+        let mut cfg = config(&db.path, WATCH_INTERVAL, 10);
+        cfg.net.compression = compression;
+        let server = start(cfg).await;
+        let (feed, mut rx) = Feed::spawn(server.url(), Subscription::All);
+        let (mut updates, mut changes, mut stale, mut last_seq) = (0, 0, 0, 0u64);
+        let mut want = db_metrics(&db.path);
+        while updates < 12 {
+            let ev = next_matching(&mut rx, "an update", |e| {
+                assert!(
+                    !matches!(
+                        e,
+                        FeedEvent::Ignored { .. } | FeedEvent::Disconnected { .. }
+                    ),
+                    "{compression}: {e:?}"
+                );
+                matches!(e, FeedEvent::Update { .. })
+            })
+            .await;
+            let FeedEvent::Update { raw, .. } = ev else {
+                unreachable!()
+            };
+            // The frame as inflated is the JSON the server wrote.
+            let v: Value = serde_json::from_str(raw.as_str()).expect("an inflated frame is JSON");
+            let seq = v["seq"].as_u64().expect("seq");
+            assert!(seq > last_seq, "{compression}: seq {seq} after {last_seq}");
+            last_seq = seq;
+            let got: Vec<(String, u64)> = v["data"]["top_skills"]
+                .as_array()
+                .expect("top_skills")
+                .iter()
+                .map(|r| {
+                    let name = r["skill_name"].as_str().expect("name").to_string();
+                    (name, r["total_invocations"].as_u64().expect("total"))
+                })
+                .collect();
+            let now: Vec<(String, u64)> = want.iter().map(|r| (r.0.clone(), r.1)).collect();
+            if got != now {
+                // Written after the server's last read: the next one has it.
+                stale += 1;
+                assert!(stale < 20, "{compression}: {got:?}, not {now:?}");
+                continue;
+            }
+            updates += 1;
+            if updates % 3 == 0 {
+                // A change the next frames must carry, compressed against
+                // frames that did not have it.
+                invoke(&conn, "pytest-run", true, Some(1.0));
+                want = db_metrics(&db.path);
+                changes += 1;
+            }
+        }
+        assert_eq!(changes, 4);
+        let t = feed.traffic.snapshot();
+        assert!(t.received > 0, "{compression}: {t:?}");
+        match compression {
+            Compression::Deflate => {
+                assert!(t.deflate, "{t:?}");
+                assert_eq!(t.inflated, t.received, "{t:?}");
+                assert!(t.wire > 0 && t.wire * 4 < t.inflated, "{t:?}");
+            }
+            Compression::Off => {
+                assert!(!t.deflate, "{t:?}");
+                assert_eq!((t.wire, t.inflated), (0, 0), "{t:?}");
+            }
+        }
+        drop(feed);
+        server.stop().await.expect("stop");
+    }
+}

@@ -38,6 +38,8 @@ pub struct Health {
     /// Frames that were not protocol messages, and small events dropped
     /// from a flood.
     pub ignored_frames: u64,
+    /// Bytes received, and on the wire when compressed.
+    pub traffic: crate::client::Traffic,
 }
 
 impl Health {

@@ -58,6 +58,8 @@ pub enum Event {
     },
     /// The clock moved (the 1 s tick).
     Tick(DateTime<Utc>),
+    /// The feed's byte counts, read with each batch.
+    Traffic(crate::client::Traffic),
 }
 
 /// What the connection is doing.
@@ -260,6 +262,12 @@ impl App {
                 h.skipped_updates = h.skipped_updates.saturating_add(updates);
                 h.ignored_frames = h.ignored_frames.saturating_add(events);
                 self.dirty = true;
+            }
+            Event::Traffic(t) => {
+                if self.health.traffic != t {
+                    self.health.traffic = t;
+                    self.dirty = true;
+                }
             }
         }
         self.refresh_order();

@@ -1,5 +1,6 @@
 //! The connection-health panel: state, URL, connected since, round-trip
-//! time (last / average), messages and rate, seq gaps, reconnects, what
+//! time (last / average), messages and rate, bytes received and on the
+//! wire (the compression ratio), seq gaps, reconnects, what
 //! was dropped (only when something was), last close code and reason.
 
 use ratatui::Frame;
@@ -65,6 +66,14 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         label("Messages"),
         Span::raw(format!("{} · {:.1}/s", h.messages, h.rate(app.now))),
     ]));
+    lines.push(Line::from(vec![
+        label("Bytes"),
+        // The panel's inside, less the label's 11 columns.
+        Span::raw(bytes_line(
+            &h.traffic,
+            usize::from(area.width.saturating_sub(2 + 11)),
+        )),
+    ]));
     let gaps = if h.seq_gaps == 0 && h.seq_duplicates == 0 {
         if h.last_seq.is_some() {
             "0".to_string()
@@ -127,4 +136,33 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         .border_style(theme.border)
         .title(Span::styled(" Connection ", theme.title));
     frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// "1.2 MiB · 61 KiB on the wire (0.05×)" under permessage-deflate (the
+/// bytes after inflating, on the wire, and their ratio), "… (no
+/// compression)" when the connection did not agree it; shorter forms when
+/// `width` columns do not hold those.
+fn bytes_line(t: &crate::client::Traffic, width: usize) -> String {
+    use crate::size::human;
+    if t.received == 0 {
+        return "—".into();
+    }
+    let (long, short) = if let (true, Some(r)) = (t.deflate, t.ratio()) {
+        let (inflated, wire) = (human(t.inflated as usize), human(t.wire as usize));
+        (
+            format!("{inflated} · {wire} on the wire ({r:.2}×)"),
+            format!("{inflated} · wire {r:.2}×"),
+        )
+    } else {
+        let received = human(t.received as usize);
+        (
+            format!("{received} (no compression)"),
+            format!("{received} · plain"),
+        )
+    };
+    if long.chars().count() <= width {
+        long
+    } else {
+        short
+    }
 }

@@ -96,6 +96,13 @@ fn app_with_data(n: i64) -> App {
         let anomalies = if i == n - 1 { anomalies() } else { vec![] };
         app.update(update(secs(i), Some(i as u64 + 1), s, anomalies));
     }
+    // A 4.6 KiB frame per second, ~220 B each on the wire after the first.
+    app.update(Event::Traffic(crate::client::Traffic {
+        received: 4_700 * n as u64,
+        inflated: 4_700 * n as u64,
+        wire: 1_100 + 220 * (n as u64 - 1),
+        deflate: true,
+    }));
     app.update(Event::Feed(FeedEvent::Pong {
         rtt: Some(Duration::from_micros(1500)),
         at: secs(n - 1),
@@ -156,6 +163,13 @@ fn snapshot_no_anomalies_empty_state() {
     let mut app = App::new("ws://h:1", Subscription::All, t0());
     app.update(connected(t0(), None));
     app.update(update(t0(), None, skills(), vec![]));
+    // A server that declined permessage-deflate (session-buddy without
+    // compression, `serve --compression off`).
+    app.update(Event::Traffic(crate::client::Traffic {
+        received: 1_627,
+        deflate: false,
+        ..Default::default()
+    }));
     insta::assert_snapshot!(draw(&app, 100, 30).backend());
 }
 
