@@ -281,3 +281,65 @@ async fn a_deflate_server_and_one_that_declines_both_feed_the_dashboard() {
         server.stop().await.expect("stop");
     }
 }
+
+/// A server whose permessage-deflate answer RFC 7692 does not allow (a
+/// window size out of range; an extension nobody offered) fails the feed
+/// for good, naming the answer and the way around it; `--compression off`
+/// then connects (the server answers nothing to no offer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_extension_answer_is_final_and_names_compression_off() {
+    use skillmon::client::ConnectOptions;
+    use skillmon::deflate::Compression;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    for answer in [
+        "permessage-deflate; server_max_window_bits=99",
+        "x-webkit-deflate-frame",
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("ws://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    // Answers the extension only to a client that offered one.
+                    let cb = |req: &Request, mut resp: Response| {
+                        if req.headers().contains_key("Sec-WebSocket-Extensions") {
+                            resp.headers_mut()
+                                .insert("Sec-WebSocket-Extensions", answer.parse().expect("value"));
+                        }
+                        Ok(resp)
+                    };
+                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await else {
+                        return;
+                    };
+                    let hello = r#"{"type":"connected","message":"hi","authenticated":false}"#;
+                    let _ = ws.send(Message::text(hello)).await;
+                    use futures_util::StreamExt;
+                    while let Some(Ok(_)) = ws.next().await {}
+                });
+            }
+        });
+        let (_feed, mut rx) = Feed::spawn(url.clone(), Subscription::All);
+        let ev = next_matching(&mut rx, "the failure", |e| {
+            matches!(e, FeedEvent::Failed { .. } | FeedEvent::Disconnected { .. })
+        })
+        .await;
+        let FeedEvent::Failed { reason, .. } = ev else {
+            panic!("retried a broken extension answer: {ev:?}");
+        };
+        assert!(reason.contains("--compression off"), "{reason}");
+        assert!(reason.contains("server"), "{reason}");
+        let opts = ConnectOptions {
+            compression: Compression::Off,
+            ..ConnectOptions::default()
+        };
+        let (_feed, mut rx) = Feed::spawn_with(url, Subscription::All, opts);
+        next_matching(&mut rx, "connected without compression", |e| {
+            assert!(!matches!(e, FeedEvent::Failed { .. }), "{e:?}");
+            matches!(e, FeedEvent::Connected { .. })
+        })
+        .await;
+        task.abort();
+    }
+}
