@@ -36,11 +36,23 @@ pub(crate) enum Role {
 
 /// `AsyncRead` + `AsyncWrite` wrapper that inflates permessage-deflate messages on read.
 ///
-/// Disabled (after [`Inflating::new`]) it is a pure passthrough that costs one pointer and
+/// Disabled (after [`Inflating::new`]) it is a pure passthrough that costs 24 bytes and
 /// counts nothing: [`Inflating::bytes`] returns `(0, 0)` until [`Inflating::enable`].
+/// Lean ([`Inflating::enable_lean`], the server's) it holds its state only while a message
+/// is in flight: an idle connection costs no heap for it.
 pub(crate) struct Inflating<S> {
     inner: S,
     state: Option<Box<State>>,
+    /// What to build `state` with when bytes arrive (lean only).
+    lean: Option<Lean>,
+}
+
+/// The settings of a lean adapter: no context takeover, so nothing needs to outlive a
+/// message.
+#[derive(Debug, Clone, Copy)]
+struct Lean {
+    role: Role,
+    max: usize,
 }
 
 enum Phase {
@@ -84,7 +96,21 @@ struct State {
 
 impl<S> Inflating<S> {
     pub(crate) fn new(inner: S) -> Self {
-        Self { inner, state: None }
+        Self {
+            inner,
+            state: None,
+            lean: None,
+        }
+    }
+
+    /// [`Inflating::enable`] without context takeover, keeping the state only while a
+    /// message is in flight (it is dropped whenever the adapter is idle).
+    pub(crate) fn enable_lean(&mut self, role: Role, max_message: usize) {
+        self.state = None;
+        self.lean = Some(Lean {
+            role,
+            max: max_message,
+        });
     }
 
     /// Turn inflating on after the handshake agreed permessage-deflate.
@@ -93,22 +119,8 @@ impl<S> Inflating<S> {
     /// `max_message`: the most bytes one inflated message may have; also bounds the
     /// compressed bytes accumulated.
     pub(crate) fn enable(&mut self, role: Role, context_takeover: bool, max_message: usize) {
-        self.state = Some(Box::new(State {
-            role,
-            takeover: context_takeover,
-            max: max_message,
-            phase: Phase::Header,
-            head: [0; MAX_HEADER],
-            head_len: 0,
-            msg: None,
-            inflater: None,
-            pending: Vec::new(),
-            pos: 0,
-            eof: false,
-            read: 0,
-            out: 0,
-            counter: None,
-        }));
+        self.lean = None;
+        self.state = Some(State::boxed(role, context_takeover, max_message));
     }
 
     /// Also add every byte read from the socket (those read so far
@@ -142,6 +154,25 @@ impl<S> Inflating<S> {
 }
 
 impl State {
+    fn boxed(role: Role, takeover: bool, max: usize) -> Box<Self> {
+        Box::new(State {
+            role,
+            takeover,
+            max,
+            phase: Phase::Header,
+            head: [0; MAX_HEADER],
+            head_len: 0,
+            msg: None,
+            inflater: None,
+            pending: Vec::new(),
+            pos: 0,
+            eof: false,
+            read: 0,
+            out: 0,
+            counter: None,
+        })
+    }
+
     /// Header of a frame we emit: FIN, masked with key 0 (payload unchanged) for a server.
     fn header(&self, opcode: OpCode, rsv2: bool) -> FrameHeader {
         let mask = (self.role == Role::Server).then_some([0; 4]);
@@ -367,35 +398,50 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(st) = this.state.as_deref_mut() else {
+        if this.state.is_none() && this.lean.is_none() {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
-        };
+        }
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if st.pos < st.pending.len() {
-                let n = buf.remaining().min(st.pending.len() - st.pos);
-                buf.put_slice(&st.pending[st.pos..st.pos + n]);
-                st.pos += n;
-                st.out += n as u64;
-                if st.pos == st.pending.len() {
-                    st.pos = 0;
-                    if st.idle() {
-                        st.pending = Vec::new();
-                    } else {
-                        st.pending.clear();
+            if let Some(st) = this.state.as_deref_mut() {
+                if st.pos < st.pending.len() {
+                    let n = buf.remaining().min(st.pending.len() - st.pos);
+                    buf.put_slice(&st.pending[st.pos..st.pos + n]);
+                    st.pos += n;
+                    st.out += n as u64;
+                    if st.pos == st.pending.len() {
+                        st.pos = 0;
+                        if st.idle() {
+                            st.pending = Vec::new();
+                        } else {
+                            st.pending.clear();
+                        }
                     }
+                    return Poll::Ready(Ok(()));
                 }
-                return Poll::Ready(Ok(()));
-            }
-            if st.eof || matches!(st.phase, Phase::Done) {
-                st.pending = Vec::new();
-                return Poll::Ready(Ok(()));
+                if st.eof || matches!(st.phase, Phase::Done) {
+                    st.pending = Vec::new();
+                    return Poll::Ready(Ok(()));
+                }
+                if this.lean.is_some() && st.idle() {
+                    // Nothing in flight: an idle connection holds no state.
+                    this.state = None;
+                }
             }
             let mut raw = [0u8; READ_CHUNK];
             let mut rb = ReadBuf::new(&mut raw);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
+            let lean = this.lean;
+            let st = this.state.get_or_insert_with(|| {
+                // Only reached lean: `enable` builds the state at once.
+                let l = lean.unwrap_or(Lean {
+                    role: Role::Server,
+                    max: 0,
+                });
+                State::boxed(l.role, false, l.max)
+            });
             if rb.filled().is_empty() {
                 st.eof = true;
             } else {
@@ -653,6 +699,54 @@ mod tests {
         }
     }
 
+    /// Lean (the server's): each compressed message inflates, split across reads or not,
+    /// and between messages the adapter holds no state at all.
+    #[tokio::test]
+    async fn lean_holds_no_state_between_messages() {
+        use futures_util::FutureExt as _;
+        let mut rng = fastrand::Rng::with_seed(9);
+        let (mut peer, ours) = tokio::io::duplex(1 << 16);
+        let mut inf = Inflating::new(ours);
+        inf.enable_lean(Role::Server, 1 << 16);
+        assert!(inf.state.is_none());
+        for i in 0..5 {
+            let msg = format!("lean message {i} ").repeat(40);
+            let raw = frame(
+                true,
+                4,
+                TEXT,
+                &deflate(&mut compressor(), msg.as_bytes()),
+                Some(key(&mut rng)),
+            );
+            // Half now: the state holds the partial message.
+            let (a, b) = raw.split_at(raw.len() / 2);
+            peer.write_all(a).await.unwrap();
+            let mut one = [0u8; 1];
+            assert!(
+                inf.read(&mut one).now_or_never().is_none(),
+                "nothing to hand out yet"
+            );
+            assert!(inf.state.is_some(), "a message in flight keeps its state");
+            peer.write_all(b).await.unwrap();
+            let want = plain(Role::Server, TEXT, msg.as_bytes());
+            let mut got = vec![0u8; want.len()];
+            inf.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, want);
+            // Read out and idle: the next read, with nothing to read, drops the state.
+            assert!(inf.read(&mut one).now_or_never().is_none());
+            assert!(inf.state.is_none(), "message {i}: state kept while idle");
+        }
+        // A plain frame passes through lean too, and EOF is EOF.
+        let ping = plain(Role::Client, PING, b"hi");
+        let masked = frame(true, 0, PING, b"hi", Some(key(&mut rng)));
+        peer.write_all(&masked).await.unwrap();
+        drop(peer);
+        let mut rest = Vec::new();
+        inf.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest.len(), masked.len(), "{ping:?}");
+        assert_eq!(rest, masked);
+    }
+
     const MAX: usize = 64 << 10;
 
     /// Feed `raw` client bytes to a tungstenite server over `Inflating`; return what it reads.
@@ -801,7 +895,7 @@ mod tests {
         assert_eq!(counts, (0, 0));
         assert_eq!(
             std::mem::size_of::<Inflating<tokio::net::TcpStream>>(),
-            std::mem::size_of::<tokio::net::TcpStream>() + 8
+            std::mem::size_of::<tokio::net::TcpStream>() + 24
         );
     }
 }

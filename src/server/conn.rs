@@ -277,9 +277,10 @@ where
     if agreement.deflate.is_some() {
         stats.deflate_session();
         // The server asked for client_no_context_takeover: each message
-        // inflates on its own, bounded like any message.
+        // inflates on its own, bounded like any message, and nothing of
+        // the inflater outlives it (lean: no heap while idle).
         ws.get_mut()
-            .enable(inflate::Role::Server, false, MAX_MESSAGE_BYTES);
+            .enable_lean(inflate::Role::Server, MAX_MESSAGE_BYTES);
     }
     let mode = agreement.mode;
     stats.session_started();

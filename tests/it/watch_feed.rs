@@ -303,6 +303,7 @@ async fn a_broken_extension_answer_is_final_and_names_compression_off() {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     // Answers the extension only to a client that offered one.
+                    #[allow(clippy::result_large_err)] // tungstenite's callback type
                     let cb = |req: &Request, mut resp: Response| {
                         if req.headers().contains_key("Sec-WebSocket-Extensions") {
                             resp.headers_mut()
