@@ -430,8 +430,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
                     this.state = None;
                 }
             }
-            let mut raw = [0u8; READ_CHUNK];
-            let mut rb = ReadBuf::new(&mut raw);
+            // Not zeroed: the reader fills it and `filled()` is all we read.
+            let mut raw = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut rb = ReadBuf::uninit(&mut raw);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
             let lean = this.lean;
             let st = this.state.get_or_insert_with(|| {

@@ -32,7 +32,7 @@ pub(crate) mod inflate;
 )]
 #[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum Compression {
-    /// RFC 7692 permessage-deflate with any client that offers it.
+    /// RFC 7692 permessage-deflate (serve: agreed with any client that offers it; watch, bench: offered).
     #[default]
     Deflate,
     /// No compression: every frame as it is.
