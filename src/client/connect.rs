@@ -329,9 +329,14 @@ pub fn fatal_connect_error(
                 .get_ref()
                 .and_then(|e| e.downcast_ref::<super::handshake::BadExtensions>())
             {
+                let fix = if bad.offered {
+                    "; --compression off connects without offering compression"
+                } else {
+                    ""
+                };
                 return Some(format!(
-                    "{}: the upgrade broke RFC 7692; --compression off connects without offering compression",
-                    crate::text::sanitize_line(&bad.0, 200)
+                    "{}: the upgrade broke RFC 7692{fix}",
+                    crate::text::sanitize_line(&bad.problem, 200)
                 ));
             }
             tls_error(io).map(|t| describe_tls_error(t, url))

@@ -51,11 +51,16 @@ pub(crate) struct Agreed {
 /// allow for our offer (carried inside an I/O error so that
 /// [`super::connect::fatal_connect_error`] can name the fix).
 #[derive(Debug)]
-pub(crate) struct BadExtensions(pub String);
+pub(crate) struct BadExtensions {
+    /// What is wrong with the answer (server text in it: sanitize).
+    pub problem: String,
+    /// We offered permessage-deflate (so not offering it is the fix).
+    pub offered: bool,
+}
 
 impl std::fmt::Display for BadExtensions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.problem)
     }
 }
 
@@ -173,7 +178,10 @@ pub(crate) async fn over(
         .map_err(|e| {
             Error::Io(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                BadExtensions(e),
+                BadExtensions {
+                    problem: e,
+                    offered: offer.compression == Compression::Deflate,
+                },
             ))
         })?;
     let mut io = Inflating::new(stream);

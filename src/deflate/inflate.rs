@@ -194,7 +194,11 @@ impl State {
 
     /// Make tungstenite fail with `Capacity` (frame longer than its `max_frame_size`).
     fn bomb(&mut self) {
-        self.emit_header(OpCode::Data(Data::Text), false, self.max as u64 + 1);
+        self.emit_header(
+            OpCode::Data(Data::Text),
+            false,
+            (self.max as u64).saturating_add(1),
+        );
         self.stop();
     }
 
@@ -246,7 +250,12 @@ impl State {
                     }
                     let n = (*left).min(input.len() as u64) as usize;
                     *left -= n as u64;
+                    let max = self.max;
                     let data = &mut self.msg.as_mut().expect("message in progress").1;
+                    if data.len().saturating_add(n) > max {
+                        // Never reached past the header check; a backstop.
+                        return self.bomb();
+                    }
                     let start = data.len();
                     data.extend_from_slice(&input[..n]);
                     if let Some(key) = key {
@@ -305,8 +314,13 @@ impl State {
             self.phase = Phase::Pass { left: len };
             return;
         }
+        if len >> 63 != 0 {
+            // RFC 6455 5.2: the most significant bit of a 64-bit length is 0.
+            return self.fail();
+        }
         let have = self.msg.as_ref().map_or(0, |m| m.1.len()) as u64;
-        if have + len > self.max as u64 {
+        // No sum that could wrap: what is left under the limit, compared.
+        if len > (self.max as u64).saturating_sub(have) {
             return self.bomb();
         }
         if self.msg.is_none() {
@@ -359,7 +373,7 @@ enum Failure {
 /// Inflate `data` (ending in 00 00 ff ff) into a Vec that starts with `MAX_HEADER` bytes of
 /// room for the frame header; never allocates more than `MAX_HEADER + max + 1` bytes.
 fn inflate(inflater: &mut Decompress, mut input: &[u8], max: usize) -> Result<Vec<u8>, Failure> {
-    let cap = MAX_HEADER + max + 1;
+    let cap = max.saturating_add(MAX_HEADER + 1);
     let mut out = Vec::with_capacity((input.len() * 4).max(READ_CHUNK).min(cap));
     out.resize(MAX_HEADER, 0);
     loop {
@@ -851,6 +865,34 @@ mod tests {
             matches!(got.last(), Some(Err(Error::Capacity(_)))),
             "{got:?}"
         );
+
+        // A continuation whose 64-bit length would wrap the size check
+        // (top bit set: a protocol error) or merely exceed it: refused at
+        // its header, its payload never kept.
+        let z = deflate(&mut compressor(), b"first part");
+        for (len, protocol_error) in [(u64::MAX - 5, true), ((1u64 << 63) - 1, false)] {
+            let mut raw = frame(false, 4, TEXT, &z, Some(key(&mut rng)));
+            raw.extend([0x80, 0x80 | 0x7f]);
+            raw.extend(len.to_be_bytes());
+            raw.extend(key(&mut rng));
+            raw.extend(vec![0x55u8; 256 << 10]);
+            let (got, (_, out)) = server(raw, true).await;
+            if protocol_error {
+                assert!(
+                    matches!(
+                        got.last(),
+                        Some(Err(Error::Protocol(ProtocolError::NonZeroReservedBits)))
+                    ),
+                    "{got:?}"
+                );
+            } else {
+                assert!(
+                    matches!(got.last(), Some(Err(Error::Capacity(_)))),
+                    "{got:?}"
+                );
+            }
+            assert!(out < 32, "handed out {out} bytes");
+        }
 
         let nzrb = |got: &[Result<Message, Error>]| {
             matches!(

@@ -56,6 +56,9 @@ pub struct Agreed {
     /// `server_max_window_bits`: no back-reference may reach further than
     /// `1 << window_bits` bytes (15: 32 KiB, the default).
     pub window_bits: u8,
+    /// The offer named `server_max_window_bits`: the answer must name it
+    /// too (RFC 7692 §7.1.2.1), even at 15.
+    pub window_offered: bool,
 }
 
 impl Agreed {
@@ -68,7 +71,7 @@ impl Agreed {
         if self.no_context_takeover {
             s.push_str("; server_no_context_takeover");
         }
-        if self.window_bits < 15 {
+        if self.window_bits < 15 || self.window_offered {
             s.push_str(&format!("; server_max_window_bits={}", self.window_bits));
         }
         s
@@ -103,6 +106,7 @@ fn offer(text: &str) -> Option<Agreed> {
     let mut agreed = Agreed {
         no_context_takeover: false,
         window_bits: 15,
+        window_offered: false,
     };
     let mut seen = [false; 4];
     for part in parts {
@@ -118,6 +122,7 @@ fn offer(text: &str) -> Option<Agreed> {
             "client_no_context_takeover" if value.is_none() => 1,
             "server_max_window_bits" => {
                 agreed.window_bits = window_bits(value?)?;
+                agreed.window_offered = true;
                 2
             }
             "client_max_window_bits" => {
@@ -165,12 +170,21 @@ pub fn accepted<'a>(headers: impl IntoIterator<Item = &'a str>) -> Result<Option
             return Err("the server accepted permessage-deflate twice".into());
         }
         let mut takeover = true;
+        let mut seen: Vec<String> = Vec::new();
         for part in parts {
             let (pname, value) = match part.split_once('=') {
                 Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
                 None => (part, None),
             };
-            match (pname.to_ascii_lowercase().as_str(), value) {
+            let pname = pname.to_ascii_lowercase();
+            if seen.contains(&pname) {
+                return Err(format!(
+                    "the server's permessage-deflate answer repeats {:?}",
+                    crate::text::sanitize_line(&pname, 40)
+                ));
+            }
+            seen.push(pname.clone());
+            match (pname.as_str(), value) {
                 ("server_no_context_takeover", None) => takeover = false,
                 ("client_no_context_takeover", None) => {}
                 ("server_max_window_bits" | "client_max_window_bits", Some(v))
@@ -196,6 +210,7 @@ mod tests {
         Some(Agreed {
             no_context_takeover,
             window_bits,
+            window_offered: window_bits < 15,
         })
     }
 
@@ -241,6 +256,14 @@ mod tests {
             negotiate(["permessage-deflate"]).unwrap().response(),
             "permessage-deflate; client_no_context_takeover"
         );
+        // Offered at 15: still named in the answer (RFC 7692 §7.1.2.1;
+        // Python websockets fails the handshake otherwise).
+        assert_eq!(
+            negotiate(["permessage-deflate; server_max_window_bits=15"])
+                .unwrap()
+                .response(),
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=15"
+        );
     }
 
     #[test]
@@ -283,5 +306,12 @@ mod tests {
         assert!(accepted(["permessage-deflate; zzz"]).is_err());
         assert!(accepted(["other"]).is_err());
         assert!(accepted(["permessage-deflate, permessage-deflate"]).is_err());
+        assert!(
+            accepted([
+                "permessage-deflate; server_no_context_takeover; Server_No_Context_Takeover"
+            ])
+            .unwrap_err()
+            .contains("repeats")
+        );
     }
 }

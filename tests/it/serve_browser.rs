@@ -124,5 +124,11 @@ ws.onmessage = (e) => {{
         report.ends_with("&seqs=1:4,2:4,3:4"),
         "three whole updates in order (the seeded four skills each): {report}"
     );
+    // And they came compressed, not merely after an agreement.
+    let (previous, alone) = server.stats().compressed();
+    assert!(
+        previous + alone >= 2,
+        "{previous} + {alone} compressed updates"
+    );
     server.stop().await.unwrap();
 }

@@ -34,10 +34,13 @@ fn skipped(last: Option<u64>, tick: u64) -> u64 {
 /// The compressed form of `frame` for a client that agreed `agreed` and
 /// is in step with frame `in_step` (0: none): see `Session::compressed`.
 /// The second value says which: `true` for the form against the previous
-/// update.
-fn choose(agreed: Agreed, in_step: u64, frame: &Frame) -> Option<(&Deflated, bool)> {
+/// update. `fixed`: this client's seq fits the fixed width the shared
+/// bytes were made for (else only the form alone, which does not refer
+/// back across it, is valid).
+fn choose(agreed: Agreed, in_step: u64, fixed: bool, frame: &Frame) -> Option<(&Deflated, bool)> {
     let packed = &frame.packed;
-    let in_step = !agreed.no_context_takeover && in_step != 0 && packed.prev_id() == Some(in_step);
+    let in_step =
+        fixed && !agreed.no_context_takeover && in_step != 0 && packed.prev_id() == Some(in_step);
     in_step
         .then(|| packed.dict(&frame.update))
         .flatten()
@@ -65,27 +68,28 @@ where
         self.seq += 1 + skipped;
         self.last_tick = Some(frame.tick);
         let (start, rest) = frame.update.seq_parts();
+        // This client's seq as a stored DEFLATE block, for the compressed forms.
+        let mut stored = [0u8; 24];
+        let (stored_len, fixed) = compress::stored_seq(self.seq, &mut stored);
         let compressed = if start.is_empty() {
             None
         } else {
-            self.compressed(frame)
+            self.compressed(frame, fixed).filter(|(d, _)| {
+                // Uncompressed when deflate would not shrink it (RFC 7692
+                // allows it per message; the window stays as it was).
+                d.head.len() + stored_len + d.body.len()
+                    < start.len() + compress::SEQ_WIDTH + rest.len()
+            })
         };
-        let (head, body, fixed) = match compressed {
-            Some((d, dict)) => {
-                self.shared.stats.update_compressed(dict);
+        let (head, body) = match compressed {
+            Some((d, _)) => {
                 // The shared start, this client's seq as a stored block,
                 // the shared rest (`crate::deflate::compress`).
-                let mut stored = [0u8; 24];
-                let (n, fixed) = compress::stored_seq(self.seq, &mut stored);
-                let head = Head::deflated(&[&d.head, &stored[..n]], d.body.len());
-                (head, &d.body[..], fixed)
+                let head = Head::deflated(&[&d.head, &stored[..stored_len]], d.body.len());
+                (head, &d.body[..])
             }
-            None if start.is_empty() => (Head::text(b"", rest.len()), rest.as_bytes(), false),
-            None => (
-                Head::update(start, self.seq, rest.len()),
-                rest.as_bytes(),
-                false,
-            ),
+            None if start.is_empty() => (Head::text(b"", rest.len()), rest.as_bytes()),
+            None => (Head::update(start, self.seq, rest.len()), rest.as_bytes()),
         };
         let head = head.map_err(|_| End::Gone)?;
         // Behind by more than --max-lag: closed before this frame starts.
@@ -98,7 +102,8 @@ where
             return Err(End::Lagging { behind, max });
         }
         self.send_frame(&head, body, false).await?;
-        if compressed.is_some() {
+        if let Some((_, against_previous)) = compressed {
+            self.shared.stats.update_compressed(against_previous);
             // The client's window now ends with this update (at the fixed
             // seq width, or it cannot take the next dictionary frame).
             self.in_step = if fixed { frame.packed.id } else { 0 };
@@ -112,8 +117,8 @@ where
     /// fixed seq width), keeps its window and the window reaches that far;
     /// else the one on its own, when the window allows; else none (the
     /// update goes uncompressed, which RFC 7692 allows per message).
-    fn compressed<'f>(&self, frame: &'f Frame) -> Option<(&'f Deflated, bool)> {
-        choose(self.deflate?, self.in_step, frame)
+    fn compressed<'f>(&self, frame: &'f Frame, fixed: bool) -> Option<(&'f Deflated, bool)> {
+        choose(self.deflate?, self.in_step, fixed, frame)
     }
 
     /// Send a frame that answers the client (or greets it): not lag while
@@ -305,11 +310,16 @@ mod tests {
     /// every compressed update must inflate to exactly the frame.
     /// Returns (dictionary frames, frames on their own, uncompressed).
     fn run_client(agreed: Agreed, ticks: u64, seed: u64) -> (u64, u64, u64) {
+        run_client_from(agreed, ticks, seed, 0)
+    }
+
+    /// [`run_client`] whose seq starts after `first_seq`.
+    fn run_client_from(agreed: Agreed, ticks: u64, seed: u64, first_seq: u64) -> (u64, u64, u64) {
         let hub = Hub::new(10);
         let mut rx = hub.subscribe(&Subscription::All);
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut client = Reference::new(agreed.window_bits, agreed.no_context_takeover);
-        let (mut in_step, mut seq) = (0u64, 0u64);
+        let (mut in_step, mut seq) = (0u64, first_seq);
         let (mut dict, mut free, mut plain) = (0, 0, 0);
         for i in 0..ticks {
             hub.publish(snapshot(i));
@@ -329,7 +339,9 @@ mod tests {
             }
             let frame = rx.borrow_and_update().clone();
             seq += 1;
-            let Some((d, against_previous)) = choose(agreed, in_step, &frame) else {
+            let mut stored = [0u8; 24];
+            let (n, fixed) = stored_seq(seq, &mut stored);
+            let Some((d, against_previous)) = choose(agreed, in_step, fixed, &frame) else {
                 plain += 1;
                 continue;
             };
@@ -338,8 +350,6 @@ mod tests {
             } else {
                 free += 1;
             }
-            let mut stored = [0u8; 24];
-            let (n, fixed) = stored_seq(seq, &mut stored);
             let payload = [&d.head[..], &stored[..n], &d.body[..]].concat();
             let got = client
                 .inflate(&payload)
@@ -356,10 +366,28 @@ mod tests {
             let agreed = Agreed {
                 no_context_takeover: false,
                 window_bits: 15,
+                window_offered: false,
             };
             let (dict, free, plain) = run_client(agreed, 1000, seed);
             assert_eq!(plain, 0);
             assert!(dict > 600 && free > 50, "dict {dict}, free {free}");
+        }
+    }
+
+    /// The update whose seq grows past the fixed width (10^8) cannot use
+    /// the form against the previous update, in step or not: it goes out
+    /// alone, and inflates exactly.
+    #[test]
+    fn the_update_whose_seq_outgrows_the_fixed_width_goes_out_alone() {
+        let agreed = Agreed {
+            no_context_takeover: false,
+            window_bits: 15,
+            window_offered: false,
+        };
+        for seed in [4, 5, 6] {
+            let (dict, free, plain) = run_client_from(agreed, 40, seed, 99_999_980);
+            assert_eq!(plain, 0);
+            assert!(dict > 5 && free > 5, "dict {dict}, free {free}");
         }
     }
 
@@ -368,6 +396,7 @@ mod tests {
         let no_takeover = Agreed {
             no_context_takeover: true,
             window_bits: 15,
+            window_offered: false,
         };
         let (dict, free, _) = run_client(no_takeover, 300, 4);
         assert_eq!(dict, 0);
@@ -376,6 +405,7 @@ mod tests {
         let small = Agreed {
             no_context_takeover: false,
             window_bits: 9,
+            window_offered: false,
         };
         let (_, free, plain) = run_client(small, 300, 5);
         assert_eq!(free, 0);
@@ -385,6 +415,7 @@ mod tests {
         let mid = Agreed {
             no_context_takeover: false,
             window_bits: 11,
+            window_offered: false,
         };
         let (dict, free, plain) = run_client(mid, 300, 6);
         assert!(free > 20 && dict > 20, "dict {dict}, free {free}");
