@@ -218,14 +218,22 @@ impl DeflateClient {
         let input = [payload, &TAIL].concat();
         let mut out = Vec::with_capacity(1 << 16);
         let mut rest = &input[..];
+        // Through a small buffer, as a browser's inflater may: zlib then
+        // checks every distance against its window (copying from its own
+        // output, a large buffer would hide a reach too far back).
+        let mut chunk = [0u8; 64];
         loop {
-            let before = self.inflater.total_in();
-            out.reserve(8192);
+            let (bi, bo) = (self.inflater.total_in(), self.inflater.total_out());
             self.inflater
-                .decompress_vec(rest, &mut out, FlushDecompress::Sync)
+                .decompress(rest, &mut chunk, FlushDecompress::Sync)
                 .unwrap_or_else(|e| panic!("the reference inflater refused a message: {e}"));
-            rest = &rest[(self.inflater.total_in() - before) as usize..];
-            if rest.is_empty() && out.len() < out.capacity() {
+            let (used, made) = (
+                (self.inflater.total_in() - bi) as usize,
+                (self.inflater.total_out() - bo) as usize,
+            );
+            out.extend_from_slice(&chunk[..made]);
+            rest = &rest[used..];
+            if (rest.is_empty() && made < chunk.len()) || (used == 0 && made == 0) {
                 break;
             }
         }
