@@ -82,19 +82,13 @@ impl Endpoint {
         let req = url.into_client_request().with_context(|| {
             format!("{url:?} is not a WebSocket URL (e.g. ws://127.0.0.1:8765/ws)")
         })?;
-        let uri = req.uri();
-        let tls = match uri.scheme_str() {
-            Some("ws") => false,
-            Some("wss") => true,
-            _ => anyhow::bail!("{url:?}: the URL must start with ws:// or wss://"),
-        };
-        let host = uri
-            .host()
-            .with_context(|| format!("{url:?} has no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // Scheme, host and port read as `watch` reads them.
+        let (host, port, tls) = handshake::endpoint(&req).map_err(|e| match e {
+            tungstenite::Error::Url(tungstenite::error::UrlError::NoHostName) => {
+                anyhow::anyhow!("{url:?} has no host")
+            }
+            _ => anyhow::anyhow!("{url:?}: the URL must start with ws:// or wss://"),
+        })?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
             .with_context(|| format!("cannot resolve {host}"))?
